@@ -1,0 +1,34 @@
+package tarfile
+
+import "errors"
+
+// Errors that callers branch on. The public archive package re-exports them.
+var (
+	// ErrNotDockerArchive means the input is not a tar, or is a tar that holds no image
+	// (a `docker export` of a container, a plain layer tar).
+	ErrNotDockerArchive = errors.New("tarfile: not a docker-archive")
+	// ErrTooLarge means a configured limit (members, manifest size, config size, spooled size)
+	// was exceeded.
+	ErrTooLarge = errors.New("tarfile: limit exceeded")
+	// ErrInsecurePath means a member name, a manifest path or a link target would leave the
+	// archive root.
+	ErrInsecurePath = errors.New("tarfile: insecure path")
+	// ErrBadLink means a link chain that loops, is too long, or points at a member that does
+	// not exist or is not a regular file.
+	ErrBadLink = errors.New("tarfile: unresolvable link")
+	// ErrMemberNotFound means a member named by manifest.json (or index.json, repositories)
+	// is not in the tar.
+	ErrMemberNotFound = errors.New("tarfile: member not found")
+	// ErrDigestMismatch means content does not hash to the digest that names it.
+	ErrDigestMismatch = errors.New("tarfile: digest mismatch")
+	// ErrSizeMismatch means content is not as long as declared.
+	ErrSizeMismatch = errors.New("tarfile: size mismatch")
+	// ErrInvalidManifest means manifest.json, repositories, index.json or an image config is
+	// malformed or inconsistent.
+	ErrInvalidManifest = errors.New("tarfile: invalid manifest")
+	// ErrImageNotFound means no image matches a selector.
+	ErrImageNotFound = errors.New("tarfile: image not found")
+	// ErrAmbiguous means a selector matches more than one image, or none was given and the
+	// archive holds several.
+	ErrAmbiguous = errors.New("tarfile: ambiguous image selection")
+)

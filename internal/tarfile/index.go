@@ -1,0 +1,312 @@
+package tarfile
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+)
+
+// maxLinkHops bounds how many links are followed to reach a regular file. Real archives use
+// one (Docker's shared layers, containers/image's legacy layer.tar); a few more are tolerated
+// for hand-made archives.
+const maxLinkHops = 16
+
+// readAhead is how much the header scan reads at once. Headers of small members sit close
+// together, so one read usually covers many of them; a large member costs one read for its
+// last byte (archive/tar checks it exists) and the following header.
+const readAhead = 64 << 10
+
+// Member is one entry of the tar as its header describes it.
+type Member struct {
+	// Name is the normalized name (see CleanName).
+	Name string
+	// Type is the tar type flag: tar.TypeReg, tar.TypeSymlink, tar.TypeLink, tar.TypeDir, …
+	Type byte
+	// Offset is where the member's data starts in the tar.
+	Offset int64
+	// Size is the size of the data as stored.
+	Size int64
+	// Linkname is the link target: for a symlink as written in the header, for a hardlink
+	// normalized like Name.
+	Linkname string
+	// HeaderOffset is where the member's first header block (including any PAX or GNU
+	// long-name block) starts.
+	HeaderOffset int64
+}
+
+// Index is the member index of a tar, built by one pass over its headers.
+//
+// None of its fields are modified after BuildIndex returns, and the underlying io.ReaderAt is
+// only read through ReadAt, so an Index is safe for concurrent use.
+type Index struct {
+	r    io.ReaderAt
+	size int64
+	// members in archive order.
+	members []Member
+	// byName maps a normalized name to the position of its last occurrence in members, as
+	// extraction keeps the last one.
+	byName map[string]int
+	// duplicates lists names that occur more than once, in order of their second occurrence.
+	duplicates []string
+	// insecure lists raw names that would land outside the root when extracted.
+	insecure []string
+}
+
+// CleanName normalizes a member name or a path taken from manifest.json: "./x", "/x" and "x"
+// are the same member. It returns ErrInsecurePath for a name that climbs above the root or
+// holds a NUL byte.
+func CleanName(name string) (string, error) {
+	if strings.IndexByte(name, 0) >= 0 {
+		return "", fmt.Errorf("%w: %q contains a NUL byte", ErrInsecurePath, name)
+	}
+	c := path.Clean("/" + name)
+	// path.Clean of a rooted path never climbs above "/"; detect the climb on the raw name.
+	if escapes(name) {
+		return "", fmt.Errorf("%w: %q leaves the archive root", ErrInsecurePath, name)
+	}
+	c = strings.TrimPrefix(c, "/")
+	if c == "" {
+		return "", fmt.Errorf("%w: %q names the archive root", ErrInsecurePath, name)
+	}
+	return c, nil
+}
+
+// escapes reports whether a relative walk through the slash-separated elements of p (a
+// leading "/" is taken as the archive root) ever goes above its starting point.
+func escapes(p string) bool {
+	depth := 0
+	for _, el := range strings.Split(p, "/") {
+		switch el {
+		case "", ".":
+		case "..":
+			depth--
+			if depth < 0 {
+				return true
+			}
+		default:
+			depth++
+		}
+	}
+	return false
+}
+
+// scanReader serves the header scan: sequential reads from a position with a read-ahead
+// buffer, and seeks that only move the position.
+type scanReader struct {
+	r        io.ReaderAt
+	size     int64
+	pos      int64
+	buf      []byte
+	bufStart int64
+}
+
+func (s *scanReader) Read(p []byte) (int, error) {
+	if s.pos >= s.size {
+		return 0, io.EOF
+	}
+	if s.pos < s.bufStart || s.pos >= s.bufStart+int64(len(s.buf)) {
+		n := int64(cap(s.buf))
+		if rem := s.size - s.pos; rem < n {
+			n = rem
+		}
+		got, err := s.r.ReadAt(s.buf[:n], s.pos)
+		s.buf = s.buf[:got]
+		s.bufStart = s.pos
+		if got == 0 {
+			if err == nil || err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+	}
+	n := copy(p, s.buf[s.pos-s.bufStart:])
+	s.pos += int64(n)
+	return n, nil
+}
+
+func (s *scanReader) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += s.pos
+	case io.SeekEnd:
+		offset += s.size
+	default:
+		return 0, errors.New("tarfile: invalid whence")
+	}
+	if offset < 0 {
+		return 0, errors.New("tarfile: negative position")
+	}
+	s.pos = offset
+	return offset, nil
+}
+
+// BuildIndex reads the headers of the tar in r (size bytes) once, seeking over member data.
+// It fails with ErrTooLarge when there are more than maxMembers members (0 means no limit).
+func BuildIndex(r io.ReaderAt, size int64, maxMembers int) (*Index, error) {
+	sr := &scanReader{r: r, size: size, buf: make([]byte, 0, readAhead)}
+	tr := tar.NewReader(sr)
+	ix := &Index{r: r, size: size, byName: make(map[string]int)}
+	for {
+		hdrStart := sr.pos
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if len(ix.members) == 0 && errors.Is(err, tar.ErrHeader) {
+				return nil, fmt.Errorf("%w: not a tar file: %v", ErrNotDockerArchive, err)
+			}
+			return nil, fmt.Errorf("reading tar header at offset %d: %w", hdrStart, err)
+		}
+		if maxMembers > 0 && len(ix.members) >= maxMembers {
+			return nil, fmt.Errorf("%w: more than %d tar members", ErrTooLarge, maxMembers)
+		}
+		if hdr.Size < 0 || sr.pos+hdr.Size > size {
+			return nil, fmt.Errorf("member %q: claims %d bytes past the end of the archive: %w", hdr.Name, hdr.Size, io.ErrUnexpectedEOF)
+		}
+		if hdr.Typeflag == tar.TypeGNUSparse {
+			// Sparse members cannot be served as a byte range; no image writer produces them.
+			continue
+		}
+		name, err := CleanName(hdr.Name)
+		if err != nil {
+			ix.insecure = append(ix.insecure, hdr.Name)
+			continue
+		}
+		m := Member{
+			Name:         name,
+			Type:         hdr.Typeflag,
+			Offset:       sr.pos,
+			Size:         hdr.Size,
+			Linkname:     hdr.Linkname,
+			HeaderOffset: hdrStart,
+		}
+		if m.Type == tar.TypeRegA {
+			m.Type = tar.TypeReg
+		}
+		if m.Type == tar.TypeLink {
+			if ln, err := CleanName(hdr.Linkname); err == nil {
+				m.Linkname = ln
+			}
+		}
+		if m.Type != tar.TypeReg {
+			// Links and directories carry no data of their own.
+			m.Size = 0
+		}
+		if _, dup := ix.byName[name]; dup && m.Type != tar.TypeDir {
+			ix.duplicates = append(ix.duplicates, name)
+		}
+		ix.byName[name] = len(ix.members)
+		ix.members = append(ix.members, m)
+	}
+	return ix, nil
+}
+
+// Members returns the members in archive order. The slice must not be modified.
+func (ix *Index) Members() []Member { return ix.members }
+
+// Duplicates returns names that occur more than once (the last occurrence is the one used).
+func (ix *Index) Duplicates() []string { return ix.duplicates }
+
+// Insecure returns raw member names that were skipped because they would leave the root.
+func (ix *Index) Insecure() []string { return ix.insecure }
+
+// Size is the size of the tar.
+func (ix *Index) Size() int64 { return ix.size }
+
+// ReaderAt is the tar the index was built from.
+func (ix *Index) ReaderAt() io.ReaderAt { return ix.r }
+
+// Lookup returns the last member with the normalized form of name, without following links.
+func (ix *Index) Lookup(name string) (Member, bool) {
+	c, err := CleanName(name)
+	if err != nil {
+		return Member{}, false
+	}
+	i, ok := ix.byName[c]
+	if !ok {
+		return Member{}, false
+	}
+	return ix.members[i], true
+}
+
+// Resolve returns the regular file that name refers to, following symlinks (relative to the
+// link's directory) and hardlinks. A target outside the root is ErrInsecurePath; a missing
+// member is ErrMemberNotFound; a loop, a chain longer than a small bound, or a link to a
+// non-file is ErrBadLink.
+func (ix *Index) Resolve(name string) (Member, error) {
+	cur, err := CleanName(name)
+	if err != nil {
+		return Member{}, err
+	}
+	for hop := 0; ; hop++ {
+		i, ok := ix.byName[cur]
+		if !ok {
+			if hop == 0 {
+				return Member{}, fmt.Errorf("%w: %q", ErrMemberNotFound, name)
+			}
+			return Member{}, fmt.Errorf("%w: %q: target %q does not exist", ErrBadLink, name, cur)
+		}
+		m := ix.members[i]
+		switch m.Type {
+		case tar.TypeReg:
+			return m, nil
+		case tar.TypeSymlink, tar.TypeLink:
+		default:
+			return Member{}, fmt.Errorf("%w: %q: %q is not a regular file (type %q)", ErrBadLink, name, cur, m.Type)
+		}
+		if hop >= maxLinkHops {
+			return Member{}, fmt.Errorf("%w: %q: more than %d links (or a loop)", ErrBadLink, name, maxLinkHops)
+		}
+		next, err := linkTarget(m)
+		if err != nil {
+			return Member{}, fmt.Errorf("%q: %w", name, err)
+		}
+		cur = next
+	}
+}
+
+// linkTarget returns the normalized name a link member points at.
+func linkTarget(m Member) (string, error) {
+	if m.Type == tar.TypeLink {
+		return CleanName(m.Linkname)
+	}
+	t := m.Linkname
+	if strings.HasPrefix(t, "/") {
+		return "", fmt.Errorf("%w: symlink %q has absolute target %q", ErrInsecurePath, m.Name, t)
+	}
+	joined := path.Dir(m.Name) + "/" + t
+	if escapes(joined) {
+		return "", fmt.Errorf("%w: symlink %q -> %q leaves the archive root", ErrInsecurePath, m.Name, t)
+	}
+	return CleanName(joined)
+}
+
+// Open resolves name and returns a reader over its bytes and the resolved member.
+func (ix *Index) Open(name string) (*io.SectionReader, Member, error) {
+	m, err := ix.Resolve(name)
+	if err != nil {
+		return nil, Member{}, err
+	}
+	return io.NewSectionReader(ix.r, m.Offset, m.Size), m, nil
+}
+
+// ReadSmall reads a whole member of at most max bytes (after following links).
+func (ix *Index) ReadSmall(name string, max int64) ([]byte, Member, error) {
+	sr, m, err := ix.Open(name)
+	if err != nil {
+		return nil, Member{}, err
+	}
+	if max > 0 && m.Size > max {
+		return nil, m, fmt.Errorf("%w: member %q is %d bytes, the limit is %d", ErrTooLarge, name, m.Size, max)
+	}
+	buf := make([]byte, m.Size)
+	if _, err := io.ReadFull(sr, buf); err != nil {
+		return nil, m, fmt.Errorf("reading member %q: %w", name, err)
+	}
+	return buf, m, nil
+}

@@ -1,0 +1,245 @@
+package tarfile
+
+import (
+	"fmt"
+	"runtime"
+
+	digest "github.com/opencontainers/go-digest"
+	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/image/v5/manifest"
+
+	"github.com/darc-dev/darc/reference"
+)
+
+// maxIndexDepth bounds nested indexes inside an OCI layout.
+const maxIndexDepth = 4
+
+// ociLayout is what an OCI image layout inside the archive (Docker 25+, BuildKit) says.
+type ociLayout struct {
+	// byConfig maps a config digest to the first manifest (in index.json order) using it.
+	byConfig map[digest.Digest]ociManifest
+	// tops are the manifests index.json names directly or, for a multi-platform index, the
+	// one picked for this platform, with the names the annotations give them; in order.
+	tops []ociManifest
+	// referenced holds every member reached from index.json.
+	referenced map[string]bool
+}
+
+type ociManifest struct {
+	data      []byte
+	mediaType string
+	digest    digest.Digest
+	parsed    manifest.Manifest
+	names     []string
+}
+
+// blobName is the member that holds a blob in an OCI layout.
+func blobName(d digest.Digest) string {
+	return "blobs/" + d.Algorithm().String() + "/" + d.Encoded()
+}
+
+// ociLayoutInfo parses index.json and the manifests it reaches, once. It returns nil
+// without error when the archive has no index.json.
+func (r *Reader) ociLayoutInfo() (*ociLayout, error) {
+	r.ociOnce.Do(func() {
+		if !r.has("index.json") {
+			return
+		}
+		r.oci, r.ociErr = r.parseOCILayout()
+		if r.ociErr != nil {
+			r.ociErr = fmt.Errorf("archive %q: index.json: %w", r.name, r.ociErr)
+		}
+	})
+	return r.oci, r.ociErr
+}
+
+func (r *Reader) parseOCILayout() (*ociLayout, error) {
+	data, _, err := r.ix.ReadSmall("index.json", r.limits.MaxManifestSize)
+	if err != nil {
+		return nil, err
+	}
+	idx, err := ParseOCIIndex(data)
+	if err != nil {
+		return nil, err
+	}
+	l := &ociLayout{byConfig: map[digest.Digest]ociManifest{}, referenced: map[string]bool{}}
+	for _, d := range idx.Manifests {
+		l.walk(r, d, 0, true)
+	}
+	return l, nil
+}
+
+// readBlob reads a blob of the layout, checking its digest and declared size.
+func (r *Reader) readBlob(d imgspecv1.Descriptor) ([]byte, error) {
+	if err := d.Digest.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: descriptor digest %q: %v", ErrInvalidManifest, d.Digest, err)
+	}
+	data, _, err := r.ix.ReadSmall(blobName(d.Digest), r.limits.MaxManifestSize)
+	if err != nil {
+		return nil, err
+	}
+	if got := d.Digest.Algorithm().FromBytes(data); got != d.Digest {
+		return nil, fmt.Errorf("member %q: %w: content is %s", blobName(d.Digest), ErrDigestMismatch, got)
+	}
+	if d.Size != int64(len(data)) {
+		return nil, fmt.Errorf("member %q: %w: %d bytes, descriptor says %d", blobName(d.Digest), ErrSizeMismatch, len(data), d.Size)
+	}
+	return data, nil
+}
+
+// walk records the manifest (or the manifests of the index) d points at. Unreadable or
+// inconsistent entries are skipped: the image is then served with a manifest built from its
+// config, which is always possible.
+func (l *ociLayout) walk(r *Reader, d imgspecv1.Descriptor, depth int, top bool) {
+	if depth > maxIndexDepth {
+		return
+	}
+	data, err := r.readBlob(d)
+	if err != nil {
+		return
+	}
+	l.referenced[blobName(d.Digest)] = true
+	mt := d.MediaType
+	if mt == "" {
+		mt = manifest.GuessMIMEType(data)
+	}
+	if manifest.MIMETypeIsMultiImage(mt) {
+		list, err := manifest.ListFromBlob(data, mt)
+		if err != nil {
+			return
+		}
+		var chosen *imgspecv1.Descriptor
+		for _, dg := range list.Instances() {
+			child, err := list.Instance(dg)
+			if err != nil {
+				continue
+			}
+			desc := imgspecv1.Descriptor{Digest: child.Digest, Size: child.Size, MediaType: child.MediaType}
+			if _, ok := r.ix.Lookup(blobName(child.Digest)); !ok {
+				continue // Docker saves only the platforms it has
+			}
+			l.walk(r, desc, depth+1, false)
+			if chosen == nil || (child.ReadOnly.Platform != nil && child.ReadOnly.Platform.OS == runtime.GOOS && child.ReadOnly.Platform.Architecture == runtime.GOARCH) {
+				c := desc
+				chosen = &c
+			}
+		}
+		if top && chosen != nil {
+			if m, ok := l.byDigest(chosen.Digest); ok {
+				m.names = annotationNames(d)
+				l.tops = append(l.tops, m)
+			}
+		}
+		return
+	}
+	parsed, err := manifest.FromBlob(data, mt)
+	if err != nil {
+		return
+	}
+	cfg := parsed.ConfigInfo().Digest
+	l.referenced[blobName(cfg)] = true
+	for _, li := range parsed.LayerInfos() {
+		l.referenced[blobName(li.Digest)] = true
+	}
+	m := ociManifest{data: data, mediaType: mt, digest: d.Digest, parsed: parsed}
+	if _, dup := l.byConfig[cfg]; !dup {
+		l.byConfig[cfg] = m
+	}
+	if top {
+		m.names = annotationNames(d)
+		l.tops = append(l.tops, m)
+	}
+}
+
+func (l *ociLayout) byDigest(d digest.Digest) (ociManifest, bool) {
+	for _, m := range l.byConfig {
+		if m.digest == d {
+			return m, true
+		}
+	}
+	return ociManifest{}, false
+}
+
+// annotationNames returns the image name a top-level descriptor carries: containerd's full
+// name annotation, else the OCI ref name when it is a full reference (Docker 25+ sets both).
+func annotationNames(d imgspecv1.Descriptor) []string {
+	if n := d.Annotations["io.containerd.image.name"]; n != "" {
+		return []string{n}
+	}
+	if n := d.Annotations[imgspecv1.AnnotationRefName]; n != "" {
+		return []string{n}
+	}
+	return nil
+}
+
+// useOwnManifest serves the archive's own manifest for img when its OCI layout has one that
+// uses img's config, has the right number of layers and whose blobs are all present.
+func (img *Image) useOwnManifest(res *Resolved) (bool, error) {
+	l, err := img.r.ociLayoutInfo()
+	if err != nil || l == nil {
+		// A broken index.json does not make the image unreadable: manifest.json suffices.
+		return false, nil
+	}
+	m, ok := l.byConfig[img.ID]
+	if !ok {
+		return false, nil
+	}
+	infos := m.parsed.LayerInfos()
+	if len(infos) != len(res.Layers) {
+		return false, nil
+	}
+	blobs := map[digest.Digest]blob{img.ID: res.blobs[img.ID]}
+	layers := make([]Layer, len(res.Layers))
+	for i, li := range infos {
+		mem, err := img.r.ix.Resolve(blobName(li.Digest))
+		if err != nil || (li.Size >= 0 && mem.Size != li.Size) {
+			return false, nil
+		}
+		l := res.Layers[i]
+		l.Name, l.Member, l.Digest, l.Size, l.MediaType = blobName(li.Digest), mem, li.Digest, mem.Size, li.MediaType
+		if li.Digest != l.DiffID {
+			// The manifest's digest is authoritative; the stored compression is sniffed again
+			// because the blob may differ from the member manifest.json names.
+			var head [10]byte
+			n, _ := img.r.ix.r.ReadAt(head[:], mem.Offset)
+			if int64(n) > mem.Size {
+				n = int(mem.Size)
+			}
+			l.Compression = sniffMember(head[:n])
+		} else {
+			l.Compression = Uncompressed
+		}
+		layers[i] = l
+		if _, dup := blobs[li.Digest]; !dup {
+			blobs[li.Digest] = blob{name: l.Name, member: mem, digest: li.Digest, size: mem.Size, stored: l.Compression, allDiffID: l.DiffID}
+		}
+	}
+	res.Layers, res.blobs = layers, blobs
+	res.Manifest, res.ManifestType, res.OwnManifest = m.data, m.mediaType, true
+	return true, nil
+}
+
+// loadOCIOnly reads an OCI layout archive that has no manifest.json (BuildKit's OCI
+// exporter, `docker save` of an OCI-only export): one image per top-level entry of index.json.
+func (r *Reader) loadOCIOnly() error {
+	l, err := r.ociLayoutInfo()
+	if err != nil {
+		return err
+	}
+	if l == nil || len(l.tops) == 0 {
+		return fmt.Errorf("%w: index.json names no usable image manifest", ErrNotDockerArchive)
+	}
+	for i, m := range l.tops {
+		it := ManifestItem{Config: blobName(m.parsed.ConfigInfo().Digest), RepoTags: []string{}}
+		for _, n := range m.names {
+			if _, err := reference.NormalizeTag(n); err == nil {
+				it.RepoTags = append(it.RepoTags, n)
+			}
+		}
+		for _, li := range m.parsed.LayerInfos() {
+			it.Layers = append(it.Layers, blobName(li.Digest))
+		}
+		r.images = append(r.images, r.imageFromItem(i, it))
+	}
+	return nil
+}

@@ -1,0 +1,383 @@
+package tarfile
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+
+	distref "github.com/distribution/reference"
+	digest "github.com/opencontainers/go-digest"
+	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/darc-dev/darc/reference"
+)
+
+// Limits bound what a reader accepts from an archive. A zero field means the default.
+type Limits struct {
+	MaxMembers      int   // tar members
+	MaxManifestSize int64 // manifest.json, repositories, index.json and OCI manifests/indexes
+	MaxConfigSize   int64 // one image config (or legacy v1 JSON)
+	MaxSpoolSize    int64 // bytes written to the spool file for a stream or compressed input
+}
+
+// Default limits.
+const (
+	DefaultMaxMembers      = 1_000_000
+	DefaultMaxManifestSize = 64 << 20
+	DefaultMaxConfigSize   = 8 << 20
+	DefaultMaxSpoolSize    = 1 << 40
+)
+
+// WithDefaults fills zero fields with the defaults.
+func (l Limits) WithDefaults() Limits {
+	if l.MaxMembers == 0 {
+		l.MaxMembers = DefaultMaxMembers
+	}
+	if l.MaxManifestSize == 0 {
+		l.MaxManifestSize = DefaultMaxManifestSize
+	}
+	if l.MaxConfigSize == 0 {
+		l.MaxConfigSize = DefaultMaxConfigSize
+	}
+	if l.MaxSpoolSize == 0 {
+		l.MaxSpoolSize = DefaultMaxSpoolSize
+	}
+	return l
+}
+
+// Reader is an opened docker-archive: its member index and its images.
+//
+// None of the fields below are modified after NewReader returns, except the lazily
+// computed, sync.Once-guarded state of each Image and of the OCI layout; with the index being
+// safe for concurrent reads, a Reader and its Images are safe for concurrent use.
+type Reader struct {
+	name   string // for messages: the path the user gave, or "-"
+	ix     *Index
+	limits Limits
+	images []*Image
+	format string
+
+	ociOnce sync.Once
+	oci     *ociLayout
+	ociErr  error
+
+	closer io.Closer
+}
+
+// Image is one image of an archive, as manifest.json (or the legacy layout) describes it.
+type Image struct {
+	r *Reader
+	// Index is the position in manifest.json, from 0.
+	Index int
+	// RepoTags are the tags as written in the archive; nil when the archive says null.
+	RepoTags []string
+	// Tags are RepoTags normalized, duplicates dropped, invalid ones left out (see BadTags).
+	Tags []distref.NamedTagged
+	// BadTags are RepoTags entries that are not valid tagged references.
+	BadTags []string
+	// ConfigName is the config member's cleaned path.
+	ConfigName string
+	// ID is the config digest: taken from the config's member name when the name states it
+	// (verified when the config is read), computed otherwise.
+	ID         digest.Digest
+	idFromName bool
+	// LayerNames are the cleaned layer paths from manifest.json, base first.
+	LayerNames []string
+	// LayerMembers are the regular files the layer paths resolve to (zero Members for
+	// unresolvable ones, which are listed in Problems).
+	LayerMembers []Member
+	// Problems are structural defects found at open time: missing or insecure members.
+	// An image with problems is listed but cannot be read.
+	Problems []error
+
+	layerSources map[digest.Digest]imgspecv1.Descriptor
+	legacyConfig []byte // synthesized config of a pre-1.10 image
+
+	once   sync.Once
+	res    *Resolved
+	resErr error
+}
+
+// Size is the sum of the layers' sizes as stored.
+func (img *Image) Size() int64 {
+	var n int64
+	for _, m := range img.LayerMembers {
+		n += m.Size
+	}
+	return n
+}
+
+// Name is a short label for messages: "image @N".
+func (img *Image) Name() string { return fmt.Sprintf("image @%d", img.Index) }
+
+// NewReader indexes the tar in ra and parses its images. name is used in error messages.
+func NewReader(name string, ra io.ReaderAt, size int64, limits Limits) (*Reader, error) {
+	limits = limits.WithDefaults()
+	ix, err := BuildIndex(ra, size, limits.MaxMembers)
+	if err != nil {
+		return nil, fmt.Errorf("archive %q: %w", name, err)
+	}
+	r := &Reader{name: name, ix: ix, limits: limits}
+	if err := r.loadImages(); err != nil {
+		return nil, fmt.Errorf("archive %q: %w", name, err)
+	}
+	return r, nil
+}
+
+// Name is the name given to NewReader.
+func (r *Reader) Name() string { return r.name }
+
+// Index is the member index.
+func (r *Reader) Index() *Index { return r.ix }
+
+// Images returns the images in archive order. The slice must not be modified.
+func (r *Reader) Images() []*Image { return r.images }
+
+// Format names the layout the images were read from: "manifest.json", "legacy" (pre-1.10,
+// repositories only) or "oci" (an OCI layout without manifest.json).
+func (r *Reader) Format() string { return r.format }
+
+func (r *Reader) loadImages() error {
+	switch {
+	case r.has("manifest.json"):
+		data, _, err := r.ix.ReadSmall("manifest.json", r.limits.MaxManifestSize)
+		if err != nil {
+			return err
+		}
+		items, err := ParseManifest(data)
+		if err != nil {
+			return err
+		}
+		if len(items) == 0 {
+			return fmt.Errorf("%w: manifest.json lists no images", ErrNotDockerArchive)
+		}
+		r.format = "manifest.json"
+		for i, it := range items {
+			r.images = append(r.images, r.imageFromItem(i, it))
+		}
+		return nil
+	case r.has("repositories"):
+		r.format = "legacy"
+		return r.loadLegacy()
+	case r.has("index.json") && r.has("oci-layout"):
+		r.format = "oci"
+		return r.loadOCIOnly()
+	}
+	return fmt.Errorf("%w: no manifest.json, repositories or index.json (a container export or a plain layer tar?)", ErrNotDockerArchive)
+}
+
+func (r *Reader) has(name string) bool {
+	_, ok := r.ix.Lookup(name)
+	return ok
+}
+
+// imageFromItem builds an Image from a manifest.json entry, recording (not failing on)
+// missing and insecure members so that listing and verification can report them.
+func (r *Reader) imageFromItem(i int, it ManifestItem) *Image {
+	img := &Image{r: r, Index: i, RepoTags: it.RepoTags, layerSources: it.LayerSources}
+	img.setTags()
+	cfg, err := CleanName(it.Config)
+	if err != nil || it.Config == "" {
+		if err == nil {
+			err = fmt.Errorf("%w: empty Config", ErrInvalidManifest)
+		}
+		img.Problems = append(img.Problems, fmt.Errorf("config: %w", err))
+	} else {
+		img.ConfigName = cfg
+		d, fromName := digestFromName(cfg, false)
+		switch _, err := r.ix.Resolve(cfg); {
+		case err != nil:
+			img.Problems = append(img.Problems, fmt.Errorf("config: %w", err))
+			img.ID, img.idFromName = d, fromName
+		case fromName:
+			img.ID, img.idFromName = d, true
+		default:
+			data, _, err := r.ix.ReadSmall(cfg, r.limits.MaxConfigSize)
+			if err != nil {
+				img.Problems = append(img.Problems, fmt.Errorf("config: %w", err))
+			} else {
+				img.ID = digest.FromBytes(data)
+			}
+		}
+	}
+	img.LayerNames = make([]string, len(it.Layers))
+	img.LayerMembers = make([]Member, len(it.Layers))
+	for j, l := range it.Layers {
+		c, err := CleanName(l)
+		if err != nil {
+			img.Problems = append(img.Problems, fmt.Errorf("layer %d: %w", j, err))
+			img.LayerNames[j] = l
+			continue
+		}
+		img.LayerNames[j] = c
+		m, err := r.ix.Resolve(c)
+		if err != nil {
+			img.Problems = append(img.Problems, fmt.Errorf("layer %d: %w", j, err))
+			continue
+		}
+		img.LayerMembers[j] = m
+	}
+	return img
+}
+
+func (img *Image) setTags() {
+	for _, t := range img.RepoTags {
+		nt, err := reference.NormalizeTag(t)
+		if err != nil {
+			img.BadTags = append(img.BadTags, t)
+			continue
+		}
+		if !slices.ContainsFunc(img.Tags, func(x distref.NamedTagged) bool { return x.String() == nt.String() }) {
+			img.Tags = append(img.Tags, nt)
+		}
+	}
+}
+
+// digestFromName returns the sha256 digest a member name states: "<hex>.json",
+// "sha256:<hex>", "blobs/sha256/<hex>", and, when compressedLayer is set, crane's
+// "<hex>.tar.gz" / "<hex>.tar.zst". A "<hex>.tar" layer name states a diffID, not the
+// digest of what is stored, so it is not taken here.
+func digestFromName(name string, compressedLayer bool) (digest.Digest, bool) {
+	base := path.Base(name)
+	var hex string
+	switch {
+	case path.Dir(name) == "blobs/sha256":
+		hex = base
+	case strings.HasPrefix(base, "sha256:"):
+		hex = strings.TrimPrefix(base, "sha256:")
+	case !compressedLayer && strings.HasSuffix(base, ".json"):
+		hex = strings.TrimSuffix(base, ".json")
+	case compressedLayer && strings.HasSuffix(base, ".tar.gz"):
+		hex = strings.TrimSuffix(base, ".tar.gz")
+	case compressedLayer && strings.HasSuffix(base, ".tar.zst"):
+		hex = strings.TrimSuffix(base, ".tar.zst")
+	default:
+		return "", false
+	}
+	d := digest.NewDigestFromEncoded(digest.SHA256, hex)
+	if d.Validate() != nil {
+		return "", false
+	}
+	return d, true
+}
+
+// Select returns the image a selector picks. No selector picks the only image; a tag or an
+// ID prefix that matches two different images is ErrAmbiguous, naming both.
+func (r *Reader) Select(sel reference.Selector) (*Image, error) {
+	var matches []*Image
+	switch sel.Kind() {
+	case reference.KindNone:
+		if len(r.images) == 1 {
+			return r.images[0], nil
+		}
+		return nil, fmt.Errorf("archive %q: %w: it holds %d images, choose one of: %s", r.name, ErrAmbiguous, len(r.images), r.choices())
+	case reference.KindIndex:
+		i := sel.Index()
+		if i >= len(r.images) {
+			return nil, fmt.Errorf("archive %q: %w: no @%d, the archive holds %d images", r.name, ErrImageNotFound, i, len(r.images))
+		}
+		return r.images[i], nil
+	case reference.KindTag:
+		for _, img := range r.images {
+			if slices.ContainsFunc(img.RepoTags, sel.MatchTag) {
+				matches = append(matches, img)
+			}
+		}
+	case reference.KindID, reference.KindIDPrefix:
+		for _, img := range r.images {
+			if img.ID != "" && sel.MatchID(img.ID) {
+				matches = append(matches, img)
+			}
+		}
+	}
+	if len(matches) == 0 {
+		return nil, fmt.Errorf("archive %q: %w: nothing matches %q; the archive holds: %s", r.name, ErrImageNotFound, sel.String(), r.choices())
+	}
+	// Entries that share an image ID are the same image (go-containerregistry writes one entry
+	// per tag); only different IDs make a selection ambiguous.
+	for _, m := range matches[1:] {
+		if m.ID != matches[0].ID {
+			idx := make([]string, len(matches))
+			for i, m := range matches {
+				idx[i] = fmt.Sprintf("@%d (%s)", m.Index, m.ID.Encoded()[:12])
+			}
+			return nil, fmt.Errorf("archive %q: %w: %q matches different images %s", r.name, ErrAmbiguous, sel.String(), strings.Join(idx, ", "))
+		}
+	}
+	return matches[0], nil
+}
+
+// choices lists the images for an error message, shortened for big archives.
+func (r *Reader) choices() string {
+	var parts []string
+	for i, img := range r.images {
+		if i == 10 {
+			parts = append(parts, fmt.Sprintf("… and %d more", len(r.images)-10))
+			break
+		}
+		label := "untagged"
+		if len(img.Tags) > 0 {
+			label = distref.FamiliarString(img.Tags[0])
+		}
+		parts = append(parts, fmt.Sprintf("@%d (%s)", i, label))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Unreferenced lists regular members that no image, manifest or layout file refers to,
+// for verification warnings. Legacy v1 metadata (VERSION, json) next to a referenced layer
+// counts as referenced.
+func (r *Reader) Unreferenced() []string {
+	used := map[string]bool{"manifest.json": true, "repositories": true, "index.json": true, "oci-layout": true}
+	for _, img := range r.images {
+		used[img.ConfigName] = true
+		for j, n := range img.LayerNames {
+			used[n] = true
+			used[img.LayerMembers[j].Name] = true
+		}
+	}
+	if oci, err := r.ociLayoutInfo(); err == nil && oci != nil {
+		for n := range oci.referenced {
+			used[n] = true
+		}
+	}
+	var out []string
+	for _, m := range r.ix.members {
+		if m.Type != '0' || used[m.Name] {
+			continue
+		}
+		dir, base := path.Split(m.Name)
+		if dir != "" && (base == "VERSION" || base == "json" || base == "layer.tar") {
+			continue // legacy v1 directory metadata
+		}
+		if i := r.ix.byName[m.Name]; r.ix.members[i].Offset != m.Offset {
+			continue // an earlier duplicate; reported as a duplicate instead
+		}
+		out = append(out, m.Name)
+	}
+	return out
+}
+
+// hashMember returns the sha256 digest of a member's stored bytes.
+func (r *Reader) hashMember(m Member) (digest.Digest, error) {
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(r.ix.r, m.Offset, m.Size)); err != nil {
+		return "", err
+	}
+	return digest.NewDigest(digest.SHA256, h), nil
+}
+
+// errIs reports whether err matches any of targets.
+func errIs(err error, targets ...error) bool {
+	for _, t := range targets {
+		if errors.Is(err, t) {
+			return true
+		}
+	}
+	return false
+}

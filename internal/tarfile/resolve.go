@@ -1,0 +1,252 @@
+package tarfile
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	digest "github.com/opencontainers/go-digest"
+	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/image/v5/manifest"
+)
+
+// Layer describes one layer of an image as it is served.
+type Layer struct {
+	// Name is the layer's path as manifest.json gives it (cleaned); Member is the regular file
+	// it resolves to (links followed).
+	Name   string
+	Member Member
+	// DiffID is the digest of the uncompressed layer, from the config's rootfs.diff_ids.
+	DiffID digest.Digest
+	// Compression is what the stored member holds.
+	Compression Compression
+	// Digest, Size and MediaType describe the blob served for the layer: the stored bytes
+	// for uncompressed, gzip and zstd members; the decompressed stream (Size -1) for xz and
+	// bzip2 members, which no manifest media type can describe.
+	Digest    digest.Digest
+	Size      int64
+	MediaType string
+}
+
+// Resolved is everything needed to serve an image: its config, layers and manifest.
+type Resolved struct {
+	Config       []byte
+	Architecture string
+	OS           string
+	Variant      string
+	Layers       []Layer
+	// Manifest is the archive's own manifest when it carries one for this image (an OCI
+	// layout inside, as Docker 25+ and BuildKit write), so the image digest is preserved;
+	// otherwise one built from the config.
+	Manifest     []byte
+	ManifestType string
+	OwnManifest  bool
+
+	blobs map[digest.Digest]blob
+}
+
+// blob says how to serve and verify one blob of an image.
+type blob struct {
+	name   string // for messages
+	member Member
+	data   []byte // served from memory (the config) when not nil
+	// digest and size of the bytes served (size -1: unknown).
+	digest digest.Digest
+	size   int64
+	// stored is the member's compression; decompress serves it decompressed.
+	stored     Compression
+	decompress bool
+	// diffID, when set, is checked on the decompressed stream of a compressed member whose
+	// digest the archive did not state (a digest we computed ourselves proves nothing).
+	diffID digest.Digest
+	// allDiffID is the layer's diffID, checked on the decompressed stream when the caller asks
+	// for full verification.
+	allDiffID digest.Digest
+}
+
+// Resolve reads the image's config, checks it against its ID and its layers, and works out
+// how each blob is served. The result is computed once and shared.
+func (img *Image) Resolve() (*Resolved, error) {
+	img.once.Do(func() {
+		img.res, img.resErr = img.resolve()
+		if img.resErr != nil {
+			img.resErr = fmt.Errorf("archive %q: %s: %w", img.r.name, img.Name(), img.resErr)
+		}
+	})
+	return img.res, img.resErr
+}
+
+func (img *Image) resolve() (*Resolved, error) {
+	if len(img.Problems) > 0 {
+		return nil, errors.Join(img.Problems...)
+	}
+	r := img.r
+	res := &Resolved{blobs: map[digest.Digest]blob{}}
+	cfgData := img.legacyConfig
+	if cfgData == nil {
+		data, _, err := r.ix.ReadSmall(img.ConfigName, r.limits.MaxConfigSize)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		cfgData = data
+	}
+	if got := digest.FromBytes(cfgData); got != img.ID {
+		return nil, fmt.Errorf("config %q: %w: content is %s, its name says %s", img.ConfigName, ErrDigestMismatch, got, img.ID)
+	}
+	cfg, err := parseConfig(cfgData)
+	if err != nil {
+		return nil, fmt.Errorf("config %q: %w: %v", img.ConfigName, ErrInvalidManifest, err)
+	}
+	res.Config, res.Architecture, res.OS, res.Variant = cfgData, cfg.Architecture, cfg.OS, cfg.Variant
+	diffIDs := cfg.RootFS.DiffIDs
+	if len(diffIDs) != len(img.LayerNames) {
+		return nil, fmt.Errorf("%w: the config lists %d layers (rootfs.diff_ids), manifest.json lists %d", ErrInvalidManifest, len(diffIDs), len(img.LayerNames))
+	}
+	cfgMember, _ := r.ix.Resolve(img.ConfigName)
+	res.blobs[img.ID] = blob{name: img.ConfigName, data: cfgData, digest: img.ID, size: int64(len(cfgData))}
+
+	needOCI := false
+	for j, m := range img.LayerMembers {
+		if img.legacyConfig == nil && m.Offset == cfgMember.Offset && m.Name == cfgMember.Name {
+			return nil, fmt.Errorf("%w: member %q is both the config and layer %d", ErrInvalidManifest, m.Name, j)
+		}
+		l, b, err := r.describeLayer(img, j, diffIDs[j])
+		if err != nil {
+			return nil, fmt.Errorf("layer %d %q: %w", j, img.LayerNames[j], err)
+		}
+		if l.Compression == Zstd {
+			needOCI = true
+		}
+		res.Layers = append(res.Layers, l)
+		if _, dup := res.blobs[l.Digest]; !dup {
+			res.blobs[l.Digest] = b
+		}
+	}
+
+	if ok, err := img.useOwnManifest(res); err != nil {
+		return nil, err
+	} else if ok {
+		return res, nil
+	}
+	return res, res.buildManifest(img.ID, needOCI)
+}
+
+// describeLayer works out how layer j is served.
+func (r *Reader) describeLayer(img *Image, j int, diffID digest.Digest) (Layer, blob, error) {
+	m := img.LayerMembers[j]
+	name := img.LayerNames[j]
+	l := Layer{Name: name, Member: m, DiffID: diffID}
+	var head [10]byte
+	n, err := io.ReadFull(io.NewSectionReader(r.ix.r, m.Offset, m.Size), head[:])
+	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+		return l, blob{}, err
+	}
+	l.Compression = sniffMember(head[:n])
+	b := blob{name: name, member: m, stored: l.Compression, allDiffID: diffID}
+	switch l.Compression {
+	case Uncompressed:
+		l.Digest, l.Size, l.MediaType = diffID, m.Size, manifest.DockerV2SchemaLayerMediaTypeUncompressed
+	case Gzip, Zstd:
+		l.Size = m.Size
+		l.MediaType = manifest.DockerV2Schema2LayerMediaType
+		if l.Compression == Zstd {
+			l.MediaType = imgspecv1.MediaTypeImageLayerZstd
+		}
+		if src, ok := img.layerSources[diffID]; ok && src.Size == m.Size && src.Digest.Validate() == nil {
+			l.Digest = src.Digest
+		} else if d, ok := digestFromName(name, true); ok {
+			l.Digest = d
+		} else {
+			d, err := r.hashMember(m)
+			if err != nil {
+				return l, blob{}, err
+			}
+			l.Digest = d
+			b.diffID = diffID
+		}
+	default: // xz, bzip2: no media type can carry them, so they are served decompressed
+		l.Digest, l.Size, l.MediaType = diffID, -1, manifest.DockerV2SchemaLayerMediaTypeUncompressed
+		b.decompress = true
+	}
+	b.digest, b.size = l.Digest, l.Size
+	return l, b, nil
+}
+
+// sniffMember identifies a layer member's compression from its first bytes. A tar header is
+// not needed here: a layer's first member name never starts with compression magic that
+// also has a valid continuation, and an empty layer has no bytes at all.
+func sniffMember(head []byte) Compression {
+	return DetectCompression(head)
+}
+
+// buildManifest makes a Docker schema2 manifest (OCI when a layer is zstd, which schema2
+// cannot describe) from the resolved config and layers.
+func (res *Resolved) buildManifest(id digest.Digest, oci bool) error {
+	var err error
+	if oci {
+		layers := make([]imgspecv1.Descriptor, len(res.Layers))
+		for i, l := range res.Layers {
+			mt := l.MediaType
+			switch l.Compression {
+			case Gzip:
+				mt = imgspecv1.MediaTypeImageLayerGzip
+			case Uncompressed, Xz, Bzip2:
+				mt = imgspecv1.MediaTypeImageLayer
+			}
+			layers[i] = imgspecv1.Descriptor{MediaType: mt, Digest: l.Digest, Size: l.Size}
+		}
+		m := manifest.OCI1FromComponents(imgspecv1.Descriptor{MediaType: imgspecv1.MediaTypeImageConfig, Digest: id, Size: int64(len(res.Config))}, layers)
+		res.Manifest, err = m.Serialize()
+		res.ManifestType = imgspecv1.MediaTypeImageManifest
+	} else {
+		layers := make([]manifest.Schema2Descriptor, len(res.Layers))
+		for i, l := range res.Layers {
+			layers[i] = manifest.Schema2Descriptor{MediaType: l.MediaType, Digest: l.Digest, Size: l.Size}
+		}
+		m := manifest.Schema2FromComponents(manifest.Schema2Descriptor{MediaType: manifest.DockerV2Schema2ConfigMediaType, Digest: id, Size: int64(len(res.Config))}, layers)
+		res.Manifest, err = m.Serialize()
+		res.ManifestType = manifest.DockerV2Schema2MediaType
+	}
+	return err
+}
+
+// OpenBlob returns a reader of the blob with digest d, its size (-1 if unknown) and verifies
+// the bytes while they are read: a mismatch is returned instead of io.EOF. With full set, a
+// compressed layer is also decompressed on the way and checked against its diffID.
+func (img *Image) OpenBlob(d digest.Digest, full bool) (io.ReadCloser, int64, error) {
+	res, err := img.Resolve()
+	if err != nil {
+		return nil, 0, err
+	}
+	b, ok := res.blobs[d]
+	if !ok {
+		return nil, 0, fmt.Errorf("archive %q: %s: %w: no blob %s", img.r.name, img.Name(), ErrMemberNotFound, d)
+	}
+	label := fmt.Sprintf("archive %q: %s: member %q", img.r.name, img.Name(), b.name)
+	if b.data != nil {
+		return newVerifier(io.NopCloser(newBytesReader(b.data)), b.digest, b.size, label, Uncompressed, ""), b.size, nil
+	}
+	var src io.Reader = io.NewSectionReader(img.r.ix.r, b.member.Offset, b.member.Size)
+	if b.decompress {
+		dec, closeDec, err := Decompress(src, b.stored)
+		if err != nil {
+			return nil, 0, fmt.Errorf("%s: %w", label, err)
+		}
+		return newVerifier(readCloser{dec, closeDec}, b.digest, -1, label, Uncompressed, ""), -1, nil
+	}
+	diffID := b.diffID
+	if full && b.stored != Uncompressed {
+		diffID = b.allDiffID
+	}
+	return newVerifier(io.NopCloser(src), b.digest, b.size, label, b.stored, diffID), b.size, nil
+}
+
+type readCloser struct {
+	io.Reader
+	close func()
+}
+
+func (rc readCloser) Close() error {
+	rc.close()
+	return nil
+}
