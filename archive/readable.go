@@ -1,0 +1,348 @@
+package archive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	distref "github.com/distribution/reference"
+	digest "github.com/opencontainers/go-digest"
+	"go.podman.io/image/v5/types"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/darc-dev/darc/internal/tarfile"
+	"github.com/darc-dev/darc/reference"
+)
+
+// Errors that callers branch on with errors.Is. Every error returned by this package that
+// restates one of these wraps it.
+var (
+	ErrNotDockerArchive = tarfile.ErrNotDockerArchive // input is not a tar, or a tar with no image
+	ErrTooLarge         = tarfile.ErrTooLarge         // a configured limit was exceeded
+	ErrInsecurePath     = tarfile.ErrInsecurePath     // a name or link leaves the archive root
+	ErrBadLink          = tarfile.ErrBadLink          // a link loops, is too long or dangles
+	ErrMemberNotFound   = tarfile.ErrMemberNotFound   // manifest.json names a missing member
+	ErrDigestMismatch   = tarfile.ErrDigestMismatch   // content does not match its digest
+	ErrSizeMismatch     = tarfile.ErrSizeMismatch     // content is not as long as declared
+	ErrInvalidManifest  = tarfile.ErrInvalidManifest  // malformed or inconsistent metadata
+	ErrImageNotFound    = tarfile.ErrImageNotFound    // no image matches a selector
+	ErrAmbiguous        = tarfile.ErrAmbiguous        // a selector matches several images
+)
+
+// Option configures Open, OpenStream and Create.
+type Option func(*options)
+
+type options struct {
+	open tarfile.OpenOptions
+}
+
+func makeOptions(opts []Option) options {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
+// WithTempDir sets where a stream or compressed input is spooled. The default is
+// os.TempDir(), which honours TMPDIR.
+func WithTempDir(dir string) Option { return func(o *options) { o.open.TempDir = dir } }
+
+// WithMaxMembers limits the number of tar members (default 1,000,000).
+func WithMaxMembers(n int) Option { return func(o *options) { o.open.Limits.MaxMembers = n } }
+
+// WithMaxManifestSize limits manifest.json, repositories, index.json and OCI manifests
+// (default 64 MiB).
+func WithMaxManifestSize(n int64) Option {
+	return func(o *options) { o.open.Limits.MaxManifestSize = n }
+}
+
+// WithMaxConfigSize limits one image config (default 8 MiB).
+func WithMaxConfigSize(n int64) Option { return func(o *options) { o.open.Limits.MaxConfigSize = n } }
+
+// WithMaxSpoolSize limits how many bytes a stream or compressed input may expand to when it
+// is spooled (default 1 TiB), the guard against decompression bombs.
+func WithMaxSpoolSize(n int64) Option { return func(o *options) { o.open.Limits.MaxSpoolSize = n } }
+
+// ReadableArchive is an open docker-archive. It owns the file (or the spooled copy of a
+// stream or compressed input), the member index and the parsed manifest.json, and is shared
+// by the references to all of its images.
+//
+// A ReadableArchive is safe for concurrent use, except that Close must not race with other
+// calls; image sources obtained from it must be closed before it.
+type ReadableArchive struct {
+	path string
+	r    *tarfile.Reader
+}
+
+// Open opens the docker-archive at path; "-" reads standard input. Whole-archive gzip, zstd,
+// xz and bzip2 compression is recognized from the content. An uncompressed regular file is
+// read in place; anything else is spooled once to a temp file that Close removes.
+func Open(path string, opts ...Option) (*ReadableArchive, error) {
+	o := makeOptions(opts)
+	r, err := tarfile.OpenFile(path, o.open)
+	if err != nil {
+		return nil, err
+	}
+	return &ReadableArchive{path: path, r: r}, nil
+}
+
+// OpenStream reads a docker-archive from r (possibly compressed), spooling it once to a temp
+// file that Close removes.
+func OpenStream(r io.Reader, opts ...Option) (*ReadableArchive, error) {
+	o := makeOptions(opts)
+	tr, err := tarfile.OpenStream("-", r, o.open)
+	if err != nil {
+		return nil, err
+	}
+	return &ReadableArchive{path: "-", r: tr}, nil
+}
+
+// Close releases the archive. It is idempotent.
+func (a *ReadableArchive) Close() error { return a.r.Close() }
+
+// Path is the path the archive was opened from ("-" for a stream).
+func (a *ReadableArchive) Path() string { return a.path }
+
+// ImageInfo describes one image as manifest.json (or the legacy layout) lists it. Computing
+// it reads no config and no layer.
+type ImageInfo struct {
+	// Index is the image's position in the archive, from 0: the INDEX of @INDEX.
+	Index int
+	// Tags are the image's tags, normalized ("busybox" is docker.io/library/busybox:latest).
+	Tags []distref.NamedTagged
+	// ID is the image ID, the digest of its config.
+	ID digest.Digest
+	// Layers are the layer members, base first.
+	Layers []LayerInfo
+	// Problems are defects that make the image unreadable (missing or insecure members).
+	Problems []error
+	// BadTags are entries of RepoTags that are not valid references.
+	BadTags []string
+}
+
+// LayerInfo is one layer member of an image.
+type LayerInfo struct {
+	// Name is the layer path from manifest.json; Member the file it resolves to after links.
+	Name   string
+	Member string
+	// Size is the size as stored (compressed size for a compressed member).
+	Size int64
+}
+
+// Size is the sum of the layers' sizes as stored.
+func (i ImageInfo) Size() int64 {
+	var n int64
+	for _, l := range i.Layers {
+		n += l.Size
+	}
+	return n
+}
+
+func infoOf(img *tarfile.Image) ImageInfo {
+	info := ImageInfo{Index: img.Index, Tags: img.Tags, ID: img.ID, Problems: img.Problems, BadTags: img.BadTags}
+	for j, n := range img.LayerNames {
+		m := img.LayerMembers[j]
+		info.Layers = append(info.Layers, LayerInfo{Name: n, Member: m.Name, Size: m.Size})
+	}
+	if info.Tags == nil {
+		info.Tags = []distref.NamedTagged{}
+	}
+	return info
+}
+
+// Images lists the archive's images in archive order.
+func (a *ReadableArchive) Images() []ImageInfo {
+	imgs := a.r.Images()
+	out := make([]ImageInfo, len(imgs))
+	for i, img := range imgs {
+		out[i] = infoOf(img)
+	}
+	return out
+}
+
+// Select returns the image that sel picks (see reference.Selector). No selector picks the
+// only image and is ErrAmbiguous for several; a tag or ID prefix matching two different
+// images is ErrAmbiguous.
+func (a *ReadableArchive) Select(sel reference.Selector) (ImageInfo, error) {
+	img, err := a.r.Select(sel)
+	if err != nil {
+		return ImageInfo{}, err
+	}
+	return infoOf(img), nil
+}
+
+// ImageDetails is what inspecting an image reads: its config, manifest and layers.
+type ImageDetails struct {
+	ImageInfo
+	Config       []byte
+	Architecture string
+	OS           string
+	Variant      string
+	// Manifest is what the image source serves: the archive's own when it has one
+	// (OwnManifest), otherwise one built from the config.
+	Manifest     []byte
+	ManifestType string
+	OwnManifest  bool
+	Layers       []LayerDetails
+}
+
+// LayerDetails describes one layer as served.
+type LayerDetails struct {
+	Name        string // member path from manifest.json (or the OCI blob used)
+	Member      string // the regular file after links
+	DiffID      digest.Digest
+	Compression string // of the stored member: none, gzip, zstd, xz or bzip2
+	Digest      digest.Digest
+	Size        int64 // of the blob served; -1 when unknown
+	MediaType   string
+}
+
+// Inspect reads the config of the image sel picks and describes how it is served.
+func (a *ReadableArchive) Inspect(sel reference.Selector) (*ImageDetails, error) {
+	img, err := a.r.Select(sel)
+	if err != nil {
+		return nil, err
+	}
+	res, err := img.Resolve()
+	if err != nil {
+		return nil, err
+	}
+	d := &ImageDetails{ImageInfo: infoOf(img), Config: res.Config, Architecture: res.Architecture, OS: res.OS,
+		Variant: res.Variant, Manifest: res.Manifest, ManifestType: res.ManifestType, OwnManifest: res.OwnManifest}
+	for _, l := range res.Layers {
+		d.Layers = append(d.Layers, LayerDetails{Name: l.Name, Member: l.Member.Name, DiffID: l.DiffID,
+			Compression: l.Compression.String(), Digest: l.Digest, Size: l.Size, MediaType: l.MediaType})
+	}
+	return d, nil
+}
+
+// Problem is one finding of Verify.
+type Problem struct {
+	// Image is the image's index, or -1 for a finding about the archive as a whole.
+	Image int
+	// Warning findings (unreferenced members, duplicate names) do not make the archive bad.
+	Warning bool
+	Err     error
+}
+
+func (p Problem) String() string {
+	sev := "error"
+	if p.Warning {
+		sev = "warning"
+	}
+	if p.Image < 0 {
+		return fmt.Sprintf("%s: %v", sev, p.Err)
+	}
+	return fmt.Sprintf("%s: image @%d: %v", sev, p.Image, p.Err)
+}
+
+// Verify checks every image: every referenced member exists, the layer count matches the
+// config, every layer matches its diffID (compressed layers are decompressed to check) and
+// its stated digest, the config its digest, every tag is valid. Unreferenced members and
+// duplicate names are reported as warnings. Up to parallel images are read at once (0: 2).
+func (a *ReadableArchive) Verify(ctx context.Context, parallel int) []Problem {
+	var probs []Problem
+	for _, n := range a.r.Index().Insecure() {
+		probs = append(probs, Problem{Image: -1, Err: fmt.Errorf("%w: member %q is outside the archive root (ignored)", ErrInsecurePath, n)})
+	}
+	for _, n := range a.r.Index().Duplicates() {
+		probs = append(probs, Problem{Image: -1, Warning: true, Err: fmt.Errorf("member %q appears more than once; the last one is used", n)})
+	}
+	for _, n := range a.r.Unreferenced() {
+		probs = append(probs, Problem{Image: -1, Warning: true, Err: fmt.Errorf("member %q is not referenced by any image", n)})
+	}
+	imgs := a.r.Images()
+	perImage := make([][]Problem, len(imgs))
+	if parallel <= 0 {
+		parallel = 2
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(parallel)
+	for i, img := range imgs {
+		g.Go(func() error {
+			perImage[i] = verifyImage(ctx, img)
+			return nil
+		})
+	}
+	_ = g.Wait()
+	for _, p := range perImage {
+		probs = append(probs, p...)
+	}
+	return probs
+}
+
+func verifyImage(ctx context.Context, img *tarfile.Image) []Problem {
+	var probs []Problem
+	add := func(err error) { probs = append(probs, Problem{Image: img.Index, Err: err}) }
+	for _, t := range img.BadTags {
+		add(fmt.Errorf("tag %q is not a valid reference", t))
+	}
+	for _, p := range img.Problems {
+		add(p)
+	}
+	if len(img.Problems) > 0 {
+		return probs
+	}
+	res, err := img.Resolve()
+	if err != nil {
+		add(err)
+		return probs
+	}
+	seen := map[digest.Digest]bool{}
+	for _, l := range res.Layers {
+		if seen[l.Digest] {
+			continue
+		}
+		seen[l.Digest] = true
+		if err := ctx.Err(); err != nil {
+			add(err)
+			return probs
+		}
+		if err := drain(img, l.Digest); err != nil {
+			add(fmt.Errorf("layer %q: %w", l.Name, err))
+		}
+	}
+	return probs
+}
+
+// drain reads one blob to its end with full verification.
+func drain(img *tarfile.Image, d digest.Digest) error {
+	rc, _, err := img.OpenBlob(d, true)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(io.Discard, rc)
+	if cerr := rc.Close(); err == nil && cerr != nil && !errors.Is(cerr, io.EOF) {
+		err = cerr
+	}
+	return err
+}
+
+// Reference returns a reference to the image sel picks, sharing this archive: image sources
+// made from it read the open archive and do not close it.
+func (a *ReadableArchive) Reference(sel reference.Selector) (types.ImageReference, error) {
+	if _, err := a.r.Select(sel); err != nil {
+		return nil, err
+	}
+	ref, err := reference.New(a.path, sel)
+	if err != nil {
+		// The path of a stream ("-") or one with a colon cannot be written as a string
+		// reference; the handle still identifies the archive.
+		ref = reference.Reference{}
+	}
+	return archiveReference{ref: ref, sel: sel, path: a.path, reader: a}, nil
+}
+
+// References returns one reference per image, by index, in archive order.
+func (a *ReadableArchive) References() []types.ImageReference {
+	imgs := a.r.Images()
+	out := make([]types.ImageReference, len(imgs))
+	for i := range imgs {
+		sel, _ := reference.IndexSelector(i)
+		ref, _ := reference.New(a.path, sel)
+		out[i] = archiveReference{ref: ref, sel: sel, path: a.path, reader: a}
+	}
+	return out
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	distref "github.com/distribution/reference"
+	"github.com/spf13/cobra"
+
+	"github.com/darc-dev/darc/archive"
+)
+
+// lsEntry is one line of `darc ls --json`.
+type lsEntry struct {
+	Index  int      `json:"index"`
+	Tags   []string `json:"tags"`
+	ID     string   `json:"id"`
+	Layers int      `json:"layers"`
+	Size   int64    `json:"size"`
+}
+
+func newLsCommand() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "ls [--json] ARCHIVE",
+		Short: "List the images of an archive in archive order",
+		Long: `List the images of an archive in archive order: index (for ARCHIVE:@INDEX),
+image ID, tags, layer count and the size of the layers as stored.`,
+		Example: `  darc ls bundle.tar
+  darc ls --json bundle.tar.zst
+  zcat bundle.tar.gz | darc ls -`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			a, err := archive.Open(args[0])
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			imgs := a.Images()
+			entries := make([]lsEntry, len(imgs))
+			for i, img := range imgs {
+				e := lsEntry{Index: img.Index, Tags: []string{}, ID: img.ID.String(), Layers: len(img.Layers), Size: img.Size()}
+				for _, t := range img.Tags {
+					e.Tags = append(e.Tags, t.String())
+				}
+				entries[i] = e
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(entries)
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "INDEX\tIMAGE ID\tLAYERS\tSIZE\tTAGS")
+			for i, e := range entries {
+				tags := make([]string, len(imgs[i].Tags))
+				for j, t := range imgs[i].Tags {
+					tags[j] = distref.FamiliarString(t)
+				}
+				label := strings.Join(tags, ", ")
+				if label == "" {
+					label = "<none>"
+				}
+				fmt.Fprintf(tw, "@%d\t%s\t%d\t%s\t%s\n", e.Index, shortID(e.ID), e.Layers, humanSize(e.Size), label)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array, one object per image")
+	return cmd
+}
+
+func shortID(id string) string {
+	id = strings.TrimPrefix(id, "sha256:")
+	if len(id) > 12 {
+		return id[:12]
+	}
+	if id == "" {
+		return "<unknown>"
+	}
+	return id
+}
+
+func humanSize(n int64) string {
+	const unit = 1000
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
+}

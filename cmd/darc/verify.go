@@ -1,0 +1,51 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/darc-dev/darc/archive"
+)
+
+func newVerifyCommand() *cobra.Command {
+	var parallel int
+	cmd := &cobra.Command{
+		Use:   "verify ARCHIVE",
+		Short: "Check every image of an archive, byte for byte",
+		Long: `Check every image of an archive: every member manifest.json refers to exists and
+stays inside the archive, each config matches its digest and lists as many layers as
+manifest.json, every layer matches its diffID (compressed layers are decompressed to check)
+and any digest the archive states for it, and every tag is a valid reference. Members that
+nothing refers to and names that occur twice are reported as warnings.
+
+Prints one line per finding. Exits 0 when there is no error (warnings allowed), 1 otherwise.`,
+		Example: `  darc verify bundle.tar
+  curl -s https://example.com/bundle.tar.zst | darc verify -`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			a, err := archive.Open(args[0])
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			probs := a.Verify(cmd.Context(), parallel)
+			bad := 0
+			for _, p := range probs {
+				if !p.Warning {
+					bad++
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), p)
+			}
+			n := len(a.Images())
+			if bad > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "darc: %s: %d error(s) in %d image(s)\n", args[0], bad, n)
+				return errProblems
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "%s: %d image(s) verified\n", args[0], n)
+			return nil
+		},
+	}
+	cmd.Flags().IntVarP(&parallel, "parallel", "p", 2, "images verified at once")
+	return cmd
+}
