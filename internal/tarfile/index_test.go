@@ -1,0 +1,289 @@
+package tarfile
+
+import (
+	"archive/tar"
+	"bytes"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/darc-dev/darc/internal/archivetest"
+)
+
+func TestCleanName(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    string
+		wantErr error
+	}{
+		{"x.tar", "x.tar", nil},
+		// "./x", "/x" and "x" are one member.
+		{"./x.tar", "x.tar", nil},
+		{"/x.tar", "x.tar", nil},
+		{"a//b/./c", "a/b/c", nil},
+		// Climbing back down inside the root is fine.
+		{"a/../b", "b", nil},
+		{"../x", "", ErrInsecurePath},
+		{"a/../../x", "", ErrInsecurePath},
+		{"/../x", "", ErrInsecurePath},
+		{"x\x00y", "", ErrInsecurePath},
+		{".", "", ErrInsecurePath},
+		{"", "", ErrInsecurePath},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := CleanName(tc.in)
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("CleanName(%q) error = %v, want %v", tc.in, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("CleanName(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+			}
+		})
+	}
+}
+
+func indexOf(t *testing.T, data []byte) *Index {
+	t.Helper()
+	ix, err := BuildIndex(bytes.NewReader(data), int64(len(data)), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ix
+}
+
+func TestResolve(t *testing.T) {
+	reg := func(name, body string) archivetest.Entry {
+		return archivetest.Entry{Name: name, Body: []byte(body)}
+	}
+	sym := func(name, target string) archivetest.Entry {
+		return archivetest.Entry{Name: name, Type: tar.TypeSymlink, Linkname: target}
+	}
+	hard := func(name, target string) archivetest.Entry {
+		return archivetest.Entry{Name: name, Type: tar.TypeLink, Linkname: target}
+	}
+	chain := []archivetest.Entry{reg("base.tar", "layer")}
+	prev := "base.tar"
+	for i := 0; i < maxLinkHops+1; i++ {
+		n := "l" + strings.Repeat("x", i) + ".tar"
+		chain = append(chain, sym(n, prev))
+		prev = n
+	}
+	tests := []struct {
+		name    string
+		entries []archivetest.Entry
+		lookup  string
+		want    string // body
+		wantErr error
+	}{
+		{"regular file", []archivetest.Entry{reg("a.tar", "A")}, "a.tar", "A", nil},
+		{"dot-slash lookup of plain name", []archivetest.Entry{reg("a.tar", "A")}, "./a.tar", "A", nil},
+		{"dot-slash member, plain lookup", []archivetest.Entry{reg("./a.tar", "A")}, "a.tar", "A", nil},
+		// Docker's layout: a later image's layer.tar links to an earlier one.
+		{"docker relative symlink", []archivetest.Entry{reg("v1/layer.tar", "L"), sym("v2/layer.tar", "../v1/layer.tar")}, "v2/layer.tar", "L", nil},
+		{"symlink chain", []archivetest.Entry{reg("x.tar", "X"), sym("d/a", "../x.tar"), sym("e/b", "../d/a"), sym("c", "e/b")}, "c", "X", nil},
+		{"symlink with dot-dot inside", []archivetest.Entry{reg("x.tar", "X"), sym("a/b", "c/../../x.tar")}, "a/b", "X", nil},
+		{"hardlink", []archivetest.Entry{reg("x.tar", "X"), hard("y.tar", "x.tar")}, "y.tar", "X", nil},
+		{"hardlink to symlink", []archivetest.Entry{reg("x.tar", "X"), sym("s", "x.tar"), hard("h", "./s")}, "h", "X", nil},
+		// Extraction keeps the last member of a name.
+		{"duplicate name: last wins", []archivetest.Entry{reg("a.tar", "old"), reg("a.tar", "new")}, "a.tar", "new", nil},
+		{"long chain within bound", chain[:maxLinkHops+1], prev[:len(prev)-len("x.tar")] + ".tar", "layer", nil},
+		{"chain too long", chain, prev, "", ErrBadLink},
+		{"symlink cycle", []archivetest.Entry{sym("a", "b"), sym("b", "a")}, "a", "", ErrBadLink},
+		{"self link", []archivetest.Entry{sym("a", "a")}, "a", "", ErrBadLink},
+		{"escaping symlink", []archivetest.Entry{sym("a", "../../etc/passwd")}, "a", "", ErrInsecurePath},
+		{"absolute symlink", []archivetest.Entry{sym("a", "/etc/passwd")}, "a", "", ErrInsecurePath},
+		{"escaping hardlink", []archivetest.Entry{hard("a", "../x")}, "a", "", ErrInsecurePath},
+		{"dangling symlink", []archivetest.Entry{sym("a", "missing")}, "a", "", ErrBadLink},
+		{"link to directory", []archivetest.Entry{{Name: "d/", Type: tar.TypeDir}, sym("a", "d")}, "a", "", ErrBadLink},
+		{"missing member", []archivetest.Entry{reg("a", "A")}, "b", "", ErrMemberNotFound},
+		{"insecure lookup", []archivetest.Entry{reg("a", "A")}, "../a", "", ErrInsecurePath},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ix := indexOf(t, archivetest.Tar(tc.entries))
+			sr, m, err := ix.Open(tc.lookup)
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("Open(%q) error = %v, want %v", tc.lookup, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(sr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != tc.want || m.Size != int64(len(tc.want)) {
+				t.Fatalf("Open(%q) = %q (size %d), want %q", tc.lookup, got, m.Size, tc.want)
+			}
+		})
+	}
+}
+
+func TestIndexSkipsInsecureNames(t *testing.T) {
+	ix := indexOf(t, archivetest.Tar([]archivetest.Entry{
+		{Name: "../evil", Body: []byte("x")},
+		{Name: "ok", Body: []byte("y")},
+	}))
+	if got := ix.Insecure(); len(got) != 1 || got[0] != "../evil" {
+		t.Errorf("Insecure() = %q, want [../evil]", got)
+	}
+	if _, ok := ix.Lookup("evil"); ok {
+		t.Error("an escaping name must not be reachable under its cleaned form")
+	}
+	if len(ix.Members()) != 1 {
+		t.Errorf("got %d members, want 1", len(ix.Members()))
+	}
+}
+
+func TestIndexLimits(t *testing.T) {
+	var entries []archivetest.Entry
+	for i := 0; i < 10; i++ {
+		entries = append(entries, archivetest.Entry{Name: strings.Repeat("m", i+1), Body: []byte("x")})
+	}
+	data := archivetest.Tar(entries)
+	if _, err := BuildIndex(bytes.NewReader(data), int64(len(data)), 9); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("9-member limit on 10 members: got %v, want ErrTooLarge", err)
+	}
+	if _, err := BuildIndex(bytes.NewReader(data), int64(len(data)), 10); err != nil {
+		t.Errorf("10-member limit on 10 members: %v", err)
+	}
+}
+
+func TestNotATar(t *testing.T) {
+	data := bytes.Repeat([]byte("this is not a tar file\n"), 100)
+	_, err := BuildIndex(bytes.NewReader(data), int64(len(data)), 0)
+	if !errors.Is(err, ErrNotDockerArchive) {
+		t.Fatalf("got %v, want ErrNotDockerArchive", err)
+	}
+}
+
+func TestDetectCompression(t *testing.T) {
+	bzTar := archivetest.Tar([]archivetest.Entry{{Name: "BZh91AY&SYfile", Body: []byte("x")}})
+	tests := []struct {
+		name string
+		head []byte
+		want Compression
+	}{
+		// A tar whose first member's name is bzip2 magic is still a tar.
+		{"tar with BZh member", bzTar, Uncompressed},
+		{"plain tar", archivetest.Tar([]archivetest.Entry{{Name: "a", Body: []byte("x")}}), Uncompressed},
+		{"gzip", []byte{0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0}, Gzip},
+		{"zstd", []byte{0x28, 0xb5, 0x2f, 0xfd, 0, 0}, Zstd},
+		{"xz", []byte{0xfd, '7', 'z', 'X', 'Z', 0x00, 0}, Xz},
+		{"bzip2", []byte("BZh91AY&SY\x00\x00"), Bzip2},
+		// "BZh" without the block magic is not bzip2.
+		{"BZh text", []byte("BZh9 hello world"), Uncompressed},
+		{"empty", nil, Uncompressed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := DetectCompression(tc.head); got != tc.want {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// countingReaderAt records every byte range read.
+type countingReaderAt struct {
+	r     io.ReaderAt
+	mu    sync.Mutex
+	reads [][2]int64 // offset, length
+}
+
+func (c *countingReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	n, err := c.r.ReadAt(p, off)
+	c.mu.Lock()
+	c.reads = append(c.reads, [2]int64{off, int64(n)})
+	c.mu.Unlock()
+	return n, err
+}
+
+// bytesIn returns how many bytes were read inside [start, end).
+func (c *countingReaderAt) bytesIn(start, end int64) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var n int64
+	for _, r := range c.reads {
+		lo, hi := max(r[0], start), min(r[0]+r[1], end)
+		if hi > lo {
+			n += hi - lo
+		}
+	}
+	return n
+}
+
+func (c *countingReaderAt) reset() {
+	c.mu.Lock()
+	c.reads = nil
+	c.mu.Unlock()
+}
+
+// TestNoRescans proves the index reads headers in one pass without reading member bodies
+// (beyond one read-ahead window per member), and that reading a member afterwards reads its
+// bytes exactly once and nothing else.
+func TestNoRescans(t *testing.T) {
+	const big = 4 << 20
+	var entries []archivetest.Entry
+	for i := 0; i < 5; i++ {
+		body := bytes.Repeat([]byte{byte('a' + i)}, big)
+		entries = append(entries, archivetest.Entry{Name: string(rune('a'+i)) + ".tar", Body: body})
+	}
+	data := archivetest.Tar(entries)
+	cr := &countingReaderAt{r: bytes.NewReader(data)}
+	ix, err := BuildIndex(cr, int64(len(data)), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := cr.bytesIn(0, int64(len(data)))
+	// Each member costs at most one read-ahead window: its header and, for the body, the last
+	// byte archive/tar checks plus whatever follows in the same window.
+	if limit := int64(len(entries)+1) * readAhead; total > limit {
+		t.Errorf("indexing read %d bytes of a %d-byte archive; want at most %d", total, len(data), limit)
+	}
+	for _, m := range ix.Members() {
+		if got := cr.bytesIn(m.Offset, m.Offset+m.Size-1); got > readAhead {
+			t.Errorf("indexing read %d bytes of %q's body", got, m.Name)
+		}
+	}
+	for _, m := range ix.Members() {
+		cr.reset()
+		sr, _, err := ix.Open(m.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, sr); err != nil {
+			t.Fatal(err)
+		}
+		if got := cr.bytesIn(m.Offset, m.Offset+m.Size); got != m.Size {
+			t.Errorf("reading %q read %d bytes of its body, want %d", m.Name, got, m.Size)
+		}
+		if got := cr.bytesIn(0, int64(len(data))); got != m.Size {
+			t.Errorf("reading %q read %d bytes in all, want %d", m.Name, got, m.Size)
+		}
+	}
+}
+
+// TestClaimedSizePastEnd covers a header that claims far more data than the file holds.
+func TestClaimedSizePastEnd(t *testing.T) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: "huge", Size: 1 << 62, Mode: 0o644, Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = tw.Write(make([]byte, 1024)) // what follows is far less than claimed
+	data := buf.Bytes()
+	_, err := BuildIndex(bytes.NewReader(data), int64(len(data)), 0)
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("got %v, want io.ErrUnexpectedEOF", err)
+	}
+}
