@@ -2,6 +2,7 @@ package tarfile
 
 import (
 	"archive/tar"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -59,6 +60,9 @@ type Index struct {
 // are the same member. It returns ErrInsecurePath for a name that climbs above the root or
 // holds a NUL byte.
 func CleanName(name string) (string, error) {
+	if isClean(name) {
+		return name, nil
+	}
 	if strings.IndexByte(name, 0) >= 0 {
 		return "", fmt.Errorf("%w: %q contains a NUL byte", ErrInsecurePath, name)
 	}
@@ -72,6 +76,30 @@ func CleanName(name string) (string, error) {
 		return "", fmt.Errorf("%w: %q names the archive root", ErrInsecurePath, name)
 	}
 	return c, nil
+}
+
+// isClean reports, cheaply, whether name is already in normal form: the common case, checked
+// for every member of an archive with many of them.
+func isClean(name string) bool {
+	if name == "" || name[0] == '/' || name[len(name)-1] == '/' {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		switch name[i] {
+		case 0:
+			return false
+		case '.':
+			// "." or ".." as a whole element.
+			if (i == 0 || name[i-1] == '/') && (i+1 == len(name) || name[i+1] == '/' || (name[i+1] == '.' && (i+2 == len(name) || name[i+2] == '/'))) {
+				return false
+			}
+		case '/':
+			if name[i+1] == '/' {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // escapes reports whether a relative walk through the slash-separated elements of p (a
@@ -146,64 +174,179 @@ func (s *scanReader) Seek(offset int64, whence int) (int64, error) {
 
 // BuildIndex reads the headers of the tar in r (size bytes) once, seeking over member data.
 // It fails with ErrTooLarge when there are more than maxMembers members (0 means no limit).
+//
+// Plain ustar, GNU and v7 headers, which is what image tools write, are decoded directly
+// from their 512-byte blocks. At the first header that needs more (PAX or GNU long-name
+// extensions, base-256 sizes, sparse files, the end-of-archive blocks, anything malformed)
+// the scan hands over to archive/tar for the rest of the archive, so every archive is read
+// with archive/tar's semantics.
 func BuildIndex(r io.ReaderAt, size int64, maxMembers int) (*Index, error) {
 	sr := &scanReader{r: r, size: size, buf: make([]byte, 0, readAhead)}
-	tr := tar.NewReader(sr)
 	ix := &Index{r: r, size: size, byName: make(map[string]int)}
+	var blk [blockSize]byte
+	var tr *tar.Reader // nil while the fast path is in use
 	for {
 		hdrStart := sr.pos
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			if len(ix.members) == 0 && errors.Is(err, tar.ErrHeader) {
-				return nil, fmt.Errorf("%w: not a tar file: %v", ErrNotDockerArchive, err)
+		var hdr fastHeader
+		if tr == nil {
+			if ok := readFastHeader(sr, &blk, &hdr); !ok {
+				sr.pos = hdrStart
+				tr = tar.NewReader(sr)
 			}
-			return nil, fmt.Errorf("reading tar header at offset %d: %w", hdrStart, err)
 		}
+		if tr != nil {
+			th, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				if len(ix.members) == 0 && errors.Is(err, tar.ErrHeader) {
+					return nil, fmt.Errorf("%w: not a tar file: %v", ErrNotDockerArchive, err)
+				}
+				return nil, fmt.Errorf("reading tar header at offset %d: %w", hdrStart, err)
+			}
+			hdr = fastHeader{name: th.Name, linkname: th.Linkname, size: th.Size, typeflag: th.Typeflag}
+		}
+		dataStart := sr.pos
 		if maxMembers > 0 && len(ix.members) >= maxMembers {
 			return nil, fmt.Errorf("%w: more than %d tar members", ErrTooLarge, maxMembers)
 		}
-		if hdr.Size < 0 || sr.pos+hdr.Size > size {
-			return nil, fmt.Errorf("member %q: claims %d bytes past the end of the archive: %w", hdr.Name, hdr.Size, io.ErrUnexpectedEOF)
+		if hdr.size < 0 || dataStart+hdr.size > size {
+			return nil, fmt.Errorf("member %q: claims %d bytes past the end of the archive: %w", hdr.name, hdr.size, io.ErrUnexpectedEOF)
 		}
-		if hdr.Typeflag == tar.TypeGNUSparse {
+		if tr == nil && !isHeaderOnlyType(hdr.typeflag) {
+			sr.pos = dataStart + (hdr.size+blockSize-1)/blockSize*blockSize
+		}
+		if hdr.typeflag == tar.TypeGNUSparse {
 			// Sparse members cannot be served as a byte range; no image writer produces them.
 			continue
 		}
-		name, err := CleanName(hdr.Name)
-		if err != nil {
-			ix.insecure = append(ix.insecure, hdr.Name)
-			continue
-		}
-		m := Member{
-			Name:         name,
-			Type:         hdr.Typeflag,
-			Offset:       sr.pos,
-			Size:         hdr.Size,
-			Linkname:     hdr.Linkname,
-			HeaderOffset: hdrStart,
-		}
-		if m.Type == tar.TypeRegA {
-			m.Type = tar.TypeReg
-		}
-		if m.Type == tar.TypeLink {
-			if ln, err := CleanName(hdr.Linkname); err == nil {
-				m.Linkname = ln
-			}
-		}
-		if m.Type != tar.TypeReg {
-			// Links and directories carry no data of their own.
-			m.Size = 0
-		}
-		if _, dup := ix.byName[name]; dup && m.Type != tar.TypeDir {
-			ix.duplicates = append(ix.duplicates, name)
-		}
-		ix.byName[name] = len(ix.members)
-		ix.members = append(ix.members, m)
+		ix.add(hdr, dataStart, hdrStart)
 	}
 	return ix, nil
+}
+
+const blockSize = 512
+
+// fastHeader is the part of a tar header the index keeps.
+type fastHeader struct {
+	name, linkname string
+	size           int64
+	typeflag       byte
+}
+
+// readFastHeader decodes the header block at the scan position when it is a plain header
+// with nothing that needs archive/tar; it reports false otherwise, leaving the position
+// undefined.
+func readFastHeader(sr *scanReader, blk *[blockSize]byte, h *fastHeader) bool {
+	if sr.size-sr.pos < blockSize {
+		return false
+	}
+	if _, err := io.ReadFull(sr, blk[:]); err != nil {
+		return false
+	}
+	b := blk[:]
+	if !isTarHeader(b) {
+		return false // includes the all-zero end-of-archive block
+	}
+	switch b[156] {
+	case tar.TypeReg, tar.TypeRegA, tar.TypeLink, tar.TypeSymlink, tar.TypeDir, tar.TypeChar, tar.TypeBlock, tar.TypeFifo, tar.TypeCont:
+	default:
+		return false // PAX, GNU long names, sparse, vendor extensions
+	}
+	magic, version := string(b[257:263]), string(b[263:265])
+	var prefix string
+	switch {
+	case magic == "ustar\x00" && string(b[508:512]) == "tar\x00":
+		return false // star: a different prefix field
+	case magic == "ustar\x00":
+		prefix = cString(b[345:500])
+	case magic == "ustar " && version == " \x00": // GNU
+	default: // v7
+	}
+	sizeField := b[124:136]
+	if sizeField[0]&0x80 != 0 {
+		return false // base-256
+	}
+	size, ok := parseOctal(sizeField)
+	if !ok {
+		return false
+	}
+	h.name = cString(b[0:100])
+	if prefix != "" {
+		h.name = prefix + "/" + h.name
+	}
+	h.linkname = cString(b[157:257])
+	h.size = size
+	h.typeflag = b[156]
+	if h.typeflag == tar.TypeRegA {
+		h.typeflag = tar.TypeReg
+		if strings.HasSuffix(h.name, "/") {
+			h.typeflag = tar.TypeDir
+		}
+	}
+	if isHeaderOnlyType(h.typeflag) {
+		h.size = 0
+	}
+	return true
+}
+
+// cString returns b up to its first NUL.
+func cString(b []byte) string {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	return string(b)
+}
+
+// parseOctal parses a numeric header field the way archive/tar does for octal values:
+// surrounding spaces and NULs are ignored and an empty field is 0.
+func parseOctal(b []byte) (int64, bool) {
+	b = bytes.Trim(b, " \x00")
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '7' || n > (1<<62)>>3 {
+			return 0, false
+		}
+		n = n<<3 | int64(c-'0')
+	}
+	return n, true
+}
+
+// isHeaderOnlyType reports the types whose size field archive/tar ignores: they have no data.
+func isHeaderOnlyType(flag byte) bool {
+	switch flag {
+	case tar.TypeLink, tar.TypeSymlink, tar.TypeChar, tar.TypeBlock, tar.TypeDir, tar.TypeFifo:
+		return true
+	}
+	return false
+}
+
+// add records one member.
+func (ix *Index) add(hdr fastHeader, dataStart, hdrStart int64) {
+	name, err := CleanName(hdr.name)
+	if err != nil {
+		ix.insecure = append(ix.insecure, hdr.name)
+		return
+	}
+	m := Member{Name: name, Type: hdr.typeflag, Offset: dataStart, Size: hdr.size, Linkname: hdr.linkname, HeaderOffset: hdrStart}
+	if m.Type == tar.TypeRegA {
+		m.Type = tar.TypeReg
+	}
+	if m.Type == tar.TypeLink {
+		if ln, err := CleanName(hdr.linkname); err == nil {
+			m.Linkname = ln
+		}
+	}
+	if m.Type != tar.TypeReg {
+		// Links and directories carry no data of their own.
+		m.Size = 0
+	}
+	if _, dup := ix.byName[name]; dup && m.Type != tar.TypeDir {
+		ix.duplicates = append(ix.duplicates, name)
+	}
+	ix.byName[name] = len(ix.members)
+	ix.members = append(ix.members, m)
 }
 
 // Members returns the members in archive order. The slice must not be modified.

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -285,5 +287,110 @@ func TestClaimedSizePastEnd(t *testing.T) {
 	_, err := BuildIndex(bytes.NewReader(data), int64(len(data)), 0)
 	if !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("got %v, want io.ErrUnexpectedEOF", err)
+	}
+}
+
+// slowIndex is the reference the fast header path must agree with: every header decoded
+// by archive/tar.
+func slowIndex(t *testing.T, data []byte) []Member {
+	t.Helper()
+	var out []Member
+	var pos int64
+	tr := tar.NewReader(&countingPos{r: bytes.NewReader(data), pos: &pos})
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		name, err := CleanName(hdr.Name)
+		if err != nil || hdr.Typeflag == tar.TypeGNUSparse {
+			continue
+		}
+		m := Member{Name: name, Type: hdr.Typeflag, Offset: pos, Size: hdr.Size, Linkname: hdr.Linkname}
+		if m.Type == tar.TypeLink {
+			m.Linkname, _ = CleanName(hdr.Linkname)
+		}
+		if m.Type != tar.TypeReg {
+			m.Size = 0
+		}
+		out = append(out, m)
+	}
+}
+
+type countingPos struct {
+	r   *bytes.Reader
+	pos *int64
+}
+
+func (c *countingPos) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	*c.pos += int64(n)
+	return n, err
+}
+
+// TestFastHeadersMatchArchiveTar compares the index with archive/tar's reading of the same
+// bytes, over ustar names with a prefix, PAX and GNU long names and links, v7 headers and
+// every fixture.
+func TestFastHeadersMatchArchiveTar(t *testing.T) {
+	long := strings.Repeat("d/", 60) + "layer.tar"
+	mk := func(format tar.Format, names ...string) []byte {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		for i, n := range names {
+			body := bytes.Repeat([]byte{byte(i)}, 700*i)
+			hdr := &tar.Header{Name: n, Mode: 0o444, Size: int64(len(body)), Typeflag: tar.TypeReg, Format: format}
+			if err := tw.WriteHeader(hdr); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tw.Write(body); err != nil {
+				t.Fatal(err)
+			}
+		}
+		target := long
+		if format == tar.FormatUSTAR {
+			target = "a.tar"
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: "link-" + names[0], Linkname: target, Typeflag: tar.TypeSymlink, Format: format}); err != nil {
+			t.Fatal(err)
+		}
+		if err := tw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	cases := map[string][]byte{
+		"ustar":        mk(tar.FormatUSTAR, "a.tar", "b/c.json", strings.Repeat("p", 120)+"/x"),
+		"pax":          mk(tar.FormatPAX, "a.tar", long, "ünïcode"),
+		"gnu":          mk(tar.FormatGNU, "a.tar", long),
+		"pax midway":   mk(tar.FormatUnknown, "a.tar", "b.tar", long, "c.tar"),
+		"no trailer":   mk(tar.FormatUSTAR, "a.tar")[:512*4],
+		"hostile tree": archivetest.Tar([]archivetest.Entry{{Name: "./x", Body: []byte("1")}, {Name: "../y"}, {Name: "/z", Body: []byte("22")}}),
+	}
+	fixtures, _ := filepath.Glob("../../testdata/archives/*.tar")
+	for _, f := range fixtures {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cases[f] = data
+	}
+	for name, data := range cases {
+		t.Run(name, func(t *testing.T) {
+			want := slowIndex(t, data)
+			got := indexOf(t, data).Members()
+			if len(got) != len(want) {
+				t.Fatalf("got %d members, want %d", len(got), len(want))
+			}
+			for i := range got {
+				g := got[i]
+				g.HeaderOffset = 0
+				if g != want[i] {
+					t.Errorf("member %d: got %+v, want %+v", i, g, want[i])
+				}
+			}
+		})
 	}
 }
