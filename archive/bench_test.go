@@ -222,7 +222,7 @@ func BenchmarkPeerContainersImageReadAllBlobs(b *testing.B) {
 // BenchmarkSHA256 is single-core sha256 over a cached buffer on this machine, the reference
 // for BenchmarkReadAllBlobs.
 func BenchmarkSHA256(b *testing.B) {
-	buf := make([]byte, 4<<20)
+	buf := make([]byte, 64<<20)
 	b.SetBytes(int64(len(buf)))
 	h := sha256.New()
 	for b.Loop() {

@@ -54,6 +54,7 @@ func (r *Reader) loadLegacy() error {
 		}
 		byID[t.id] = append(byID[t.id], t.tag)
 	}
+	order = append(order, r.legacyLeaves(byID)...)
 	if len(order) == 0 {
 		return fmt.Errorf("%w: repositories names no image and there is no manifest.json", ErrNotDockerArchive)
 	}
@@ -66,6 +67,37 @@ func (r *Reader) loadLegacy() error {
 		r.images = append(r.images, img)
 	}
 	return nil
+}
+
+// legacyLeaves returns, sorted, the v1 ids that no other v1 image names as its parent and
+// that no tag points at: untagged images, which old Docker loaded too.
+func (r *Reader) legacyLeaves(tagged map[string][]string) []string {
+	var ids []string
+	parents := map[string]bool{}
+	for _, m := range r.ix.members {
+		id, ok := strings.CutSuffix(m.Name, "/json")
+		if !ok || strings.Contains(id, "/") {
+			continue
+		}
+		data, _, err := r.ix.ReadSmall(m.Name, r.limits.MaxConfigSize)
+		if err != nil {
+			continue
+		}
+		var v v1Image
+		if json.Unmarshal(data, &v) != nil {
+			continue
+		}
+		ids = append(ids, id)
+		parents[v.Parent] = true
+	}
+	var leaves []string
+	for _, id := range ids {
+		if _, isTagged := tagged[id]; !isTagged && !parents[id] && !slices.Contains(leaves, id) {
+			leaves = append(leaves, id)
+		}
+	}
+	slices.Sort(leaves)
+	return leaves
 }
 
 // legacyImage walks the parent chain from the top v1 id and fills img's layers and config.

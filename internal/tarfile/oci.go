@@ -1,8 +1,10 @@
 package tarfile
 
 import (
+	"bytes"
 	"fmt"
 	"runtime"
+	"strings"
 
 	digest "github.com/opencontainers/go-digest"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -182,7 +184,9 @@ func (img *Image) useOwnManifest(res *Resolved) (bool, error) {
 	}
 	m, ok := l.byConfig[img.ID]
 	if !ok {
-		return false, nil
+		if m, ok = img.r.unindexedManifest(img.ID); !ok {
+			return false, nil
+		}
 	}
 	infos := m.parsed.LayerInfos()
 	if len(infos) != len(res.Layers) {
@@ -217,6 +221,39 @@ func (img *Image) useOwnManifest(res *Resolved) (bool, error) {
 	res.Layers, res.blobs = layers, blobs
 	res.Manifest, res.ManifestType, res.OwnManifest = m.data, m.mediaType, true
 	return true, nil
+}
+
+// maxUnindexedManifest bounds the blobs searched by unindexedManifest.
+const maxUnindexedManifest = 64 << 10
+
+// unindexedManifest looks for a manifest blob of the OCI layout that uses config id but that
+// index.json does not list: Docker 25+ saves an untagged image's manifest as a blob without
+// naming it in index.json (unless the index would otherwise be empty).
+func (r *Reader) unindexedManifest(id digest.Digest) (ociManifest, bool) {
+	needle := []byte(id.String())
+	for _, m := range r.ix.members {
+		if m.Type != '0' || m.Size > maxUnindexedManifest || !strings.HasPrefix(m.Name, "blobs/sha256/") {
+			continue
+		}
+		data, _, err := r.ix.ReadSmall(m.Name, maxUnindexedManifest)
+		if err != nil || !bytes.Contains(data, needle) {
+			continue
+		}
+		d, ok := digestFromName(m.Name, false)
+		if !ok || digest.FromBytes(data) != d {
+			continue
+		}
+		mt := manifest.GuessMIMEType(data)
+		if manifest.MIMETypeIsMultiImage(mt) {
+			continue
+		}
+		parsed, err := manifest.FromBlob(data, mt)
+		if err != nil || parsed.ConfigInfo().Digest != id {
+			continue
+		}
+		return ociManifest{data: data, mediaType: mt, digest: d, parsed: parsed}, true
+	}
+	return ociManifest{}, false
 }
 
 // loadOCIOnly reads an OCI layout archive that has no manifest.json (BuildKit's OCI

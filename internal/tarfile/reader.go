@@ -181,7 +181,7 @@ func (r *Reader) has(name string) bool {
 func (r *Reader) imageFromItem(i int, it ManifestItem) *Image {
 	img := &Image{r: r, Index: i, RepoTags: it.RepoTags, layerSources: it.LayerSources}
 	img.setTags()
-	cfg, err := CleanName(it.Config)
+	cfg, err := cleanManifestPath(it.Config)
 	if err != nil || it.Config == "" {
 		if err == nil {
 			err = fmt.Errorf("%w: empty Config", ErrInvalidManifest)
@@ -208,7 +208,7 @@ func (r *Reader) imageFromItem(i int, it ManifestItem) *Image {
 	img.LayerNames = make([]string, len(it.Layers))
 	img.LayerMembers = make([]Member, len(it.Layers))
 	for j, l := range it.Layers {
-		c, err := CleanName(l)
+		c, err := cleanManifestPath(l)
 		if err != nil {
 			img.Problems = append(img.Problems, fmt.Errorf("layer %d: %w", j, err))
 			img.LayerNames[j] = l
@@ -223,6 +223,15 @@ func (r *Reader) imageFromItem(i int, it ManifestItem) *Image {
 		img.LayerMembers[j] = m
 	}
 	return img
+}
+
+// cleanManifestPath cleans a path taken from manifest.json. Unlike member names, which are
+// normalized ("/x" is "x"), such paths must be local: an absolute one is refused.
+func cleanManifestPath(p string) (string, error) {
+	if strings.HasPrefix(p, "/") {
+		return "", fmt.Errorf("%w: %q is an absolute path", ErrInsecurePath, p)
+	}
+	return CleanName(p)
 }
 
 func (img *Image) setTags() {
