@@ -1,6 +1,7 @@
 package tarfile
 
 import (
+	"archive/tar"
 	"bytes"
 	"fmt"
 	"runtime"
@@ -232,7 +233,7 @@ const maxUnindexedManifest = 64 << 10
 func (r *Reader) unindexedManifest(id digest.Digest) (ociManifest, bool) {
 	needle := []byte(id.String())
 	for _, m := range r.ix.members {
-		if m.Type != '0' || m.Size > maxUnindexedManifest || !strings.HasPrefix(m.Name, "blobs/sha256/") {
+		if m.Type != tar.TypeReg || m.Size > maxUnindexedManifest || !strings.HasPrefix(m.Name, "blobs/sha256/") {
 			continue
 		}
 		data, _, err := r.ix.ReadSmall(m.Name, maxUnindexedManifest)

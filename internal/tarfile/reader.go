@@ -1,8 +1,8 @@
 package tarfile
 
 import (
+	"archive/tar"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io"
 	"path"
@@ -357,7 +357,7 @@ func (r *Reader) Unreferenced() []string {
 	}
 	var out []string
 	for _, m := range r.ix.members {
-		if m.Type != '0' || used[m.Name] {
+		if m.Type != tar.TypeReg || used[m.Name] {
 			continue
 		}
 		dir, base := path.Split(m.Name)
@@ -379,14 +379,4 @@ func (r *Reader) hashMember(m Member) (digest.Digest, error) {
 		return "", err
 	}
 	return digest.NewDigest(digest.SHA256, h), nil
-}
-
-// errIs reports whether err matches any of targets.
-func errIs(err error, targets ...error) bool {
-	for _, t := range targets {
-		if errors.Is(err, t) {
-			return true
-		}
-	}
-	return false
 }
