@@ -1,0 +1,314 @@
+package archive_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	digest "github.com/opencontainers/go-digest"
+	ciarchive "go.podman.io/image/v5/docker/archive"
+	"go.podman.io/image/v5/image"
+	"go.podman.io/image/v5/types"
+
+	"github.com/darc-dev/darc/archive"
+	"github.com/darc-dev/darc/internal/testtools"
+	"github.com/darc-dev/darc/reference"
+)
+
+// wantImage is what every reader must find for one image of an archive.
+type wantImage struct {
+	Tags    []string // normalized; empty for untagged
+	ID      digest.Digest
+	DiffIDs []digest.Digest
+}
+
+// normalizeAll normalizes tags as written by some tool ("busybox:1", "localhost/x:1").
+func normalizeAll(t *testing.T, tags []string) []string {
+	t.Helper()
+	out := []string{}
+	for _, s := range tags {
+		if s == "" || strings.Contains(s, "<none>") {
+			continue
+		}
+		nt, err := reference.NormalizeTag(s)
+		if err != nil {
+			t.Fatalf("tag %q: %v", s, err)
+		}
+		out = append(out, nt.String())
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func sortedCopy(s []string) []string {
+	c := append([]string{}, s...)
+	slices.Sort(c)
+	if c == nil {
+		c = []string{}
+	}
+	return c
+}
+
+type configDoc struct {
+	RootFS struct {
+		DiffIDs []digest.Digest `json:"diff_ids"`
+	} `json:"rootfs"`
+}
+
+func diffIDsOf(t *testing.T, config []byte) []digest.Digest {
+	t.Helper()
+	var c configDoc
+	if err := json.Unmarshal(config, &c); err != nil {
+		t.Fatal(err)
+	}
+	return c.RootFS.DiffIDs
+}
+
+// checkExternalReaders has every reader we can run here read the archive at path and compare
+// images, tags and diffIDs with want (in archive order).
+func checkExternalReaders(t *testing.T, path string, want []wantImage) {
+	t.Run("containers-image", func(t *testing.T) { checkContainersImage(t, path, want) })
+	t.Run("go-containerregistry", func(t *testing.T) { checkGGCR(t, path, want) })
+	t.Run("skopeo", func(t *testing.T) { checkSkopeo(t, path, want) })
+	t.Run("podman-load", func(t *testing.T) { checkPodman(t, path, want) })
+	t.Run("docker-load", func(t *testing.T) { checkDocker(t, path, want) })
+}
+
+// checkContainersImage uses containers/image's own docker-archive reader, in process.
+func checkContainersImage(t *testing.T, path string, want []wantImage) {
+	ctx := context.Background()
+	r, err := ciarchive.NewReader(&types.SystemContext{}, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	lists, err := r.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lists) != len(want) {
+		t.Fatalf("listed %d images, want %d", len(lists), len(want))
+	}
+	for i, refs := range lists {
+		var tags []string
+		for _, ref := range refs {
+			if n := ref.DockerReference(); n != nil {
+				tags = append(tags, n.String())
+			}
+		}
+		if got := normalizeAll(t, tags); !slices.Equal(got, sortedCopy(want[i].Tags)) {
+			t.Errorf("@%d tags %q, want %q", i, got, want[i].Tags)
+		}
+		img, err := refs[0].NewImage(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := img.ConfigBlob(ctx)
+		img.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id := digest.FromBytes(cfg); id != want[i].ID {
+			t.Errorf("@%d ID %s, want %s", i, id, want[i].ID)
+		}
+		if got := diffIDsOf(t, cfg); !slices.Equal(got, want[i].DiffIDs) {
+			t.Errorf("@%d diffIDs %v, want %v", i, got, want[i].DiffIDs)
+		}
+		// Read every layer through containers/image's source: this checks blob lookups.
+		src, err := refs[0].NewImageSource(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		uimg, err := image.FromUnparsedImage(ctx, nil, image.UnparsedInstance(src, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range uimg.LayerInfos() {
+			rc, _, err := src.GetBlob(ctx, l, nil)
+			if err != nil {
+				t.Fatalf("@%d layer %s: %v", i, l.Digest, err)
+			}
+			rc.Close()
+		}
+		src.Close()
+	}
+}
+
+// checkGGCR uses go-containerregistry's tarball reader (what crane uses), in process. It can
+// only address tagged images, so untagged ones are checked by the tagged ones' absence of
+// surprises only.
+func checkGGCR(t *testing.T, path string, want []wantImage) {
+	opener := func() (io.ReadCloser, error) { return os.Open(path) }
+	for i, w := range want {
+		for _, tg := range w.Tags {
+			tag, err := name.NewTag(tg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			img, err := tarball.Image(opener, &tag)
+			if err != nil {
+				t.Fatalf("@%d %s: %v", i, tg, err)
+			}
+			cfgName, err := img.ConfigName()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfgName.String() != w.ID.String() {
+				t.Errorf("@%d %s: config %s, want %s", i, tg, cfgName, w.ID)
+			}
+			layers, err := img.Layers()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var diffIDs []digest.Digest
+			for _, l := range layers {
+				d, err := l.DiffID()
+				if err != nil {
+					t.Fatal(err)
+				}
+				diffIDs = append(diffIDs, digest.Digest(d.String()))
+				rc, err := l.Compressed()
+				if err != nil {
+					t.Fatal(err)
+				}
+				rc.Close()
+			}
+			if !slices.Equal(diffIDs, w.DiffIDs) {
+				t.Errorf("@%d %s: diffIDs %v, want %v", i, tg, diffIDs, w.DiffIDs)
+			}
+		}
+	}
+}
+
+// checkSkopeo reads each image's config with `skopeo inspect --config --raw` and copies each
+// image to an OCI layout with `skopeo copy`.
+func checkSkopeo(t *testing.T, path string, want []wantImage) {
+	skopeo := testtools.Require(t, "skopeo")
+	ctx := context.Background()
+	for i, w := range want {
+		ref := fmt.Sprintf("docker-archive:%s:@%d", path, i)
+		cfg, err := testtools.Run(ctx, skopeo, "--insecure-policy", "inspect", "--config", "--raw", ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id := digest.FromBytes(cfg); id != w.ID {
+			t.Errorf("@%d ID %s, want %s", i, id, w.ID)
+		}
+		if got := diffIDsOf(t, cfg); !slices.Equal(got, w.DiffIDs) {
+			t.Errorf("@%d diffIDs %v, want %v", i, got, w.DiffIDs)
+		}
+		dst := fmt.Sprintf("oci:%s:img", filepath.Join(t.TempDir(), "layout"))
+		if _, err := testtools.Run(ctx, skopeo, "--insecure-policy", "copy", "-q", ref, dst); err != nil {
+			t.Errorf("@%d skopeo copy: %v", i, err)
+		}
+	}
+}
+
+// checkPodman loads the archive into a fresh podman store and compares what it lists.
+func checkPodman(t *testing.T, path string, want []wantImage) {
+	p := testtools.NewPodman(t)
+	p.Run(t, "load", "-q", "-i", path)
+	var imgs []struct {
+		ID    string   `json:"Id"`
+		Names []string `json:"Names"`
+	}
+	if err := json.Unmarshal(p.Run(t, "images", "--format", "json"), &imgs); err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range want {
+		found := false
+		for _, img := range imgs {
+			if "sha256:"+img.ID != w.ID.String() {
+				continue
+			}
+			found = true
+			if got := normalizeAll(t, img.Names); !slices.Equal(got, sortedCopy(w.Tags)) {
+				t.Errorf("@%d names %q, want %q", i, got, w.Tags)
+			}
+			var rootfs struct {
+				Layers []digest.Digest `json:"Layers"`
+			}
+			if err := json.Unmarshal(p.Run(t, "image", "inspect", "--format", "{{json .RootFS}}", img.ID), &rootfs); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(rootfs.Layers, w.DiffIDs) {
+				t.Errorf("@%d layers %v, want %v", i, rootfs.Layers, w.DiffIDs)
+			}
+		}
+		if !found {
+			t.Errorf("@%d: podman has no image %s after load", i, w.ID)
+		}
+	}
+}
+
+// checkDocker loads the archive into dockerd 20.10 and compares its images.
+func checkDocker(t *testing.T, path string, want []wantImage) {
+	d := testtools.StartDockerd(t)
+	d.Run(t, "load", "-q", "-i", path)
+	for i, w := range want {
+		var insp []struct {
+			ID       string
+			RepoTags []string
+			RootFS   struct{ Layers []digest.Digest }
+		}
+		if err := json.Unmarshal(d.Run(t, "image", "inspect", w.ID.String()), &insp); err != nil {
+			t.Fatal(err)
+		}
+		if len(insp) != 1 {
+			t.Fatalf("@%d: docker image inspect returned %d images", i, len(insp))
+		}
+		if got := normalizeAll(t, insp[0].RepoTags); !slices.Equal(got, sortedCopy(w.Tags)) {
+			t.Errorf("@%d tags %q, want %q", i, got, w.Tags)
+		}
+		if !slices.Equal(insp[0].RootFS.Layers, w.DiffIDs) {
+			t.Errorf("@%d layers %v, want %v", i, insp[0].RootFS.Layers, w.DiffIDs)
+		}
+	}
+}
+
+// TestExternalReadersOnFixture runs the harness on an archive podman wrote, which every
+// reader accepts: it shows the checks themselves work before they judge what darc writes.
+func TestExternalReadersOnFixture(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts dockerd and podman")
+	}
+	path, err := filepath.Abs(filepath.Join(fixtureDir, "podman-save-m.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkExternalReaders(t, path, wantFromArchive(t, path))
+}
+
+// wantFromArchive is what our own reader finds in the archive at path.
+func wantFromArchive(t *testing.T, path string) []wantImage {
+	t.Helper()
+	a, err := archive.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	var want []wantImage
+	for i := range a.Images() {
+		d, err := a.Inspect(mustIndex(t, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := wantImage{Tags: []string{}, ID: d.ID}
+		for _, tg := range d.Tags {
+			w.Tags = append(w.Tags, tg.String())
+		}
+		for _, l := range d.Layers {
+			w.DiffIDs = append(w.DiffIDs, l.DiffID)
+		}
+		want = append(want, w)
+	}
+	return want
+}
