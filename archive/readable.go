@@ -2,7 +2,6 @@ package archive
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 
@@ -34,7 +33,8 @@ var (
 type Option func(*options)
 
 type options struct {
-	open tarfile.OpenOptions
+	open  tarfile.OpenOptions
+	write writeOptions // Create and NewWriter; see writable.go
 }
 
 func makeOptions(opts []Option) options {
@@ -314,7 +314,7 @@ func drain(img *tarfile.Image, d digest.Digest) error {
 		return err
 	}
 	_, err = io.Copy(io.Discard, rc)
-	if cerr := rc.Close(); err == nil && cerr != nil && !errors.Is(cerr, io.EOF) {
+	if cerr := rc.Close(); err == nil {
 		err = cerr
 	}
 	return err

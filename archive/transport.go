@@ -64,6 +64,12 @@ type archiveReference struct {
 	path   string
 	sel    reference.Selector
 	reader *ReadableArchive // optional
+
+	// Set for a reference made by WritableArchive.NewReference: the archive, and the
+	// reference's position there, which holds its tags (see WritableArchive). No slice here:
+	// the struct stays comparable, as interface values compared with == must be.
+	writer *WritableArchive
+	slot   int
 }
 
 var _ types.ImageReference = archiveReference{}
@@ -135,8 +141,15 @@ func (r archiveReference) NewImageSource(ctx context.Context, sys *types.SystemC
 	return &imageSource{ref: r, archive: a, owned: owned, img: img}, nil
 }
 
+// NewImageDestination returns a destination that adds one image to the reference's
+// WritableArchive. A reference parsed from a string (PATH or PATH:NAME:TAG; an @INDEX or @ID
+// selector is refused) gets a single-image archive of its own: created here in DefaultLayout,
+// committed by the image's Commit, and removed by Close unless committed.
 func (r archiveReference) NewImageDestination(ctx context.Context, sys *types.SystemContext) (types.ImageDestination, error) {
-	return nil, fmt.Errorf("docker-archive:%s: writing archives is not supported by this version of darc", r.StringWithinTransport())
+	if r.writer != nil {
+		return r.writer.newDestination(r, sys, false)
+	}
+	return newStandaloneDestination(r, sys)
 }
 
 func (r archiveReference) DeleteImage(ctx context.Context, sys *types.SystemContext) error {
