@@ -1,0 +1,520 @@
+package copy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	distref "github.com/distribution/reference"
+	digest "github.com/opencontainers/go-digest"
+	cicopy "go.podman.io/image/v5/copy"
+	"go.podman.io/image/v5/manifest"
+	"go.podman.io/image/v5/signature"
+	"go.podman.io/image/v5/types"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/darc-dev/darc/archive"
+	"github.com/darc-dev/darc/reference"
+)
+
+// Errors callers branch on.
+var (
+	// ErrInvalidDestination means a transport reference or load destination cannot be used.
+	ErrInvalidDestination = errors.New("copy: invalid destination")
+	// ErrUntagged means an image has no tag to derive a destination name from and none was
+	// given; the image is skipped.
+	ErrUntagged = errors.New("copy: untagged image needs a name")
+	// ErrInvalidPlatform means a platform string is not os/arch[/variant].
+	ErrInvalidPlatform = errors.New("copy: invalid platform")
+)
+
+// Option configures Save, Load and Merge.
+type Option func(*options)
+
+type options struct {
+	sys      *types.SystemContext
+	policy   *signature.PolicyContext
+	parallel int
+	platform *platform
+	progress func(Event)
+	names    map[int][]distref.NamedTagged
+	baseOnly bool
+	report   io.Writer
+}
+
+type platform struct{ os, arch, variant string }
+
+func makeOptions(opts []Option) (options, error) {
+	o := options{parallel: 2}
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.parallel < 1 {
+		return o, fmt.Errorf("copy: parallel must be at least 1, got %d", o.parallel)
+	}
+	return o, nil
+}
+
+// WithSystemContext sets containers/image's settings for sources and destinations:
+// credentials (AuthFilePath, DockerAuthConfig), TLS (DockerInsecureSkipTLSVerify), temp
+// directories. The platform option overrides its OS/architecture choices.
+func WithSystemContext(sys *types.SystemContext) Option { return func(o *options) { o.sys = sys } }
+
+// WithPolicy sets the signature policy. The default accepts any image, as
+// `skopeo --insecure-policy` does: archives carry no signatures to check.
+func WithPolicy(pc *signature.PolicyContext) Option { return func(o *options) { o.policy = pc } }
+
+// WithParallel sets how many images are copied at once (default 2). Layers within an image are
+// copied in parallel by containers/image as well.
+func WithParallel(n int) Option { return func(o *options) { o.parallel = n } }
+
+// WithPlatform chooses the platform taken from multi-platform sources, as "os/arch[/variant]".
+// The default is the host's.
+func WithPlatform(s string) Option {
+	return func(o *options) {
+		parts := strings.Split(s, "/")
+		p := &platform{}
+		if len(parts) >= 2 {
+			p.os, p.arch = parts[0], parts[1]
+		}
+		if len(parts) == 3 {
+			p.variant = parts[2]
+		}
+		o.platform = p
+	}
+}
+
+// ParsePlatform checks a platform string for WithPlatform.
+func ParsePlatform(s string) error {
+	parts := strings.Split(s, "/")
+	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" || (len(parts) == 3 && parts[2] == "") {
+		return fmt.Errorf("%w: %q: expected os/arch[/variant], e.g. linux/arm64/v8", ErrInvalidPlatform, s)
+	}
+	return nil
+}
+
+// WithProgress receives progress events. The function is called from one goroutine of its
+// own, never from the copy; when it falls behind, byte-progress events are dropped (start,
+// done and failure events never are), so a slow consumer cannot stall a copy.
+func WithProgress(f func(Event)) Option { return func(o *options) { o.progress = f } }
+
+// WithNames gives names to the image at index (its position in the archive) for Load,
+// replacing its tags; the way to load an untagged image into a registry or an OCI layout.
+func WithNames(index int, names ...distref.NamedTagged) Option {
+	return func(o *options) {
+		if o.names == nil {
+			o.names = map[int][]distref.NamedTagged{}
+		}
+		o.names[index] = append(o.names[index], names...)
+	}
+}
+
+// WithBaseNameOnly makes Load keep only the last element of each repository path under a
+// registry destination's prefix: example.com/team/app:1 → HOST/PREFIX/app:1.
+func WithBaseNameOnly() Option { return func(o *options) { o.baseOnly = true } }
+
+// WithReportWriter passes containers/image's own progress output (bars on a terminal) to w.
+func WithReportWriter(w io.Writer) Option { return func(o *options) { o.report = w } }
+
+// EventKind says what an Event reports.
+type EventKind int
+
+// Event kinds.
+const (
+	ImageStarted EventKind = iota
+	BlobProgress           // Offset of Size bytes of blob Digest copied
+	BlobDone
+	ImageDone
+	ImageFailed
+	ImageSkipped
+)
+
+// Event is one progress report.
+type Event struct {
+	Kind   EventKind
+	Image  int    // the image's position in the inputs
+	Source string // source reference
+	Digest digest.Digest
+	Offset int64
+	Size   int64 // -1 when unknown
+	Err    error // for ImageFailed and ImageSkipped
+}
+
+// Result is what happened to one image.
+type Result struct {
+	Index        int      // position in the inputs
+	Source       string   // source reference
+	Destinations []string // references written, in order
+	Tags         []string // tags given to the image, normalized
+	ImageID      digest.Digest
+	Manifest     digest.Digest // digest of the manifest written (of the first destination)
+	Bytes        int64         // blob bytes read from the source
+	Skipped      bool
+	Err          error
+}
+
+// run holds what one Save, Load or Merge shares across its images.
+type run struct {
+	o      options
+	policy *signature.PolicyContext
+	events chan Event
+	done   chan struct{}
+}
+
+func newRun(o options) (*run, error) {
+	r := &run{o: o}
+	r.policy = o.policy
+	if r.policy == nil {
+		pc, err := signature.NewPolicyContext(&signature.Policy{Default: []signature.PolicyRequirement{signature.NewPRInsecureAcceptAnything()}})
+		if err != nil {
+			return nil, err
+		}
+		r.policy = pc
+	}
+	if o.progress != nil {
+		r.events = make(chan Event, 1024)
+		r.done = make(chan struct{})
+		go func() {
+			defer close(r.done)
+			for e := range r.events {
+				o.progress(e)
+			}
+		}()
+	}
+	return r, nil
+}
+
+// close stops the progress goroutine after delivering what it holds.
+func (r *run) close() {
+	if r.o.policy == nil {
+		_ = r.policy.Destroy()
+	}
+	if r.events != nil {
+		close(r.events)
+		<-r.done
+	}
+}
+
+// emit delivers an event without ever blocking: a byte-progress event is dropped when the
+// consumer is behind; other events wait for room only in the buffer's slack.
+func (r *run) emit(e Event) {
+	if r.events == nil {
+		return
+	}
+	if e.Kind == BlobProgress {
+		select {
+		case r.events <- e:
+		default:
+		}
+		return
+	}
+	r.events <- e
+}
+
+func (r *run) sys() *types.SystemContext {
+	var sys types.SystemContext
+	if r.o.sys != nil {
+		sys = *r.o.sys
+	}
+	if p := r.o.platform; p != nil {
+		sys.OSChoice, sys.ArchitectureChoice, sys.VariantChoice = p.os, p.arch, p.variant
+	}
+	return &sys
+}
+
+// copyOne copies src to every destination in dsts (the first fully, the others reusing its
+// blobs) and fills res.
+func (r *run) copyOne(ctx context.Context, index int, src types.ImageReference, dsts []types.ImageReference, res *Result) error {
+	r.emit(Event{Kind: ImageStarted, Image: index, Source: res.Source})
+	counted := &countingRef{ImageReference: src}
+	for i, dst := range dsts {
+		prog := make(chan types.ProgressProperties)
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := range prog {
+				kind := BlobProgress
+				if p.Event == types.ProgressEventDone {
+					kind = BlobDone
+				}
+				if p.Event == types.ProgressEventNewArtifact || p.Event == types.ProgressEventSkipped {
+					continue
+				}
+				r.emit(Event{Kind: kind, Image: index, Source: res.Source, Digest: p.Artifact.Digest, Offset: int64(p.Offset), Size: p.Artifact.Size})
+			}
+		}()
+		opts := &cicopy.Options{
+			SourceCtx:        r.sys(),
+			DestinationCtx:   r.sys(),
+			ReportWriter:     r.o.report,
+			Progress:         prog,
+			ProgressInterval: progressInterval,
+		}
+		mb, err := cicopy.Image(ctx, r.policy, dst, counted, opts)
+		close(prog)
+		wg.Wait()
+		if err != nil {
+			return fmt.Errorf("copying %s to %s: %w", res.Source, refString(dst), err)
+		}
+		res.Destinations = append(res.Destinations, refString(dst))
+		if i == 0 {
+			res.Manifest, _ = manifest.Digest(mb)
+			if m, err := manifest.FromBlob(mb, manifest.GuessMIMEType(mb)); err == nil {
+				res.ImageID = m.ConfigInfo().Digest
+			}
+		}
+	}
+	res.Bytes = counted.n.Load()
+	return nil
+}
+
+// refString is "transport:reference".
+func refString(ref types.ImageReference) string {
+	return ref.Transport().Name() + ":" + ref.StringWithinTransport()
+}
+
+// parallelAfterFirst runs f for every index: the first alone, then the rest at most n at
+// once. Images usually share base layers; once the first is done every later copy finds
+// those blobs already at the destination (or, for registries, mountable), so a shared blob is
+// transferred once instead of by several images racing for it.
+func parallelAfterFirst(ctx context.Context, count, n int, f func(ctx context.Context, i int)) {
+	if count == 0 {
+		return
+	}
+	f(ctx, 0)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(n)
+	for i := 1; i < count; i++ {
+		g.Go(func() error {
+			f(gctx, i)
+			return nil
+		})
+	}
+	_ = g.Wait()
+}
+
+// joinErrors joins the errors of failed results, in order.
+func joinErrors(results []Result) error {
+	var errs []error
+	for _, r := range results {
+		if r.Err != nil && !r.Skipped {
+			errs = append(errs, fmt.Errorf("image %d (%s): %w", r.Index, r.Source, r.Err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// progressInterval is how often containers/image reports byte progress of a blob.
+const progressInterval = 200 * time.Millisecond
+
+// Image copies one image from src to dst, as `darc cp` does.
+func Image(ctx context.Context, src, dst types.ImageReference, opts ...Option) (Result, error) {
+	o, err := makeOptions(opts)
+	if err != nil {
+		return Result{}, err
+	}
+	r, err := newRun(o)
+	if err != nil {
+		return Result{}, err
+	}
+	defer r.close()
+	res := Result{Source: refString(src)}
+	if err := r.copyOne(ctx, 0, src, []types.ImageReference{dst}, &res); err != nil {
+		res.Err = err
+		r.emit(Event{Kind: ImageFailed, Source: res.Source, Err: err})
+		return res, err
+	}
+	r.emit(Event{Kind: ImageDone, Source: res.Source})
+	return res, nil
+}
+
+// Source is one image to save, with the tags it gets in the archive. Nil Tags means the
+// source's own: the tag of a registry reference, the tags of an archive image.
+type Source struct {
+	Ref  types.ImageReference
+	Tags []distref.NamedTagged
+}
+
+// Save copies every source into w, each with its tags, and returns one Result per source.
+// It does not commit w: the caller commits when the error is nil (or when it accepts the
+// images that did succeed) and always closes it. The error joins every image's failure.
+func Save(ctx context.Context, w *archive.WritableArchive, sources []Source, opts ...Option) ([]Result, error) {
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	r, err := newRun(o)
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+	results := make([]Result, len(sources))
+	dsts := make([]types.ImageReference, len(sources))
+	// References are taken in input order before any copy starts: the writer orders images
+	// by them, so the archive does not depend on which copy finishes first.
+	for i, s := range sources {
+		results[i] = Result{Index: i, Source: refString(s.Ref)}
+		tags := s.Tags
+		if tags == nil {
+			if tags, err = archive.ImageTags(s.Ref); err != nil {
+				results[i].Err = err
+				continue
+			}
+		}
+		for _, t := range tags {
+			results[i].Tags = append(results[i].Tags, t.String())
+		}
+		if dsts[i], err = w.NewReference(tags...); err != nil {
+			results[i].Err = err
+		}
+	}
+	parallelAfterFirst(ctx, len(sources), o.parallel, func(ctx context.Context, i int) {
+		res := &results[i]
+		if res.Err != nil {
+			r.emit(Event{Kind: ImageFailed, Image: i, Source: res.Source, Err: res.Err})
+			return
+		}
+		if err := r.copyOne(ctx, i, sources[i].Ref, dsts[i:i+1], res); err != nil {
+			res.Err = err
+			r.emit(Event{Kind: ImageFailed, Image: i, Source: res.Source, Err: err})
+			return
+		}
+		r.emit(Event{Kind: ImageDone, Image: i, Source: res.Source})
+	})
+	return results, joinErrors(results)
+}
+
+// Load copies images of a to dest: all of them, or those the selectors pick (in selector
+// order, each once). Every tag of an image is written; its blobs are transferred once.
+// Untagged images without WithNames are skipped and reported (Result.Skipped, ErrUntagged)
+// for registry and OCI destinations. The error joins every image's failure.
+func Load(ctx context.Context, a *archive.ReadableArchive, dest Destination, selectors []reference.Selector, opts ...Option) ([]Result, error) {
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	infos := a.Images()
+	var picked []archive.ImageInfo
+	if len(selectors) == 0 {
+		picked = infos
+	} else {
+		seen := map[int]bool{}
+		for _, s := range selectors {
+			info, err := a.Select(s)
+			if err != nil {
+				return nil, err
+			}
+			if !seen[info.Index] {
+				seen[info.Index] = true
+				picked = append(picked, info)
+			}
+		}
+	}
+	r, err := newRun(o)
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+	results := make([]Result, len(picked))
+	refs := make([][]types.ImageReference, len(picked))
+	srcs := make([]types.ImageReference, len(picked))
+	for i, info := range picked {
+		sel, _ := reference.IndexSelector(info.Index)
+		res := &results[i]
+		*res = Result{Index: info.Index, Source: fmt.Sprintf("%s:%s:@%d", reference.Transport, a.Path(), info.Index)}
+		tags := info.Tags
+		if names, ok := o.names[info.Index]; ok {
+			tags = names
+		}
+		for _, t := range tags {
+			res.Tags = append(res.Tags, t.String())
+		}
+		if len(tags) == 0 && dest.transport != "dir" {
+			res.Skipped = true
+			res.Err = fmt.Errorf("%w: image @%d (%s) has no tag; name it to load it", ErrUntagged, info.Index, info.ID)
+			continue
+		}
+		if refs[i], err = dest.references(info.Index, tags, o.baseOnly); err != nil {
+			res.Err = err
+			continue
+		}
+		if srcs[i], err = a.Reference(sel); err != nil {
+			res.Err = err
+		}
+	}
+	parallelAfterFirst(ctx, len(picked), o.parallel, func(ctx context.Context, i int) {
+		res := &results[i]
+		if res.Err != nil {
+			kind := ImageFailed
+			if res.Skipped {
+				kind = ImageSkipped
+			}
+			r.emit(Event{Kind: kind, Image: res.Index, Source: res.Source, Err: res.Err})
+			return
+		}
+		if err := r.copyOne(ctx, res.Index, srcs[i], refs[i], res); err != nil {
+			res.Err = err
+			r.emit(Event{Kind: ImageFailed, Image: res.Index, Source: res.Source, Err: err})
+			return
+		}
+		r.emit(Event{Kind: ImageDone, Image: res.Index, Source: res.Source})
+	})
+	return results, joinErrors(results)
+}
+
+// Merge copies every image of every input archive, in order, into w with its tags. Blobs go
+// across as they are stored and are verified on the way; a blob already in w is not copied
+// again. Like Save, it does not commit w.
+func Merge(ctx context.Context, w *archive.WritableArchive, inputs []*archive.ReadableArchive, opts ...Option) ([]Result, error) {
+	var sources []Source
+	for _, a := range inputs {
+		for _, ref := range a.References() {
+			sources = append(sources, Source{Ref: ref})
+		}
+	}
+	return Save(ctx, w, sources, opts...)
+}
+
+// countingRef wraps a source reference so the bytes its blobs yield are counted.
+type countingRef struct {
+	types.ImageReference
+	n atomic.Int64
+}
+
+func (c *countingRef) NewImageSource(ctx context.Context, sys *types.SystemContext) (types.ImageSource, error) {
+	src, err := c.ImageReference.NewImageSource(ctx, sys)
+	if err != nil {
+		return nil, err
+	}
+	return &countingSource{ImageSource: src, n: &c.n}, nil
+}
+
+type countingSource struct {
+	types.ImageSource
+	n *atomic.Int64
+}
+
+func (s *countingSource) GetBlob(ctx context.Context, info types.BlobInfo, cache types.BlobInfoCache) (io.ReadCloser, int64, error) {
+	rc, size, err := s.ImageSource.GetBlob(ctx, info, cache)
+	if err != nil {
+		return nil, 0, err
+	}
+	return &countingReader{ReadCloser: rc, n: s.n}, size, nil
+}
+
+type countingReader struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
