@@ -18,12 +18,17 @@ var errProblems = errors.New("problems found")
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
 	err := newRootCommand(os.Stdout, os.Stderr).ExecuteContext(ctx)
-	stop()
 	if err != nil {
-		if !errors.Is(err, errProblems) {
+		switch {
+		case errors.Is(err, errProblems):
+		case ctx.Err() != nil:
+			fmt.Fprintln(os.Stderr, "darc: interrupted; nothing was left at the output")
+		default:
 			fmt.Fprintln(os.Stderr, "darc:", err)
 		}
+		stop()
 		os.Exit(1)
 	}
 }
@@ -31,7 +36,7 @@ func main() {
 func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "darc",
-		Short: "Read, verify and copy multi-image docker-archive tarballs",
+		Short: "Read, verify, save, load and copy multi-image docker-archive tarballs",
 		Long: `darc works with docker-archive tarballs: the files written by "docker save",
 "podman save -m", "skopeo copy ... docker-archive:" and "crane pull".
 
@@ -47,6 +52,6 @@ with a selector after a colon, as in containers/image's docker-archive transport
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newLsCommand(), newInspectCommand(), newVerifyCommand())
+	root.AddCommand(newLsCommand(), newInspectCommand(), newVerifyCommand(), newCpCommand(), newSaveCommand(), newLoadCommand(), newMergeCommand())
 	return root
 }

@@ -1,0 +1,463 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	distref "github.com/distribution/reference"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+	"go.podman.io/image/v5/types"
+	"golang.org/x/term"
+
+	"github.com/darc-dev/darc/archive"
+	dcopy "github.com/darc-dev/darc/copy"
+	"github.com/darc-dev/darc/reference"
+)
+
+// transferFlags are the flags shared by cp, save, load and merge.
+type transferFlags struct {
+	authfile  string
+	creds     string
+	tlsVerify bool
+	quiet     bool
+	asJSON    bool
+	parallel  int
+	platform  string
+}
+
+func (f *transferFlags) register(fs *pflag.FlagSet, parallel bool) {
+	fs.StringVar(&f.authfile, "authfile", "", "registry credentials file (default: the containers auth.json, then ~/.docker/config.json)")
+	fs.StringVar(&f.creds, "creds", "", "registry credentials as USER[:PASSWORD]")
+	fs.BoolVar(&f.tlsVerify, "tls-verify", true, "require HTTPS and verify certificates for registries (--tls-verify=false for plain-HTTP registries)")
+	fs.BoolVarP(&f.quiet, "quiet", "q", false, "print nothing but errors")
+	fs.BoolVar(&f.asJSON, "json", false, "print a JSON summary of every image on standard output")
+	fs.StringVar(&f.platform, "platform", "", "platform to take from multi-platform sources, os/arch[/variant] (default: this machine's)")
+	if parallel {
+		fs.IntVarP(&f.parallel, "parallel", "p", 2, "images copied at once")
+	}
+}
+
+// systemContext turns the registry flags into containers/image settings.
+func (f *transferFlags) systemContext() (*types.SystemContext, error) {
+	sys := &types.SystemContext{AuthFilePath: f.authfile, DockerRegistryUserAgent: "darc"}
+	if f.creds != "" {
+		user, pass, _ := strings.Cut(f.creds, ":")
+		if user == "" {
+			return nil, errors.New("--creds: expected USER[:PASSWORD]")
+		}
+		sys.DockerAuthConfig = &types.DockerAuthConfig{Username: user, Password: pass}
+	}
+	if !f.tlsVerify {
+		sys.DockerInsecureSkipTLSVerify = types.OptionalBoolTrue
+		sys.OCIInsecureSkipTLSVerify = true
+	}
+	return sys, nil
+}
+
+// options builds the copy options, with progress output to stderr: bars on a terminal,
+// plain lines otherwise, nothing with --quiet.
+func (f *transferFlags) options(stderr io.Writer, labels func(int) string) ([]dcopy.Option, func(), error) {
+	sys, err := f.systemContext()
+	if err != nil {
+		return nil, nil, err
+	}
+	opts := []dcopy.Option{dcopy.WithSystemContext(sys)}
+	if f.parallel > 0 {
+		opts = append(opts, dcopy.WithParallel(f.parallel))
+	}
+	if f.platform != "" {
+		if err := dcopy.ParsePlatform(f.platform); err != nil {
+			return nil, nil, err
+		}
+		opts = append(opts, dcopy.WithPlatform(f.platform))
+	}
+	if f.quiet {
+		return opts, func() {}, nil
+	}
+	if file, ok := stderr.(*os.File); ok && term.IsTerminal(int(file.Fd())) {
+		bars := newBars(file, labels)
+		return append(opts, dcopy.WithProgress(bars.event)), bars.wait, nil
+	}
+	return append(opts, dcopy.WithProgress(func(e dcopy.Event) { plainEvent(stderr, labels, e) })), func() {}, nil
+}
+
+// plainEvent prints one line per image event.
+func plainEvent(w io.Writer, labels func(int) string, e dcopy.Event) {
+	switch e.Kind {
+	case dcopy.ImageStarted:
+		fmt.Fprintf(w, "copying %s\n", labels(e.Image))
+	case dcopy.ImageDone:
+		fmt.Fprintf(w, "done    %s\n", labels(e.Image))
+	case dcopy.ImageFailed:
+		fmt.Fprintf(w, "failed  %s: %v\n", labels(e.Image), e.Err)
+	case dcopy.ImageSkipped:
+		fmt.Fprintf(w, "skipped %s: %v\n", labels(e.Image), e.Err)
+	}
+}
+
+// bars draws one progress bar per image with mpb, the library containers/image uses.
+type bars struct {
+	p      *mpb.Progress
+	labels func(int) string
+	mu     sync.Mutex
+	bars   map[int]*mpb.Bar
+	blobs  map[int]map[string]int64
+}
+
+func newBars(w io.Writer, labels func(int) string) *bars {
+	return &bars{p: mpb.New(mpb.WithOutput(w), mpb.WithWidth(40)), labels: labels, bars: map[int]*mpb.Bar{}, blobs: map[int]map[string]int64{}}
+}
+
+func (b *bars) event(e dcopy.Event) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	bar := b.bars[e.Image]
+	if bar == nil {
+		bar = b.p.AddBar(0,
+			mpb.PrependDecorators(decor.Name(b.labels(e.Image), decor.WCSyncSpaceR)),
+			mpb.AppendDecorators(decor.CountersKibiByte("% .1f"), decor.Name(" "), decor.AverageSpeed(decor.SizeB1024(0), "% .1f")))
+		b.bars[e.Image] = bar
+		b.blobs[e.Image] = map[string]int64{}
+	}
+	switch e.Kind {
+	case dcopy.BlobProgress, dcopy.BlobDone:
+		b.blobs[e.Image][e.Digest.String()] = e.Offset
+		var sum int64
+		for _, n := range b.blobs[e.Image] {
+			sum += n
+		}
+		bar.SetTotal(sum+1, false)
+		bar.SetCurrent(sum)
+	case dcopy.ImageDone:
+		bar.SetTotal(-1, true)
+	case dcopy.ImageFailed, dcopy.ImageSkipped:
+		bar.Abort(false)
+	}
+}
+
+func (b *bars) wait() { b.p.Wait() }
+
+// resultJSON is one image of the --json summary.
+type resultJSON struct {
+	Index        int      `json:"index"`
+	Source       string   `json:"source"`
+	Destinations []string `json:"destinations"`
+	Tags         []string `json:"tags"`
+	ID           string   `json:"id,omitempty"`
+	Manifest     string   `json:"manifest,omitempty"`
+	Bytes        int64    `json:"bytes"`
+	Skipped      bool     `json:"skipped,omitempty"`
+	Error        string   `json:"error,omitempty"`
+}
+
+func printResults(w io.Writer, asJSON bool, results []dcopy.Result) error {
+	if !asJSON {
+		return nil
+	}
+	out := make([]resultJSON, len(results))
+	for i, r := range results {
+		out[i] = resultJSON{Index: r.Index, Source: r.Source, Destinations: r.Destinations, Tags: r.Tags,
+			ID: r.ImageID.String(), Manifest: r.Manifest.String(), Bytes: r.Bytes, Skipped: r.Skipped}
+		if out[i].Destinations == nil {
+			out[i].Destinations = []string{}
+		}
+		if out[i].Tags == nil {
+			out[i].Tags = []string{}
+		}
+		if r.Err != nil {
+			out[i].Error = r.Err.Error()
+		}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+// createOutput opens the archive to write: a path (written to a temp file beside it and
+// renamed on commit) or "-" for standard output.
+func createOutput(path string, opts ...archive.Option) (*archive.WritableArchive, error) {
+	if path == "" {
+		return nil, errors.New("no output: give -o FILE (or -o - for standard output)")
+	}
+	if path == "-" {
+		if term.IsTerminal(int(os.Stdout.Fd())) {
+			return nil, errors.New("refusing to write an archive to a terminal; redirect standard output or use -o FILE")
+		}
+		return archive.NewWriter(os.Stdout, opts...)
+	}
+	w, err := archive.Create(path, opts...)
+	if errors.Is(err, archive.ErrExists) {
+		return nil, fmt.Errorf("%s already exists; pass --overwrite to replace it", path)
+	}
+	return w, err
+}
+
+func layoutOption(s string) (archive.Option, error) {
+	switch s {
+	case "docker":
+		return archive.WithLayout(archive.LayoutDocker), nil
+	case "oci":
+		return archive.WithLayout(archive.LayoutOCI), nil
+	}
+	return nil, fmt.Errorf("--layout %q: expected docker or oci", s)
+}
+
+// finishWrite commits w when the copies succeeded and always closes it; on failure nothing
+// is left at the output path.
+func finishWrite(w *archive.WritableArchive, copyErr error) error {
+	if copyErr == nil {
+		copyErr = w.Commit()
+	}
+	if err := w.Close(); copyErr == nil {
+		copyErr = err
+	}
+	return copyErr
+}
+
+func newSaveCommand() *cobra.Command {
+	var f transferFlags
+	var output, layout string
+	var overwrite bool
+	cmd := &cobra.Command{
+		Use:   "save -o OUT SRC...",
+		Short: "Save images from registries, layouts or archives into one archive",
+		Long: `Save images into one multi-image docker-archive. Each SRC is a reference in one of
+the supported transports: docker://HOST/NAME:TAG (a registry), oci:DIR:REF, oci-archive:FILE,
+dir:DIR, docker-archive:FILE[:SELECTOR]. Layers shared by several images are fetched and
+written once. An image keeps its tag (a registry reference's NAME:TAG, an archive image's
+tags); the same image given twice is stored once with both tags.
+
+The archive is written to a temp file beside OUT and renamed into place only when every
+image was saved: a failure or Ctrl-C leaves nothing at OUT. "-o -" writes to standard output.`,
+		Example: `  darc save -o bundle.tar docker://127.0.0.1:5000/app:1 docker://127.0.0.1:5000/db:2
+  darc save --tls-verify=false --layout oci -o bundle.tar docker://localhost:5000/app:1
+  darc save -o subset.tar docker-archive:bundle.tar:@0 docker-archive:bundle.tar:@2
+  darc save -o - oci:./layout:app | zstd > app.tar.zst`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			lo, err := layoutOption(layout)
+			if err != nil {
+				return err
+			}
+			var sources []dcopy.Source
+			for _, a := range args {
+				ref, err := dcopy.ParseReference(a)
+				if err != nil {
+					return err
+				}
+				sources = append(sources, dcopy.Source{Ref: ref})
+			}
+			opts, wait, err := f.options(cmd.ErrOrStderr(), func(i int) string { return args[i] })
+			if err != nil {
+				return err
+			}
+			w, err := createOutput(output, lo, archive.WithOverwrite(overwrite))
+			if err != nil {
+				return err
+			}
+			results, copyErr := dcopy.Save(cmd.Context(), w, sources, opts...)
+			wait()
+			err = finishWrite(w, copyErr)
+			if perr := printResults(cmd.OutOrStdout(), f.asJSON && output != "-", results); err == nil {
+				err = perr
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "archive to write (- for standard output)")
+	cmd.Flags().StringVar(&layout, "layout", "docker", "archive layout: docker (what podman save writes) or oci (what Docker 25+ writes)")
+	cmd.Flags().BoolVar(&overwrite, "overwrite", false, "replace OUT if it exists")
+	f.register(cmd.Flags(), true)
+	return cmd
+}
+
+func newMergeCommand() *cobra.Command {
+	var f transferFlags
+	var output, layout string
+	var overwrite bool
+	cmd := &cobra.Command{
+		Use:   "merge -o OUT IN...",
+		Short: "Combine the images of several archives into one",
+		Long: `Combine every image of the input archives, in order, into one archive. Blobs are
+copied as stored and verified on the way; a layer present in several inputs is written
+once. To take only some images, use "darc save -o OUT docker-archive:IN:@INDEX ...".`,
+		Example: `  darc merge -o all.tar base.tar apps.tar
+  darc merge -o all.tar --layout oci a.tar.gz b.tar.zst`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			lo, err := layoutOption(layout)
+			if err != nil {
+				return err
+			}
+			var inputs []*archive.ReadableArchive
+			defer func() {
+				for _, a := range inputs {
+					a.Close()
+				}
+			}()
+			var labels []string
+			for _, p := range args {
+				a, err := archive.Open(p)
+				if err != nil {
+					return err
+				}
+				inputs = append(inputs, a)
+				for _, img := range a.Images() {
+					labels = append(labels, fmt.Sprintf("%s:@%d", p, img.Index))
+				}
+			}
+			opts, wait, err := f.options(cmd.ErrOrStderr(), func(i int) string { return labels[i] })
+			if err != nil {
+				return err
+			}
+			w, err := createOutput(output, lo, archive.WithOverwrite(overwrite))
+			if err != nil {
+				return err
+			}
+			results, copyErr := dcopy.Merge(cmd.Context(), w, inputs, opts...)
+			wait()
+			err = finishWrite(w, copyErr)
+			if perr := printResults(cmd.OutOrStdout(), f.asJSON && output != "-", results); err == nil {
+				err = perr
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "archive to write (- for standard output)")
+	cmd.Flags().StringVar(&layout, "layout", "docker", "archive layout: docker or oci")
+	cmd.Flags().BoolVar(&overwrite, "overwrite", false, "replace OUT if it exists")
+	f.register(cmd.Flags(), true)
+	return cmd
+}
+
+func newLoadCommand() *cobra.Command {
+	var f transferFlags
+	var names []string
+	var baseOnly bool
+	cmd := &cobra.Command{
+		Use:   "load ARCHIVE DEST [SELECTOR...]",
+		Short: "Push the images of an archive to a registry, an OCI layout or directories",
+		Long: `Copy all images of ARCHIVE, or those the selectors pick (NAME[:TAG], @INDEX, @ID), to
+DEST. Each image's destination names come from its tags:
+
+  docker://HOST[:PORT][/PREFIX]  NAME:TAG goes to HOST[:PORT]/PREFIX/<repository path>:TAG
+                                 (docker.io/library/busybox:1 -> HOST/PREFIX/library/busybox:1)
+  oci:DIR                        one OCI layout; each tag is a ref name (example.com/app:1)
+  dir:DIR                        one directory per image: DIR/<index>
+
+Every tag of an image is written and its blobs are transferred once. An untagged image
+needs --name @INDEX=NAME:TAG, or it is skipped with a message. ARCHIVE may be "-".`,
+		Example: `  darc load bundle.tar docker://mirror.local:5000/team
+  darc load --tls-verify=false bundle.tar docker://127.0.0.1:5000 @0 example.com/app:1
+  darc load --name @2=example.com/tools:v1 bundle.tar oci:./layout
+  zstd -dc bundle.tar.zst | darc load - oci:./layout`,
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dest, err := dcopy.ParseDestination(args[1])
+			if err != nil {
+				return err
+			}
+			var sels []reference.Selector
+			for _, s := range args[2:] {
+				sel, err := reference.ParseSelector(s)
+				if err != nil {
+					return err
+				}
+				sels = append(sels, sel)
+			}
+			a, err := archive.Open(args[0])
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			opts, wait, err := f.options(cmd.ErrOrStderr(), func(i int) string { return fmt.Sprintf("%s:@%d", args[0], i) })
+			if err != nil {
+				return err
+			}
+			for _, n := range names {
+				idx, nt, err := parseName(n)
+				if err != nil {
+					return err
+				}
+				opts = append(opts, dcopy.WithNames(idx, nt))
+			}
+			if baseOnly {
+				opts = append(opts, dcopy.WithBaseNameOnly())
+			}
+			results, err := dcopy.Load(cmd.Context(), a, dest, sels, opts...)
+			wait()
+			if perr := printResults(cmd.OutOrStdout(), f.asJSON, results); err == nil {
+				err = perr
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringArrayVar(&names, "name", nil, "name an image: @INDEX=NAME:TAG (repeatable; replaces the image's tags)")
+	cmd.Flags().BoolVar(&baseOnly, "base-name-only", false, "under a registry prefix, keep only the last element of each repository path")
+	f.register(cmd.Flags(), true)
+	return cmd
+}
+
+// parseName parses "@INDEX=NAME:TAG".
+func parseName(s string) (int, distref.NamedTagged, error) {
+	left, right, ok := strings.Cut(s, "=")
+	if !ok || !strings.HasPrefix(left, "@") {
+		return 0, nil, fmt.Errorf("--name %q: expected @INDEX=NAME:TAG", s)
+	}
+	idx, err := strconv.Atoi(left[1:])
+	if err != nil || idx < 0 {
+		return 0, nil, fmt.Errorf("--name %q: %q is not an image index", s, left)
+	}
+	nt, err := reference.NormalizeTag(right)
+	if err != nil {
+		return 0, nil, fmt.Errorf("--name %q: %w", s, err)
+	}
+	return idx, nt, nil
+}
+
+func newCpCommand() *cobra.Command {
+	var f transferFlags
+	cmd := &cobra.Command{
+		Use:   "cp SRC DST",
+		Short: "Copy one image between two references",
+		Long: `Copy one image. SRC and DST are references in the supported transports:
+docker-archive:FILE[:SELECTOR] (darc's own), docker://HOST/NAME:TAG, oci:DIR:REF,
+oci-archive:FILE:REF and dir:DIR. Writing docker-archive:FILE[:NAME:TAG] creates a
+single-image archive; the file must not exist yet.`,
+		Example: `  darc cp oci:./layout:app docker-archive:out.tar:example.com/app:1
+  darc cp docker-archive:bundle.tar:@2 oci:./layout:tools
+  darc cp --tls-verify=false docker-archive:bundle.tar:busybox docker://localhost:5000/busybox:1`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			src, err := dcopy.ParseReference(args[0])
+			if err != nil {
+				return err
+			}
+			dst, err := dcopy.ParseReference(args[1])
+			if err != nil {
+				return err
+			}
+			opts, wait, err := f.options(cmd.ErrOrStderr(), func(int) string { return args[0] })
+			if err != nil {
+				return err
+			}
+			res, err := dcopy.Image(cmd.Context(), src, dst, opts...)
+			wait()
+			if perr := printResults(cmd.OutOrStdout(), f.asJSON, []dcopy.Result{res}); err == nil {
+				err = perr
+			}
+			return err
+		},
+	}
+	f.register(cmd.Flags(), false)
+	return cmd
+}
