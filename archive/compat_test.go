@@ -7,13 +7,16 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
+	distref "github.com/distribution/reference"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	digest "github.com/opencontainers/go-digest"
+	"go.podman.io/image/v5/copy"
 	ciarchive "go.podman.io/image/v5/docker/archive"
 	"go.podman.io/image/v5/image"
 	"go.podman.io/image/v5/types"
@@ -311,4 +314,97 @@ func wantFromArchive(t *testing.T, path string) []wantImage {
 		want = append(want, w)
 	}
 	return want
+}
+
+// TestCompatibilityMatrix writes archives with darc in both layouts (three images sharing
+// layers, one of them under two tags, one untagged) and has every reader here read them.
+func TestCompatibilityMatrix(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts dockerd and podman")
+	}
+	ctx := context.Background()
+	pc := policyContext(t)
+	tagged, err := archive.Open(filepath.Join(fixtureDir, "podman-save-m.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tagged.Close()
+	untagged, err := archive.Open(filepath.Join(fixtureDir, "podman-save-m-untagged.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer untagged.Close()
+	type input struct {
+		src  types.ImageReference
+		tags []string
+	}
+	inputs := []input{
+		{tagged.References()[0], []string{"example.com/darc/a:1", "example.com/darc/a:latest"}},
+		{tagged.References()[1], []string{"docker.io/library/busybox-like:1"}},
+		{untagged.References()[0], nil},
+	}
+	for _, layout := range []archive.Layout{archive.LayoutDocker, archive.LayoutOCI} {
+		t.Run(string(layout), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "darc.tar")
+			w, err := archive.Create(path, archive.WithLayout(layout))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			var want []wantImage
+			for _, in := range inputs {
+				var tags []distref.NamedTagged
+				for _, s := range in.tags {
+					tags = append(tags, mustTag(t, s))
+				}
+				dst, err := w.NewReference(tags...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := copy.Image(ctx, pc, dst, in.src, &copy.Options{}); err != nil {
+					t.Fatal(err)
+				}
+				d, err := wantOf(ctx, in.src)
+				if err != nil {
+					t.Fatal(err)
+				}
+				d.Tags = append([]string{}, in.tags...)
+				want = append(want, d)
+			}
+			if err := w.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			if got := wantFromArchive(t, path); !reflect.DeepEqual(got, want) {
+				t.Fatalf("darc reads back %+v, want %+v", got, want)
+			}
+			checkExternalReaders(t, path, want)
+		})
+	}
+}
+
+func mustTag(t *testing.T, s string) distref.NamedTagged {
+	t.Helper()
+	nt, err := reference.NormalizeTag(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nt
+}
+
+// wantOf reads the config of the image behind ref: its ID and diffIDs.
+func wantOf(ctx context.Context, ref types.ImageReference) (wantImage, error) {
+	img, err := ref.NewImage(ctx, nil)
+	if err != nil {
+		return wantImage{}, err
+	}
+	defer img.Close()
+	cfg, err := img.ConfigBlob(ctx)
+	if err != nil {
+		return wantImage{}, err
+	}
+	var c configDoc
+	if err := json.Unmarshal(cfg, &c); err != nil {
+		return wantImage{}, err
+	}
+	return wantImage{ID: digest.FromBytes(cfg), DiffIDs: c.RootFS.DiffIDs}, nil
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	distref "github.com/distribution/reference"
 	"github.com/spf13/cobra"
@@ -201,6 +202,24 @@ func createOutput(path string, opts ...archive.Option) (*archive.WritableArchive
 	return w, err
 }
 
+// writeOptions are the archive options of save and merge: the layout, --overwrite, and the
+// member time from SOURCE_DATE_EPOCH when it is set, as reproducible-build tools expect.
+func writeOptions(layout string, overwrite bool) ([]archive.Option, error) {
+	lo, err := layoutOption(layout)
+	if err != nil {
+		return nil, err
+	}
+	opts := []archive.Option{lo, archive.WithOverwrite(overwrite)}
+	if v, ok := os.LookupEnv("SOURCE_DATE_EPOCH"); ok && v != "" {
+		secs, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || secs < 0 {
+			return nil, fmt.Errorf("SOURCE_DATE_EPOCH=%q: expected seconds since 1970", v)
+		}
+		opts = append(opts, archive.WithSourceDateEpoch(time.Unix(secs, 0)))
+	}
+	return opts, nil
+}
+
 func layoutOption(s string) (archive.Option, error) {
 	switch s {
 	case "docker":
@@ -237,14 +256,16 @@ written once. An image keeps its tag (a registry reference's NAME:TAG, an archiv
 tags); the same image given twice is stored once with both tags.
 
 The archive is written to a temp file beside OUT and renamed into place only when every
-image was saved: a failure or Ctrl-C leaves nothing at OUT. "-o -" writes to standard output.`,
+image was saved: a failure or Ctrl-C leaves nothing at OUT. "-o -" writes to standard output.
+Member times are 1970-01-01, or SOURCE_DATE_EPOCH when it is set, so the same images always
+give the same bytes.`,
 		Example: `  darc save -o bundle.tar docker://127.0.0.1:5000/app:1 docker://127.0.0.1:5000/db:2
   darc save --tls-verify=false --layout oci -o bundle.tar docker://localhost:5000/app:1
   darc save -o subset.tar docker-archive:bundle.tar:@0 docker-archive:bundle.tar:@2
   darc save -o - oci:./layout:app | zstd > app.tar.zst`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			lo, err := layoutOption(layout)
+			wopts, err := writeOptions(layout, overwrite)
 			if err != nil {
 				return err
 			}
@@ -260,7 +281,7 @@ image was saved: a failure or Ctrl-C leaves nothing at OUT. "-o -" writes to sta
 			if err != nil {
 				return err
 			}
-			w, err := createOutput(output, lo, archive.WithOverwrite(overwrite))
+			w, err := createOutput(output, wopts...)
 			if err != nil {
 				return err
 			}
@@ -294,7 +315,7 @@ once. To take only some images, use "darc save -o OUT docker-archive:IN:@INDEX .
   darc merge -o all.tar --layout oci a.tar.gz b.tar.zst`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			lo, err := layoutOption(layout)
+			wopts, err := writeOptions(layout, overwrite)
 			if err != nil {
 				return err
 			}
@@ -319,7 +340,7 @@ once. To take only some images, use "darc save -o OUT docker-archive:IN:@INDEX .
 			if err != nil {
 				return err
 			}
-			w, err := createOutput(output, lo, archive.WithOverwrite(overwrite))
+			w, err := createOutput(output, wopts...)
 			if err != nil {
 				return err
 			}
