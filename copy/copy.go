@@ -38,7 +38,7 @@ type Option func(*options)
 
 type options struct {
 	sys      *types.SystemContext
-	policy   *signature.PolicyContext
+	policy   *signature.Policy
 	parallel int
 	platform *platform
 	progress func(Event)
@@ -66,8 +66,9 @@ func makeOptions(opts []Option) (options, error) {
 func WithSystemContext(sys *types.SystemContext) Option { return func(o *options) { o.sys = sys } }
 
 // WithPolicy sets the signature policy. The default accepts any image, as
-// `skopeo --insecure-policy` does: archives carry no signatures to check.
-func WithPolicy(pc *signature.PolicyContext) Option { return func(o *options) { o.policy = pc } }
+// `skopeo --insecure-policy` does: archives carry no signatures to check. Each copy gets a
+// policy context of its own, because a PolicyContext is not safe for concurrent use.
+func WithPolicy(p *signature.Policy) Option { return func(o *options) { o.policy = p } }
 
 // WithParallel sets how many images are copied at once (default 2). Layers within an image are
 // copied in parallel by containers/image as well.
@@ -161,20 +162,15 @@ type Result struct {
 // run holds what one Save, Load or Merge shares across its images.
 type run struct {
 	o      options
-	policy *signature.PolicyContext
+	policy *signature.Policy
 	events chan Event
 	done   chan struct{}
 }
 
 func newRun(o options) (*run, error) {
-	r := &run{o: o}
-	r.policy = o.policy
+	r := &run{o: o, policy: o.policy}
 	if r.policy == nil {
-		pc, err := signature.NewPolicyContext(&signature.Policy{Default: []signature.PolicyRequirement{signature.NewPRInsecureAcceptAnything()}})
-		if err != nil {
-			return nil, err
-		}
-		r.policy = pc
+		r.policy = &signature.Policy{Default: []signature.PolicyRequirement{signature.NewPRInsecureAcceptAnything()}}
 	}
 	if o.progress != nil {
 		r.events = make(chan Event, 1024)
@@ -191,9 +187,6 @@ func newRun(o options) (*run, error) {
 
 // close stops the progress goroutine after delivering what it holds.
 func (r *run) close() {
-	if r.o.policy == nil {
-		_ = r.policy.Destroy()
-	}
 	if r.events != nil {
 		close(r.events)
 		<-r.done
@@ -231,6 +224,11 @@ func (r *run) sys() *types.SystemContext {
 // blobs) and fills res.
 func (r *run) copyOne(ctx context.Context, index int, src types.ImageReference, dsts []types.ImageReference, res *Result) error {
 	r.emit(Event{Kind: ImageStarted, Image: index, Source: res.Source})
+	pc, err := signature.NewPolicyContext(r.policy)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = pc.Destroy() }()
 	counted := &countingRef{ImageReference: src}
 	for i, dst := range dsts {
 		prog := make(chan types.ProgressProperties)
@@ -256,7 +254,7 @@ func (r *run) copyOne(ctx context.Context, index int, src types.ImageReference, 
 			Progress:         prog,
 			ProgressInterval: progressInterval,
 		}
-		mb, err := cicopy.Image(ctx, r.policy, dst, counted, opts)
+		mb, err := cicopy.Image(ctx, pc, dst, counted, opts)
 		close(prog)
 		wg.Wait()
 		if err != nil {
