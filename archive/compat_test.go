@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -26,12 +25,9 @@ import (
 	"github.com/darc-dev/darc/reference"
 )
 
-// wantImage is what every reader must find for one image of an archive.
-type wantImage struct {
-	Tags    []string // normalized; empty for untagged
-	ID      digest.Digest
-	DiffIDs []digest.Digest
-}
+// wantImage is what every reader must find for one image of an archive: tags normalized
+// (empty for untagged), ID and diffIDs.
+type wantImage = wtImage
 
 // normalizeAll normalizes tags as written by some tool ("busybox:1", "localhost/x:1").
 func normalizeAll(t *testing.T, tags []string) []string {
@@ -287,33 +283,7 @@ func TestExternalReadersOnFixture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkExternalReaders(t, path, wantFromArchive(t, path))
-}
-
-// wantFromArchive is what our own reader finds in the archive at path.
-func wantFromArchive(t *testing.T, path string) []wantImage {
-	t.Helper()
-	a, err := archive.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	var want []wantImage
-	for i := range a.Images() {
-		d, err := a.Inspect(mustIndex(t, i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		w := wantImage{Tags: []string{}, ID: d.ID}
-		for _, tg := range d.Tags {
-			w.Tags = append(w.Tags, tg.String())
-		}
-		for _, l := range d.Layers {
-			w.DiffIDs = append(w.DiffIDs, l.DiffID)
-		}
-		want = append(want, w)
-	}
-	return want
+	checkExternalReaders(t, path, wtReadBack(t, path))
 }
 
 // TestCompatibilityMatrix writes archives with darc in both layouts (three images sharing
@@ -355,7 +325,7 @@ func TestCompatibilityMatrix(t *testing.T) {
 			for _, in := range inputs {
 				var tags []distref.NamedTagged
 				for _, s := range in.tags {
-					tags = append(tags, mustTag(t, s))
+					tags = append(tags, wtTag(t, s))
 				}
 				dst, err := w.NewReference(tags...)
 				if err != nil {
@@ -364,47 +334,17 @@ func TestCompatibilityMatrix(t *testing.T) {
 				if _, err := copy.Image(ctx, pc, dst, in.src, &copy.Options{}); err != nil {
 					t.Fatal(err)
 				}
-				d, err := wantOf(ctx, in.src)
-				if err != nil {
-					t.Fatal(err)
-				}
+				d := wtImageOf(t, in.src)
 				d.Tags = append([]string{}, in.tags...)
 				want = append(want, d)
 			}
 			if err := w.Commit(); err != nil {
 				t.Fatal(err)
 			}
-			if got := wantFromArchive(t, path); !reflect.DeepEqual(got, want) {
+			if got := wtReadBack(t, path); !wtEqual(got, want) {
 				t.Fatalf("darc reads back %+v, want %+v", got, want)
 			}
 			checkExternalReaders(t, path, want)
 		})
 	}
-}
-
-func mustTag(t *testing.T, s string) distref.NamedTagged {
-	t.Helper()
-	nt, err := reference.NormalizeTag(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return nt
-}
-
-// wantOf reads the config of the image behind ref: its ID and diffIDs.
-func wantOf(ctx context.Context, ref types.ImageReference) (wantImage, error) {
-	img, err := ref.NewImage(ctx, nil)
-	if err != nil {
-		return wantImage{}, err
-	}
-	defer img.Close()
-	cfg, err := img.ConfigBlob(ctx)
-	if err != nil {
-		return wantImage{}, err
-	}
-	var c configDoc
-	if err := json.Unmarshal(cfg, &c); err != nil {
-		return wantImage{}, err
-	}
-	return wantImage{ID: digest.FromBytes(cfg), DiffIDs: c.RootFS.DiffIDs}, nil
 }

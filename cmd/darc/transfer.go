@@ -230,6 +230,28 @@ func layoutOption(s string) (archive.Option, error) {
 	return nil, fmt.Errorf("--layout %q: expected docker or oci", s)
 }
 
+// writeArchive creates the output, runs the copies into it, commits it when they all
+// succeeded, and prints the summary. With -o - the summary is not printed: standard output
+// holds the archive.
+func (f *transferFlags) writeArchive(cmd *cobra.Command, output string, wopts []archive.Option, labels func(int) string,
+	copyInto func(*archive.WritableArchive, []dcopy.Option) ([]dcopy.Result, error)) error {
+	opts, wait, err := f.options(cmd.ErrOrStderr(), labels)
+	if err != nil {
+		return err
+	}
+	w, err := createOutput(output, wopts...)
+	if err != nil {
+		return err
+	}
+	results, copyErr := copyInto(w, opts)
+	wait()
+	err = finishWrite(w, copyErr)
+	if perr := printResults(cmd.OutOrStdout(), f.asJSON && output != "-", results); err == nil {
+		err = perr
+	}
+	return err
+}
+
 // finishWrite commits w when the copies succeeded and always closes it; on failure nothing
 // is left at the output path.
 func finishWrite(w *archive.WritableArchive, copyErr error) error {
@@ -277,21 +299,10 @@ give the same bytes.`,
 				}
 				sources = append(sources, dcopy.Source{Ref: ref})
 			}
-			opts, wait, err := f.options(cmd.ErrOrStderr(), func(i int) string { return args[i] })
-			if err != nil {
-				return err
-			}
-			w, err := createOutput(output, wopts...)
-			if err != nil {
-				return err
-			}
-			results, copyErr := dcopy.Save(cmd.Context(), w, sources, opts...)
-			wait()
-			err = finishWrite(w, copyErr)
-			if perr := printResults(cmd.OutOrStdout(), f.asJSON && output != "-", results); err == nil {
-				err = perr
-			}
-			return err
+			return f.writeArchive(cmd, output, wopts, func(i int) string { return args[i] },
+				func(w *archive.WritableArchive, opts []dcopy.Option) ([]dcopy.Result, error) {
+					return dcopy.Save(cmd.Context(), w, sources, opts...)
+				})
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "archive to write (- for standard output)")
@@ -336,21 +347,10 @@ once. To take only some images, use "darc save -o OUT docker-archive:IN:@INDEX .
 					labels = append(labels, fmt.Sprintf("%s:@%d", p, img.Index))
 				}
 			}
-			opts, wait, err := f.options(cmd.ErrOrStderr(), func(i int) string { return labels[i] })
-			if err != nil {
-				return err
-			}
-			w, err := createOutput(output, wopts...)
-			if err != nil {
-				return err
-			}
-			results, copyErr := dcopy.Merge(cmd.Context(), w, inputs, opts...)
-			wait()
-			err = finishWrite(w, copyErr)
-			if perr := printResults(cmd.OutOrStdout(), f.asJSON && output != "-", results); err == nil {
-				err = perr
-			}
-			return err
+			return f.writeArchive(cmd, output, wopts, func(i int) string { return labels[i] },
+				func(w *archive.WritableArchive, opts []dcopy.Option) ([]dcopy.Result, error) {
+					return dcopy.Merge(cmd.Context(), w, inputs, opts...)
+				})
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "archive to write (- for standard output)")
