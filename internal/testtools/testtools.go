@@ -139,6 +139,30 @@ type Registry struct {
 	Dir  string
 }
 
+// BlobUploads counts, per blob digest, the uploads the registry completed (PUTs that finish
+// an upload session) and the cross-repository mounts it served, from its access log.
+func (r *Registry) BlobUploads(t testing.TB) (uploads, mounts map[string]int) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(r.Dir, "registry.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	uploads, mounts = map[string]int{}, map[string]int{}
+	for _, line := range strings.Split(string(data), "\n") {
+		if !strings.Contains(line, "/blobs/uploads/") || !strings.Contains(line, "\" 201 ") {
+			continue
+		}
+		key, count := "digest=sha256%3A", uploads
+		if strings.Contains(line, "\"POST /v2/") {
+			key, count = "mount=sha256%3A", mounts
+		}
+		if _, rest, ok := strings.Cut(line, key); ok && len(rest) >= 64 {
+			count["sha256:"+rest[:64]]++
+		}
+	}
+	return uploads, mounts
+}
+
 // StartRegistry starts Debian's docker-registry (the distribution registry) on a free port of
 // 127.0.0.1 with its storage in a temp directory. With htpasswd set (the path of a bcrypt
 // htpasswd file) it requires basic authentication. It is stopped when the test ends.
@@ -147,7 +171,7 @@ func StartRegistry(t testing.TB, htpasswd string) *Registry {
 	bin := Require(t, "docker-registry")
 	dir := t.TempDir()
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n",
+	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n",
 		filepath.Join(dir, "data"), addr)
 	if htpasswd != "" {
 		cfg += fmt.Sprintf("auth:\n  htpasswd:\n    realm: darc-test\n    path: %s\n", htpasswd)

@@ -1,0 +1,268 @@
+package copy_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+	imgspecs "github.com/opencontainers/image-spec/specs-go"
+	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/darc-dev/darc/archive"
+	dcopy "github.com/darc-dev/darc/copy"
+	"github.com/darc-dev/darc/internal/archivetest"
+	"github.com/darc-dev/darc/internal/testtools"
+)
+
+// TestSharedBlobUploadedOnce loads an archive whose images share layers into a registry, each
+// image in its own repository: every blob must be uploaded once; other repositories get it by
+// cross-repository mount.
+func TestSharedBlobUploadedOnce(t *testing.T) {
+	reg := testtools.StartRegistry(t, "")
+	a, err := archive.Open(filepath.Join(fixtures, "podman-save-m.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	dest, err := dcopy.ParseDestination("docker://" + reg.Addr + "/once")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dcopy.Load(context.Background(), a, dest, nil, dcopy.WithSystemContext(insecureSys()), dcopy.WithParallel(3)); err != nil {
+		t.Fatal(err)
+	}
+	uploads, mounts := reg.BlobUploads(t)
+	if len(uploads) == 0 {
+		t.Fatal("the registry log shows no blob upload; cannot check")
+	}
+	for d, n := range uploads {
+		if n != 1 {
+			t.Errorf("blob %s uploaded %d times, want once", d, n)
+		}
+	}
+	// base1 is in all three images and base2 in two: three mounts instead of uploads.
+	total := 0
+	for d, n := range mounts {
+		total += n
+		if uploads[d] != 1 {
+			t.Errorf("blob %s mounted but never uploaded", d)
+		}
+	}
+	if total != 3 {
+		t.Errorf("%d cross-repository mounts, want 3", total)
+	}
+}
+
+// TestSaveKeepsGoingAfterAFailure saves three sources, the middle one missing: the others are
+// saved, the error names the failing one, and the archive can be committed with the rest.
+func TestSaveKeepsGoingAfterAFailure(t *testing.T) {
+	ctx := context.Background()
+	out := filepath.Join(t.TempDir(), "out.tar")
+	w, err := archive.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var sources []dcopy.Source
+	for _, s := range []string{
+		"docker-archive:" + filepath.Join(fixtures, "podman-save-m.tar") + ":@0",
+		"oci:" + filepath.Join(t.TempDir(), "no-such-layout") + ":x",
+		"docker-archive:" + filepath.Join(fixtures, "podman-save-m.tar") + ":@2",
+	} {
+		ref, err := dcopy.ParseReference(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sources = append(sources, dcopy.Source{Ref: ref})
+	}
+	results, err := dcopy.Save(ctx, w, sources)
+	if err == nil {
+		t.Fatal("Save with a missing source succeeded")
+	}
+	if results[0].Err != nil || results[2].Err != nil || results[1].Err == nil {
+		t.Fatalf("results: %+v", results)
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatalf("committing the images that succeeded: %v", err)
+	}
+	a, err := archive.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if n := len(a.Images()); n != 2 {
+		t.Errorf("archive holds %d images, want 2", n)
+	}
+}
+
+// TestProgressNeverBlocks gives Load a progress consumer that is much slower than the copy:
+// the copy must not wait for it, and every image's start and end must still be reported.
+func TestProgressNeverBlocks(t *testing.T) {
+	a, err := archive.Open(filepath.Join(fixtures, "podman-save-m.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	dest, err := dcopy.ParseDestination("oci:" + filepath.Join(t.TempDir(), "layout"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	started, done := map[int]bool{}, map[int]bool{}
+	slow := func(e dcopy.Event) {
+		time.Sleep(20 * time.Millisecond)
+		mu.Lock()
+		defer mu.Unlock()
+		switch e.Kind {
+		case dcopy.ImageStarted:
+			started[e.Image] = true
+		case dcopy.ImageDone:
+			done[e.Image] = true
+		}
+	}
+	results, err := dcopy.Load(context.Background(), a, dest, nil, dcopy.WithProgress(slow))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, r := range results {
+		if !started[r.Index] || !done[r.Index] {
+			t.Errorf("image %d: started=%v done=%v", r.Index, started[r.Index], done[r.Index])
+		}
+	}
+}
+
+// writeMultiPlatformLayout writes an OCI layout whose ref "multi" is an image index of two
+// single-layer images, linux/amd64 and linux/arm64, and returns their config digests.
+func writeMultiPlatformLayout(t *testing.T, dir string) map[string]digest.Digest {
+	t.Helper()
+	put := func(data []byte) imgspecv1.Descriptor {
+		d := digest.FromBytes(data)
+		p := filepath.Join(dir, "blobs", "sha256", d.Encoded())
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return imgspecv1.Descriptor{Digest: d, Size: int64(len(data))}
+	}
+	mustJSON := func(v any) []byte {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	configs := map[string]digest.Digest{}
+	var manifests []imgspecv1.Descriptor
+	for i, arch := range []string{"amd64", "arm64"} {
+		layer := archivetest.Layer(int64(40+i), 1, 100)
+		ld := put(layer)
+		ld.MediaType = imgspecv1.MediaTypeImageLayer
+		cfg := mustJSON(imgspecv1.Image{Platform: imgspecv1.Platform{OS: "linux", Architecture: arch},
+			RootFS: imgspecv1.RootFS{Type: "layers", DiffIDs: []digest.Digest{ld.Digest}}})
+		cd := put(cfg)
+		cd.MediaType = imgspecv1.MediaTypeImageConfig
+		configs[arch] = cd.Digest
+		md := put(mustJSON(imgspecv1.Manifest{Versioned: imgspecs.Versioned{SchemaVersion: 2}, MediaType: imgspecv1.MediaTypeImageManifest,
+			Config: cd, Layers: []imgspecv1.Descriptor{ld}}))
+		md.MediaType = imgspecv1.MediaTypeImageManifest
+		md.Platform = &imgspecv1.Platform{OS: "linux", Architecture: arch}
+		manifests = append(manifests, md)
+	}
+	id := put(mustJSON(imgspecv1.Index{Versioned: imgspecs.Versioned{SchemaVersion: 2}, MediaType: imgspecv1.MediaTypeImageIndex, Manifests: manifests}))
+	id.MediaType = imgspecv1.MediaTypeImageIndex
+	id.Annotations = map[string]string{imgspecv1.AnnotationRefName: "multi"}
+	top := imgspecv1.Index{Versioned: imgspecs.Versioned{SchemaVersion: 2}, MediaType: imgspecv1.MediaTypeImageIndex, Manifests: []imgspecv1.Descriptor{id}}
+	if err := os.WriteFile(filepath.Join(dir, "index.json"), mustJSON(top), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return configs
+}
+
+// TestPlatformChoice saves from a multi-platform source: the host's platform by default
+// (amd64 here), another with WithPlatform.
+func TestPlatformChoice(t *testing.T) {
+	layout := t.TempDir()
+	configs := writeMultiPlatformLayout(t, layout)
+	src, err := dcopy.ParseReference("oci:" + layout + ":multi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		opts []dcopy.Option
+		want digest.Digest
+	}{
+		{"host default", nil, configs["amd64"]},
+		{"linux/arm64", []dcopy.Option{dcopy.WithPlatform("linux/arm64")}, configs["arm64"]},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, err := archive.Create(filepath.Join(t.TempDir(), "out.tar"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			results, err := dcopy.Save(context.Background(), w, []dcopy.Source{{Ref: src, Tags: nil}}, tc.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if results[0].ImageID != tc.want {
+				t.Errorf("saved %s, want %s", results[0].ImageID, tc.want)
+			}
+		})
+	}
+	if err := dcopy.ParsePlatform("linux"); !errors.Is(err, dcopy.ErrInvalidPlatform) {
+		t.Errorf("ParsePlatform(linux) = %v, want ErrInvalidPlatform", err)
+	}
+}
+
+// TestParseDestination covers the destination syntax and its errors.
+func TestParseDestination(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    string
+		wantErr bool
+	}{
+		{"docker://127.0.0.1:5000", "docker://127.0.0.1:5000", false},
+		{"docker://mirror.local:5000/team/", "docker://mirror.local:5000/team", false},
+		{"oci:./layout", "oci:./layout", false},
+		{"dir:/tmp/x", "dir:/tmp/x", false},
+		// A load destination takes names from the images, not from the string.
+		{"oci:./layout:name", "", true},
+		{"docker:127.0.0.1:5000", "", true},
+		{"docker://", "", true},
+		{"docker://host:5000/UPPER", "", true},
+		{"docker-archive:x.tar", "", true},
+		{"nowhere", "", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			d, err := dcopy.ParseDestination(tc.in)
+			if tc.wantErr {
+				if !errors.Is(err, dcopy.ErrInvalidDestination) {
+					t.Fatalf("got %v, want ErrInvalidDestination", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := fmt.Sprint(d); got != tc.want {
+				t.Errorf("String() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
