@@ -202,6 +202,26 @@ func createOutput(path string, opts ...archive.Option) (*archive.WritableArchive
 	return w, err
 }
 
+// storesCompressed reports whether any image of the archives has a compressed layer member.
+// It reads the images' configs, not their layers.
+func storesCompressed(archives []*archive.ReadableArchive) bool {
+	for _, a := range archives {
+		for _, img := range a.Images() {
+			sel, _ := reference.IndexSelector(img.Index)
+			d, err := a.Inspect(sel)
+			if err != nil {
+				continue // the copy reports it
+			}
+			for _, l := range d.Layers {
+				if l.Compression != "none" {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
 // writeOptions are the archive options of save and merge: the layout, --overwrite, and the
 // member time from SOURCE_DATE_EPOCH when it is set, as reproducible-build tools expect.
 func writeOptions(layout string, overwrite bool) ([]archive.Option, error) {
@@ -321,15 +341,15 @@ func newMergeCommand() *cobra.Command {
 		Short: "Combine the images of several archives into one",
 		Long: `Combine every image of the input archives, in order, into one archive. Blobs are
 copied as stored and verified on the way; a layer present in several inputs is written
-once. To take only some images, use "darc save -o OUT docker-archive:IN:@INDEX ...".`,
+once. To take only some images, use "darc save -o OUT docker-archive:IN:@INDEX ...".
+
+The default layout, auto, is oci when an input stores compressed layers (crane's archives,
+Docker 25+ with the containerd store), so they are kept as they are, and docker otherwise;
+the docker layout holds plain tars and would have to decompress them.`,
 		Example: `  darc merge -o all.tar base.tar apps.tar
   darc merge -o all.tar --layout oci a.tar.gz b.tar.zst`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			wopts, err := writeOptions(layout, overwrite)
-			if err != nil {
-				return err
-			}
 			var inputs []*archive.ReadableArchive
 			defer func() {
 				for _, a := range inputs {
@@ -347,6 +367,16 @@ once. To take only some images, use "darc save -o OUT docker-archive:IN:@INDEX .
 					labels = append(labels, fmt.Sprintf("%s:@%d", p, img.Index))
 				}
 			}
+			if layout == "auto" {
+				layout = "docker"
+				if storesCompressed(inputs) {
+					layout = "oci"
+				}
+			}
+			wopts, err := writeOptions(layout, overwrite)
+			if err != nil {
+				return err
+			}
 			return f.writeArchive(cmd, output, wopts, func(i int) string { return labels[i] },
 				func(w *archive.WritableArchive, opts []dcopy.Option) ([]dcopy.Result, error) {
 					return dcopy.Merge(cmd.Context(), w, inputs, opts...)
@@ -354,7 +384,7 @@ once. To take only some images, use "darc save -o OUT docker-archive:IN:@INDEX .
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "archive to write (- for standard output)")
-	cmd.Flags().StringVar(&layout, "layout", "docker", "archive layout: docker or oci")
+	cmd.Flags().StringVar(&layout, "layout", "auto", "archive layout: auto, docker or oci")
 	cmd.Flags().BoolVar(&overwrite, "overwrite", false, "replace OUT if it exists")
 	f.register(cmd.Flags(), true)
 	return cmd

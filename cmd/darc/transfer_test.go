@@ -170,3 +170,54 @@ func TestInterruptLeavesNothing(t *testing.T) {
 		t.Errorf("after the interrupt the output directory holds %v", entries)
 	}
 }
+
+// TestMergeAutoLayout: inputs with compressed layers give an OCI-layout archive that keeps
+// them as stored; plain inputs give the docker layout.
+func TestMergeAutoLayout(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		in   string
+		want string
+	}{
+		{"crane-pull-multi.tar", "gzip"},
+		{"podman-save-m.tar", "none"},
+	} {
+		out := filepath.Join(dir, tc.in)
+		if _, errOut, err := run(t, "merge", "-q", "-o", out, fixture(tc.in)); err != nil {
+			t.Fatalf("merge %s: %v\n%s", tc.in, err, errOut)
+		}
+		js, _, err := run(t, "inspect", "--json", out+":@0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d struct {
+			Layers []struct{ Compression string }
+		}
+		if err := json.Unmarshal([]byte(js), &d); err != nil {
+			t.Fatal(err)
+		}
+		if len(d.Layers) == 0 || d.Layers[0].Compression != tc.want {
+			t.Errorf("merge of %s stores layers as %+v, want %s", tc.in, d.Layers, tc.want)
+		}
+	}
+}
+
+// TestLsStdin lists a zstd-compressed archive piped to standard input.
+func TestLsStdin(t *testing.T) {
+	in, err := os.Open(fixture("podman-save-m.tar.zst"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	cmd := exec.Command(os.Args[0], "ls", "--json", "-")
+	cmd.Env = append(os.Environ(), "DARC_TEST_MAIN=1")
+	cmd.Stdin = in
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []lsEntry
+	if err := json.Unmarshal(out, &entries); err != nil || len(entries) != 3 {
+		t.Fatalf("ls - printed %s (%v)", out, err)
+	}
+}
