@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sync"
 
 	distref "github.com/distribution/reference"
 	digest "github.com/opencontainers/go-digest"
@@ -258,11 +259,12 @@ func (a *ReadableArchive) Verify(ctx context.Context, parallel int) []Problem {
 	if parallel <= 0 {
 		parallel = 2
 	}
+	checks := &blobChecks{m: map[blobKey]*blobCheck{}}
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(parallel)
 	for i, img := range imgs {
 		g.Go(func() error {
-			perImage[i] = verifyImage(ctx, img)
+			perImage[i] = verifyImage(ctx, img, checks)
 			return nil
 		})
 	}
@@ -273,11 +275,47 @@ func (a *ReadableArchive) Verify(ctx context.Context, parallel int) []Problem {
 	return probs
 }
 
-func verifyImage(ctx context.Context, img *tarfile.Image) []Problem {
+// blobChecks shares layer checks between the images of one Verify: images that share a layer
+// member (a common base layer, or a hostile manifest.json naming one large member a million
+// times) read it once.
+type blobChecks struct {
+	mu sync.Mutex
+	m  map[blobKey]*blobCheck
+}
+
+// blobKey identifies a check: the same stored bytes checked against the same digests.
+type blobKey struct {
+	offset         int64
+	digest, diffID digest.Digest
+}
+
+type blobCheck struct {
+	once  sync.Once
+	image int // the image whose check it was
+	err   error
+}
+
+// do runs check once per key; for other images it returns the first one's result.
+func (c *blobChecks) do(k blobKey, image int, check func() error) error {
+	c.mu.Lock()
+	bc := c.m[k]
+	if bc == nil {
+		bc = &blobCheck{image: image}
+		c.m[k] = bc
+	}
+	c.mu.Unlock()
+	bc.once.Do(func() { bc.err = check() })
+	if bc.err != nil && bc.image != image {
+		return fmt.Errorf("same member as image @%d: %w", bc.image, bc.err)
+	}
+	return bc.err
+}
+
+func verifyImage(ctx context.Context, img *tarfile.Image, checks *blobChecks) []Problem {
 	var probs []Problem
 	add := func(err error) { probs = append(probs, Problem{Image: img.Index, Err: err}) }
 	for _, t := range img.BadTags {
-		add(fmt.Errorf("tag %q is not a valid reference", t))
+		add(fmt.Errorf("%w: tag %q is not a valid reference", ErrInvalidManifest, t))
 	}
 	for _, p := range img.Problems {
 		add(p)
@@ -300,7 +338,7 @@ func verifyImage(ctx context.Context, img *tarfile.Image) []Problem {
 			add(err)
 			return probs
 		}
-		if err := drain(img, l.Digest); err != nil {
+		if err := checks.do(blobKey{l.Member.Offset, l.Digest, l.DiffID}, img.Index, func() error { return drain(img, l.Digest) }); err != nil {
 			add(fmt.Errorf("layer %q: %w", l.Name, err))
 		}
 	}

@@ -211,7 +211,7 @@ func BuildIndex(r io.ReaderAt, size int64, maxMembers int) (*Index, error) {
 		if maxMembers > 0 && len(ix.members) >= maxMembers {
 			return nil, fmt.Errorf("%w: more than %d tar members", ErrTooLarge, maxMembers)
 		}
-		if hdr.size < 0 || dataStart+hdr.size > size {
+		if hdr.size < 0 || hdr.size > size-dataStart { // not dataStart+hdr.size: it can overflow
 			return nil, fmt.Errorf("member %q: claims %d bytes past the end of the archive: %w", hdr.name, hdr.size, io.ErrUnexpectedEOF)
 		}
 		if tr == nil && !isHeaderOnlyType(hdr.typeflag) {
@@ -256,13 +256,30 @@ func readFastHeader(sr *scanReader, blk *[blockSize]byte, h *fastHeader) bool {
 	}
 	magic, version := string(b[257:263]), string(b[263:265])
 	var prefix string
+	v7 := false
 	switch {
 	case magic == "ustar\x00" && string(b[508:512]) == "tar\x00":
 		return false // star: a different prefix field
 	case magic == "ustar\x00":
 		prefix = cString(b[345:500])
 	case magic == "ustar " && version == " \x00": // GNU
-	default: // v7
+		if b[345] != 0 || b[357] != 0 {
+			// atime or ctime set: archive/tar may read that area as a name prefix instead.
+			return false
+		}
+	default:
+		v7 = true
+	}
+	// archive/tar refuses a header whose numeric fields do not parse, including those the
+	// index does not use (mode, uid, gid, mtime; devmajor and devminor past v7). Plain octal
+	// is decoded here; anything else is left to archive/tar.
+	for _, f := range [...][2]int{{100, 108}, {108, 116}, {116, 124}, {136, 148}, {329, 337}, {337, 345}} {
+		if v7 && f[0] >= 329 {
+			break
+		}
+		if _, ok := parseOctal(b[f[0]:f[1]]); !ok {
+			return false
+		}
 	}
 	sizeField := b[124:136]
 	if sizeField[0]&0x80 != 0 {

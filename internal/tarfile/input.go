@@ -75,7 +75,8 @@ func DetectCompression(head []byte) Compression {
 // isTarHeader reports whether block carries a valid tar header checksum.
 func isTarHeader(block []byte) bool {
 	field := bytes.TrimRight(bytes.TrimLeft(block[148:156], " "), " \x00")
-	want, err := strconv.ParseInt(string(field), 8, 64)
+	// ParseUint, as archive/tar uses: no sign, so a negative signed sum never matches.
+	want, err := strconv.ParseUint(string(field), 8, 64)
 	if err != nil || len(field) == 0 {
 		return false
 	}
@@ -87,8 +88,13 @@ func isTarHeader(block []byte) bool {
 		unsigned += int64(b)
 		signed += int64(int8(b))
 	}
-	return want == unsigned || want == signed
+	return int64(want) == unsigned || int64(want) == signed
 }
+
+// maxZstdWindow is the largest zstd window accepted: what zstd(1) decodes without --memory.
+// The decoder allocates the window a frame header asks for, so without this bound a 14-byte
+// input would cost 512 MiB.
+const maxZstdWindow = 128 << 20
 
 // Decompress wraps r in a decompressor for c. The returned closer releases decoder resources.
 func Decompress(r io.Reader, c Compression) (io.Reader, func(), error) {
@@ -100,7 +106,7 @@ func Decompress(r io.Reader, c Compression) (io.Reader, func(), error) {
 		}
 		return zr, func() { _ = zr.Close() }, nil
 	case Zstd:
-		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(maxZstdWindow))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -143,12 +149,28 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// errRecorder keeps the first error of the input itself (io.EOF aside), so that a failure to
+// read can be told from a decompressor's complaint about the data.
+type errRecorder struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errRecorder) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF && e.err == nil {
+		e.err = err
+	}
+	return n, err
+}
+
 // Spool copies r (decompressing it when its magic bytes say so) into an anonymous temp file
 // in dir ("" means os.TempDir()) and returns that file positioned anywhere, with its size.
 // The file is unlinked as soon as it is created, so nothing is left on disk once it is
 // closed, even if the process dies. maxSize bounds the bytes written (0: no bound).
 func Spool(r io.Reader, dir string, maxSize int64) (f *os.File, size int64, c Compression, err error) {
-	br := bufio.NewReaderSize(r, 1<<20)
+	in := &errRecorder{r: r}
+	br := bufio.NewReaderSize(in, 1<<20)
 	head, err := br.Peek(512)
 	if err != nil && err != io.EOF && !errors.Is(err, bufio.ErrBufferFull) {
 		return nil, 0, 0, fmt.Errorf("reading input: %w", err)
@@ -178,6 +200,11 @@ func Spool(r io.Reader, dir string, maxSize int64) (f *os.File, size int64, c Co
 		_ = f.Close()
 		if errors.Is(err, errLimit) {
 			return nil, 0, c, fmt.Errorf("%w: input expands past %d bytes", ErrTooLarge, maxSize)
+		}
+		if c != Uncompressed && in.err == nil {
+			// The decompressor's complaint about the data (truncated, corrupt, bad checksum),
+			// not a failure to read the input.
+			return nil, 0, c, fmt.Errorf("%w: bad %s data: %w", ErrNotDockerArchive, c, err)
 		}
 		return nil, 0, c, fmt.Errorf("spooling %s input: %w", c, err)
 	}

@@ -23,13 +23,62 @@ type v1Image struct {
 	} `json:"container_config"`
 }
 
+// maxLegacyLayers bounds the layers of all the images of a pre-1.10 archive together. Each
+// image's config is rebuilt from its whole parent chain, so many images on top of one long
+// chain cost images × depth even though the archive holds each v1 image once. Docker never
+// wrote chains deeper than 127, so this admits 2,048 images of the deepest kind; opening and
+// verifying that many layers takes about a second.
+const maxLegacyLayers = 1 << 18
+
+// legacyCache holds what loadLegacy learns about v1 images and layers, so that a v1 image or
+// layer shared by many images is read and hashed once.
+type legacyCache struct {
+	v1      map[string]legacyV1
+	diffIDs map[int64]digest.Digest // by member offset
+	layers  int                     // walked so far, against maxLegacyLayers
+}
+
+type legacyV1 struct {
+	v   v1Image
+	err error
+}
+
+// v1Image reads and decodes "<id>/json", once.
+func (c *legacyCache) v1Image(r *Reader, id string) (v1Image, error) {
+	if e, ok := c.v1[id]; ok {
+		return e.v, e.err
+	}
+	var e legacyV1
+	data, _, err := r.ix.ReadSmall(id+"/json", r.limits.MaxConfigSize)
+	if err != nil {
+		e.err = fmt.Errorf("v1 image %q: %w", id, err)
+	} else if err := json.Unmarshal(data, &e.v); err != nil {
+		e.err = fmt.Errorf("v1 image %q: %w: %v", id, ErrInvalidManifest, err)
+	}
+	e.v.ID = id
+	c.v1[id] = e
+	return e.v, e.err
+}
+
+// diffID hashes a layer member's uncompressed content, once.
+func (c *legacyCache) diffID(r *Reader, m Member) (digest.Digest, error) {
+	if d, ok := c.diffIDs[m.Offset]; ok {
+		return d, nil
+	}
+	d, err := r.diffIDOf(m)
+	if err == nil {
+		c.diffIDs[m.Offset] = d
+	}
+	return d, err
+}
+
 // loadLegacy reads a pre-1.10 archive: no manifest.json, a repositories file naming the top
 // v1 image of each tag, and a parent chain of "<id>/json" + "<id>/layer.tar" per image.
 // The image config, which such archives do not have, is built from the top v1 JSON the way
 // Docker converts v1 images (drop the v1 id fields, add rootfs and history); that needs every
 // layer hashed for its diffID, so opening a legacy archive reads its layers once.
 func (r *Reader) loadLegacy() error {
-	data, _, err := r.ix.ReadSmall("repositories", r.limits.MaxManifestSize)
+	data, err := r.readMetadata("repositories")
 	if err != nil {
 		return err
 	}
@@ -54,14 +103,15 @@ func (r *Reader) loadLegacy() error {
 		}
 		byID[t.id] = append(byID[t.id], t.tag)
 	}
-	order = append(order, r.legacyLeaves(byID)...)
+	cache := &legacyCache{v1: map[string]legacyV1{}, diffIDs: map[int64]digest.Digest{}}
+	order = append(order, r.legacyLeaves(byID, cache)...)
 	if len(order) == 0 {
 		return fmt.Errorf("%w: repositories names no image and there is no manifest.json", ErrNotDockerArchive)
 	}
 	for i, id := range order {
 		img := &Image{r: r, Index: i, RepoTags: byID[id]}
 		img.setTags()
-		if err := r.legacyImage(img, id); err != nil {
+		if err := r.legacyImage(img, id, cache); err != nil {
 			img.Problems = append(img.Problems, err)
 		}
 		r.images = append(r.images, img)
@@ -71,7 +121,7 @@ func (r *Reader) loadLegacy() error {
 
 // legacyLeaves returns, sorted, the v1 ids that no other v1 image names as its parent and
 // that no tag points at: untagged images, which old Docker loaded too.
-func (r *Reader) legacyLeaves(tagged map[string][]string) []string {
+func (r *Reader) legacyLeaves(tagged map[string][]string, cache *legacyCache) []string {
 	var ids []string
 	parents := map[string]bool{}
 	for _, m := range r.ix.members {
@@ -79,12 +129,8 @@ func (r *Reader) legacyLeaves(tagged map[string][]string) []string {
 		if !ok || strings.Contains(id, "/") {
 			continue
 		}
-		data, _, err := r.ix.ReadSmall(m.Name, r.limits.MaxConfigSize)
+		v, err := cache.v1Image(r, id)
 		if err != nil {
-			continue
-		}
-		var v v1Image
-		if json.Unmarshal(data, &v) != nil {
 			continue
 		}
 		ids = append(ids, id)
@@ -101,29 +147,29 @@ func (r *Reader) legacyLeaves(tagged map[string][]string) []string {
 }
 
 // legacyImage walks the parent chain from the top v1 id and fills img's layers and config.
-func (r *Reader) legacyImage(img *Image, top string) error {
+func (r *Reader) legacyImage(img *Image, top string, cache *legacyCache) error {
 	var chain []v1Image
-	var tops []byte
 	seen := map[string]bool{}
 	for id := top; id != ""; {
 		if seen[id] || len(chain) > len(r.ix.members) {
 			return fmt.Errorf("%w: v1 parent chain of %q loops", ErrInvalidManifest, top)
 		}
+		if cache.layers >= maxLegacyLayers {
+			return fmt.Errorf("%w: the v1 parent chains of the images hold more than %d layers in all", ErrTooLarge, maxLegacyLayers)
+		}
+		cache.layers++
 		seen[id] = true
-		data, _, err := r.ix.ReadSmall(id+"/json", r.limits.MaxConfigSize)
+		v, err := cache.v1Image(r, id)
 		if err != nil {
-			return fmt.Errorf("v1 image %q: %w", id, err)
+			return err
 		}
-		var v v1Image
-		if err := json.Unmarshal(data, &v); err != nil {
-			return fmt.Errorf("v1 image %q: %w: %v", id, ErrInvalidManifest, err)
-		}
-		if tops == nil {
-			tops = data
-		}
-		v.ID = id
 		chain = append(chain, v)
 		id = v.Parent
+	}
+	// The top JSON is read again rather than kept for every v1 image: it is read once per image.
+	tops, _, err := r.ix.ReadSmall(top+"/json", r.limits.MaxConfigSize)
+	if err != nil {
+		return fmt.Errorf("v1 image %q: %w", top, err)
 	}
 	slices.Reverse(chain)
 	diffIDs := make([]digest.Digest, len(chain))
@@ -135,7 +181,7 @@ func (r *Reader) legacyImage(img *Image, top string) error {
 		}
 		img.LayerNames = append(img.LayerNames, name)
 		img.LayerMembers = append(img.LayerMembers, m)
-		if diffIDs[j], err = r.diffIDOf(m); err != nil {
+		if diffIDs[j], err = cache.diffID(r, m); err != nil {
 			return fmt.Errorf("layer %d %q: %w", j, name, err)
 		}
 	}

@@ -26,6 +26,23 @@ type ociLayout struct {
 	tops []ociManifest
 	// referenced holds every member reached from index.json.
 	referenced map[string]bool
+	// walked records what each manifest or index blob led to, so that a blob named many
+	// times (by index.json, or by indexes at several levels) is read once: without it, indexes
+	// that each list the next one k times cost k^depth reads in an archive of a few kilobytes.
+	walked map[walkKey]walkResult
+}
+
+// walkKey identifies a blob as descriptors name it.
+type walkKey struct {
+	digest digest.Digest
+	size   int64
+}
+
+// walkResult is the outcome of walking one blob.
+type walkResult struct {
+	m     ociManifest // the manifest the blob is, or the one picked from the index it is
+	ok    bool
+	depth int // where it was walked: a failure may be due to the depth bound
 }
 
 type ociManifest struct {
@@ -57,7 +74,7 @@ func (r *Reader) ociLayoutInfo() (*ociLayout, error) {
 }
 
 func (r *Reader) parseOCILayout() (*ociLayout, error) {
-	data, _, err := r.ix.ReadSmall("index.json", r.limits.MaxManifestSize)
+	data, err := r.readMetadata("index.json")
 	if err != nil {
 		return nil, err
 	}
@@ -65,9 +82,12 @@ func (r *Reader) parseOCILayout() (*ociLayout, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &ociLayout{byConfig: map[digest.Digest]ociManifest{}, referenced: map[string]bool{}}
+	l := &ociLayout{byConfig: map[digest.Digest]ociManifest{}, referenced: map[string]bool{}, walked: map[walkKey]walkResult{}}
 	for _, d := range idx.Manifests {
-		l.walk(r, d, 0, true)
+		if m, ok := l.walk(r, d, 0); ok {
+			m.names = annotationNames(d)
+			l.tops = append(l.tops, m)
+		}
 	}
 	return l, nil
 }
@@ -76,6 +96,12 @@ func (r *Reader) parseOCILayout() (*ociLayout, error) {
 func (r *Reader) readBlob(d imgspecv1.Descriptor) ([]byte, error) {
 	if err := d.Digest.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: descriptor digest %q: %v", ErrInvalidManifest, d.Digest, err)
+	}
+	// The size is checked before reading, so that a descriptor with a wrong size costs no read.
+	if m, err := r.ix.Resolve(blobName(d.Digest)); err != nil {
+		return nil, err
+	} else if m.Size != d.Size {
+		return nil, fmt.Errorf("member %q: %w: %d bytes, descriptor says %d", blobName(d.Digest), ErrSizeMismatch, m.Size, d.Size)
 	}
 	data, _, err := r.ix.ReadSmall(blobName(d.Digest), r.limits.MaxManifestSize)
 	if err != nil {
@@ -90,16 +116,28 @@ func (r *Reader) readBlob(d imgspecv1.Descriptor) ([]byte, error) {
 	return data, nil
 }
 
-// walk records the manifest (or the manifests of the index) d points at. Unreadable or
-// inconsistent entries are skipped: the image is then served with a manifest built from its
-// config, which is always possible.
-func (l *ociLayout) walk(r *Reader, d imgspecv1.Descriptor, depth int, top bool) {
+// walk records the manifest (or the manifests of the index) d points at, and returns the
+// manifest to serve for d: the manifest itself, or the one picked for this platform from an
+// index. Unreadable or inconsistent entries are skipped: the image is then served with a
+// manifest built from its config, which is always possible.
+func (l *ociLayout) walk(r *Reader, d imgspecv1.Descriptor, depth int) (ociManifest, bool) {
 	if depth > maxIndexDepth {
-		return
+		return ociManifest{}, false
 	}
+	key := walkKey{d.Digest, d.Size}
+	if w, done := l.walked[key]; done && (w.ok || w.depth <= depth) {
+		return w.m, w.ok
+	}
+	w := walkResult{depth: depth}
+	w.m, w.ok = l.walkBlob(r, d, depth)
+	l.walked[key] = w
+	return w.m, w.ok
+}
+
+func (l *ociLayout) walkBlob(r *Reader, d imgspecv1.Descriptor, depth int) (ociManifest, bool) {
 	data, err := r.readBlob(d)
 	if err != nil {
-		return
+		return ociManifest{}, false
 	}
 	l.referenced[blobName(d.Digest)] = true
 	mt := d.MediaType
@@ -107,37 +145,32 @@ func (l *ociLayout) walk(r *Reader, d imgspecv1.Descriptor, depth int, top bool)
 		mt = manifest.GuessMIMEType(data)
 	}
 	if manifest.MIMETypeIsMultiImage(mt) {
-		list, err := manifest.ListFromBlob(data, mt)
+		// An OCI index and a Docker manifest list have the same shape. They are decoded here
+		// rather than with manifest.ListFromBlob, whose lookup of an instance by digest
+		// scans the list: quadratic in a list of many entries.
+		list, err := ParseOCIIndex(data)
 		if err != nil {
-			return
+			return ociManifest{}, false
 		}
-		var chosen *imgspecv1.Descriptor
-		for _, dg := range list.Instances() {
-			child, err := list.Instance(dg)
-			if err != nil {
-				continue
-			}
-			desc := imgspecv1.Descriptor{Digest: child.Digest, Size: child.Size, MediaType: child.MediaType}
+		var chosen ociManifest
+		found := false
+		for _, child := range list.Manifests {
 			if _, ok := r.ix.Lookup(blobName(child.Digest)); !ok {
 				continue // Docker saves only the platforms it has
 			}
-			l.walk(r, desc, depth+1, false)
-			if chosen == nil || (child.ReadOnly.Platform != nil && child.ReadOnly.Platform.OS == runtime.GOOS && child.ReadOnly.Platform.Architecture == runtime.GOARCH) {
-				c := desc
-				chosen = &c
+			m, ok := l.walk(r, imgspecv1.Descriptor{Digest: child.Digest, Size: child.Size, MediaType: child.MediaType}, depth+1)
+			if !ok {
+				continue
+			}
+			if !found || (child.Platform != nil && child.Platform.OS == runtime.GOOS && child.Platform.Architecture == runtime.GOARCH) {
+				chosen, found = m, true
 			}
 		}
-		if top && chosen != nil {
-			if m, ok := l.byDigest(chosen.Digest); ok {
-				m.names = annotationNames(d)
-				l.tops = append(l.tops, m)
-			}
-		}
-		return
+		return chosen, found
 	}
 	parsed, err := manifest.FromBlob(data, mt)
 	if err != nil {
-		return
+		return ociManifest{}, false
 	}
 	cfg := parsed.ConfigInfo().Digest
 	l.referenced[blobName(cfg)] = true
@@ -148,19 +181,7 @@ func (l *ociLayout) walk(r *Reader, d imgspecv1.Descriptor, depth int, top bool)
 	if _, dup := l.byConfig[cfg]; !dup {
 		l.byConfig[cfg] = m
 	}
-	if top {
-		m.names = annotationNames(d)
-		l.tops = append(l.tops, m)
-	}
-}
-
-func (l *ociLayout) byDigest(d digest.Digest) (ociManifest, bool) {
-	for _, m := range l.byConfig {
-		if m.digest == d {
-			return m, true
-		}
-	}
-	return ociManifest{}, false
+	return m, true
 }
 
 // annotationNames returns the image name a top-level descriptor carries: containerd's full

@@ -25,6 +25,19 @@ type Limits struct {
 	MaxSpoolSize    int64 // bytes written to the spool file for a stream or compressed input
 }
 
+// Each image, tag, layer and layer source that manifest.json lists costs a few hundred bytes
+// of memory once resolved, and decoding costs memory per string: far more than the JSON text
+// when names are short. So manifest.json, repositories and index.json may hold at most one
+// string per bytesPerString, and manifest.json list at most one image, tag, layer or layer
+// source per bytesPerRef, of the manifest size limit: 8 Mi strings and 2 Mi of those at the
+// 64 MiB default. Real archives name members by digest (70 bytes or more per layer), so they
+// stay far below; a hand-made manifest.json of one-letter names can no longer cost 60 times
+// its size.
+const (
+	bytesPerString = 8
+	bytesPerRef    = 32
+)
+
 // Default limits.
 const (
 	DefaultMaxMembers      = 1_000_000
@@ -53,8 +66,9 @@ func (l Limits) WithDefaults() Limits {
 // Reader is an opened docker-archive: its member index and its images.
 //
 // None of the fields below are modified after NewReader returns, except the lazily
-// computed, sync.Once-guarded state of each Image and of the OCI layout; with the index being
-// safe for concurrent reads, a Reader and its Images are safe for concurrent use.
+// computed, sync.Once-guarded state of each Image and of the OCI layout, and the per-member
+// caches guarded by cacheMu; with the index being safe for concurrent reads, a Reader and its
+// Images are safe for concurrent use.
 type Reader struct {
 	name   string // for messages: the path the user gave, or "-"
 	ix     *Index
@@ -66,7 +80,59 @@ type Reader struct {
 	oci     *ociLayout
 	ociErr  error
 
+	// Many images can name one member: shared layers and configs, or a manifest.json that
+	// names one large member a million times. What is learnt about a member the same way for
+	// every image (a config's content, a layer member's digest) is kept by member offset, so
+	// each member is read once, and images sharing a config share its bytes.
+	cacheMu sync.Mutex
+	configs map[int64]*configEntry
+	digests map[int64]*digestEntry
+
 	closer io.Closer
+}
+
+// configEntry is a config member as read and parsed once.
+type configEntry struct {
+	once     sync.Once
+	data     []byte
+	id       digest.Digest
+	cfg      *imageConfig
+	err      error // reading
+	parseErr error
+}
+
+type digestEntry struct {
+	once sync.Once
+	d    digest.Digest
+	err  error
+}
+
+// configOf reads, hashes and parses the config member m, once.
+func (r *Reader) configOf(m Member) *configEntry {
+	r.cacheMu.Lock()
+	if r.configs == nil {
+		r.configs = map[int64]*configEntry{}
+	}
+	e := r.configs[m.Offset]
+	if e == nil {
+		e = &configEntry{}
+		r.configs[m.Offset] = e
+	}
+	r.cacheMu.Unlock()
+	e.once.Do(func() {
+		if r.limits.MaxConfigSize > 0 && m.Size > r.limits.MaxConfigSize {
+			e.err = fmt.Errorf("%w: member %q is %d bytes, the limit is %d", ErrTooLarge, m.Name, m.Size, r.limits.MaxConfigSize)
+			return
+		}
+		e.data = make([]byte, m.Size)
+		if _, err := io.ReadFull(io.NewSectionReader(r.ix.r, m.Offset, m.Size), e.data); err != nil {
+			e.data, e.err = nil, fmt.Errorf("reading member %q: %w", m.Name, err)
+			return
+		}
+		e.id = digest.FromBytes(e.data)
+		e.cfg, e.parseErr = parseConfig(e.data)
+	})
+	return e
 }
 
 // Image is one image of an archive, as manifest.json (or the legacy layout) describes it.
@@ -145,7 +211,7 @@ func (r *Reader) Format() string { return r.format }
 func (r *Reader) loadImages() error {
 	switch {
 	case r.has("manifest.json"):
-		data, _, err := r.ix.ReadSmall("manifest.json", r.limits.MaxManifestSize)
+		data, err := r.readMetadata("manifest.json")
 		if err != nil {
 			return err
 		}
@@ -155,6 +221,14 @@ func (r *Reader) loadImages() error {
 		}
 		if len(items) == 0 {
 			return fmt.Errorf("%w: manifest.json lists no images", ErrNotDockerArchive)
+		}
+		// See bytesPerRef.
+		refs := 0
+		for _, it := range items {
+			refs += 1 + len(it.RepoTags) + len(it.Layers) + len(it.LayerSources)
+		}
+		if max := r.limits.MaxManifestSize / bytesPerRef; int64(refs) > max {
+			return fmt.Errorf("%w: manifest.json lists %d images, tags, layers and layer sources, more than %d (one per %d bytes of the manifest size limit)", ErrTooLarge, refs, max, bytesPerRef)
 		}
 		r.format = "manifest.json"
 		for i, it := range items {
@@ -169,6 +243,19 @@ func (r *Reader) loadImages() error {
 		return r.loadOCIOnly()
 	}
 	return fmt.Errorf("%w: no manifest.json, repositories or index.json (a container export or a plain layer tar?)", ErrNotDockerArchive)
+}
+
+// readMetadata reads manifest.json, repositories or index.json within the size limit and the
+// bound on strings (see bytesPerString), which is checked before decoding.
+func (r *Reader) readMetadata(name string) ([]byte, error) {
+	data, _, err := r.ix.ReadSmall(name, r.limits.MaxManifestSize)
+	if err != nil {
+		return nil, err
+	}
+	if n, max := countJSONStrings(data), r.limits.MaxManifestSize/bytesPerString; int64(n) > max {
+		return nil, fmt.Errorf("%w: %s holds %d strings, more than %d (one per %d bytes of the manifest size limit)", ErrTooLarge, name, n, max, bytesPerString)
+	}
+	return data, nil
 }
 
 func (r *Reader) has(name string) bool {
@@ -197,11 +284,11 @@ func (r *Reader) imageFromItem(i int, it ManifestItem) *Image {
 		case fromName:
 			img.ID, img.idFromName = d, true
 		default:
-			data, _, err := r.ix.ReadSmall(cfg, r.limits.MaxConfigSize)
-			if err != nil {
-				img.Problems = append(img.Problems, fmt.Errorf("config: %w", err))
+			m, _ := r.ix.Resolve(cfg) // resolved above
+			if e := r.configOf(m); e.err != nil {
+				img.Problems = append(img.Problems, fmt.Errorf("config: %w", e.err))
 			} else {
-				img.ID = digest.FromBytes(data)
+				img.ID = e.id
 			}
 		}
 	}
@@ -235,13 +322,15 @@ func cleanManifestPath(p string) (string, error) {
 }
 
 func (img *Image) setTags() {
+	seen := map[string]bool{} // not a scan of img.Tags: quadratic in an image with many tags
 	for _, t := range img.RepoTags {
 		nt, err := reference.NormalizeTag(t)
 		if err != nil {
 			img.BadTags = append(img.BadTags, t)
 			continue
 		}
-		if !slices.ContainsFunc(img.Tags, func(x distref.NamedTagged) bool { return x.String() == nt.String() }) {
+		if s := nt.String(); !seen[s] {
+			seen[s] = true
 			img.Tags = append(img.Tags, nt)
 		}
 	}
@@ -372,11 +461,25 @@ func (r *Reader) Unreferenced() []string {
 	return out
 }
 
-// hashMember returns the sha256 digest of a member's stored bytes.
+// hashMember returns the sha256 digest of a member's stored bytes, computed once.
 func (r *Reader) hashMember(m Member) (digest.Digest, error) {
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(r.ix.r, m.Offset, m.Size)); err != nil {
-		return "", err
+	r.cacheMu.Lock()
+	if r.digests == nil {
+		r.digests = map[int64]*digestEntry{}
 	}
-	return digest.NewDigest(digest.SHA256, h), nil
+	e := r.digests[m.Offset]
+	if e == nil {
+		e = &digestEntry{}
+		r.digests[m.Offset] = e
+	}
+	r.cacheMu.Unlock()
+	e.once.Do(func() {
+		h := sha256.New()
+		if _, err := io.Copy(h, io.NewSectionReader(r.ix.r, m.Offset, m.Size)); err != nil {
+			e.err = err
+			return
+		}
+		e.d = digest.NewDigest(digest.SHA256, h)
+	})
+	return e.d, e.err
 }

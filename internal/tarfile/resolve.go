@@ -82,18 +82,27 @@ func (img *Image) resolve() (*Resolved, error) {
 	}
 	r := img.r
 	res := &Resolved{blobs: map[digest.Digest]blob{}}
-	cfgData := img.legacyConfig
+	cfgData, got := img.legacyConfig, digest.Digest("")
+	var cfg *imageConfig
+	var err error
 	if cfgData == nil {
-		data, _, err := r.ix.ReadSmall(img.ConfigName, r.limits.MaxConfigSize)
-		if err != nil {
-			return nil, fmt.Errorf("config: %w", err)
+		// Read through the per-member cache: images sharing a config share its bytes.
+		m, rerr := r.ix.Resolve(img.ConfigName)
+		if rerr != nil {
+			return nil, fmt.Errorf("config: %w", rerr)
 		}
-		cfgData = data
+		e := r.configOf(m)
+		if e.err != nil {
+			return nil, fmt.Errorf("config: %w", e.err)
+		}
+		cfgData, got, cfg, err = e.data, e.id, e.cfg, e.parseErr
+	} else {
+		got = digest.FromBytes(cfgData)
+		cfg, err = parseConfig(cfgData)
 	}
-	if got := digest.FromBytes(cfgData); got != img.ID {
+	if got != img.ID {
 		return nil, fmt.Errorf("config %q: %w: content is %s, its name says %s", img.ConfigName, ErrDigestMismatch, got, img.ID)
 	}
-	cfg, err := parseConfig(cfgData)
 	if err != nil {
 		return nil, fmt.Errorf("config %q: %w: %v", img.ConfigName, ErrInvalidManifest, err)
 	}

@@ -1,0 +1,457 @@
+package tarfile
+
+import (
+	"archive/tar"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	digest "github.com/opencontainers/go-digest"
+	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/darc-dev/darc/internal/archivetest"
+	"github.com/darc-dev/darc/reference"
+)
+
+// The fuzz targets below check properties, not only the absence of panics. Their seed
+// corpus is every fixture in testdata/archives (as written by real tools), small generated
+// archives in every layout and the hostile edge cases of archivetest, plus the regression
+// seeds kept in testdata/fuzz/<target>/.
+//
+// Run one for longer with, for example:
+//
+//	go test -tags containers_image_openpgp -run '^$' -fuzz '^FuzzIndex$' -fuzztime 5m ./internal/tarfile/
+
+// seedArchives returns archives to seed the fuzz targets with: every fixture (compressed ones
+// only when compressed is set), every archivetest layout of two small images and the
+// archivetest edge cases. Sizes are kept small so that mutations stay fast.
+func seedArchives(tb testing.TB, compressed bool) [][]byte {
+	tb.Helper()
+	var out [][]byte
+	files, err := filepath.Glob("../../testdata/archives/*.tar*")
+	if err != nil || len(files) == 0 {
+		tb.Fatalf("no fixtures found: %v", err)
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if !compressed && DetectCompression(data) != Uncompressed {
+			continue
+		}
+		out = append(out, data)
+	}
+	base := archivetest.Layer(1, 1, 40)
+	images := []archivetest.Image{
+		{Tags: []string{"example.com/a:1", "b"}, Layers: [][]byte{base, archivetest.Layer(2, 1, 30)}},
+		{Layers: [][]byte{base}},
+	}
+	variants := []archivetest.Options{
+		{Layout: archivetest.Docker24, GzipMembers: true},
+		{Layout: archivetest.ContainersImage, ManifestFirst: true, DotSlash: true},
+		{Layout: archivetest.Crane, ZstdLayers: true},
+	}
+	for _, l := range archivetest.Layouts() {
+		variants = append(variants, archivetest.Options{Layout: l})
+	}
+	if compressed {
+		variants = append(variants,
+			archivetest.Options{Layout: archivetest.ContainersImage, Compression: "gzip"},
+			archivetest.Options{Layout: archivetest.Docker25, Compression: "zstd"},
+			archivetest.Options{Layout: archivetest.Legacy, Compression: "xz"})
+	}
+	for _, o := range variants {
+		data, err := archivetest.BuildBytes(images, o)
+		if err != nil {
+			tb.Fatalf("%v: %v", o.Layout, err)
+		}
+		out = append(out, data)
+	}
+	out = append(out,
+		archivetest.SymlinkChain(), archivetest.HardlinkLayer(), archivetest.DuplicateMember(),
+		archivetest.EscapingSymlink(), archivetest.SymlinkCycle(), archivetest.LongChain(3),
+		archivetest.ManifestDotDot(), archivetest.ManifestDotDotInside(), archivetest.ManifestAbsolute(),
+		archivetest.ExportedFS(), archivetest.BZhMember(), archivetest.NotATar()[:600])
+	return out
+}
+
+// metadataSeeds returns the manifest.json, repositories and index.json members (and OCI
+// index blobs) of the seed archives.
+func metadataSeeds(tb testing.TB) [][]byte {
+	tb.Helper()
+	var out [][]byte
+	for _, data := range seedArchives(tb, false) {
+		ix, err := BuildIndex(bytes.NewReader(data), int64(len(data)), 0)
+		if err != nil {
+			continue
+		}
+		for _, m := range ix.Members() {
+			if m.Type != tar.TypeReg || m.Size > 1<<20 {
+				continue
+			}
+			switch m.Name {
+			case "manifest.json", "repositories", "index.json":
+			default:
+				continue
+			}
+			b := make([]byte, m.Size)
+			if _, err := ix.ReaderAt().ReadAt(b, m.Offset); err != nil {
+				tb.Fatal(err)
+			}
+			out = append(out, b)
+		}
+	}
+	return append(out, []byte("null"), []byte("[]"), []byte("{}"), []byte(`[{"Config":"a.json","RepoTags":null,"Layers":["../x"]}]`))
+}
+
+// FuzzManifest checks the parsers of manifest.json, repositories and index.json: whatever
+// they accept is valid JSON and survives parse → marshal → parse unchanged (and marshalling
+// again gives the same bytes); whatever they refuse is ErrInvalidManifest.
+func FuzzManifest(f *testing.F) {
+	for _, s := range metadataSeeds(f) {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if items, err := ParseManifest(data); err != nil {
+			if !errors.Is(err, ErrInvalidManifest) {
+				t.Fatalf("ParseManifest error %v does not wrap ErrInvalidManifest", err)
+			}
+		} else {
+			mustBeJSON(t, "manifest.json", data)
+			roundTrip(t, "manifest.json", items, MarshalManifest, ParseManifest)
+		}
+		if repos, err := ParseRepositories(data); err != nil {
+			if !errors.Is(err, ErrInvalidManifest) {
+				t.Fatalf("ParseRepositories error %v does not wrap ErrInvalidManifest", err)
+			}
+		} else {
+			mustBeJSON(t, "repositories", data)
+			roundTrip(t, "repositories", repos, func(r Repositories) ([]byte, error) { return json.Marshal(r) }, ParseRepositories)
+		}
+		if idx, err := ParseOCIIndex(data); err != nil {
+			if !errors.Is(err, ErrInvalidManifest) {
+				t.Fatalf("ParseOCIIndex error %v does not wrap ErrInvalidManifest", err)
+			}
+		} else {
+			mustBeJSON(t, "index.json", data)
+			roundTrip(t, "index.json", *idx, func(i imgspecv1.Index) ([]byte, error) { return json.Marshal(i) },
+				func(b []byte) (imgspecv1.Index, error) {
+					p, err := ParseOCIIndex(b)
+					if err != nil {
+						return imgspecv1.Index{}, err
+					}
+					return *p, nil
+				})
+		}
+	})
+}
+
+// mustBeJSON fails unless data, which a parser accepted, is exactly one valid JSON value.
+func mustBeJSON(t *testing.T, what string, data []byte) {
+	t.Helper()
+	if !json.Valid(data) {
+		t.Fatalf("%s parser accepted %q, which is not one valid JSON value", what, data)
+	}
+}
+
+// roundTrip checks parse → marshal → parse → marshal: the second parse equals the first
+// once both are marshalled (encoding/json drops empty maps and byte slices under omitempty,
+// so "{}" and an absent field are the same value), and the marshalled bytes are stable.
+func roundTrip[T any](t *testing.T, what string, v T, marshal func(T) ([]byte, error), parse func([]byte) (T, error)) {
+	t.Helper()
+	b1, err := marshal(v)
+	if err != nil {
+		t.Fatalf("%s: cannot marshal what was parsed: %v", what, err)
+	}
+	v2, err := parse(b1)
+	if err != nil {
+		t.Fatalf("%s: marshalled form %q does not parse: %v", what, b1, err)
+	}
+	b2, err := marshal(v2)
+	if err != nil {
+		t.Fatalf("%s: cannot marshal the re-parsed value: %v", what, err)
+	}
+	if !bytes.Equal(b1, b2) {
+		t.Fatalf("%s: not stable:\n first %q\nsecond %q", what, b1, b2)
+	}
+	v3, err := parse(b2)
+	if err != nil || !reflect.DeepEqual(v2, v3) {
+		t.Fatalf("%s: re-parse differs: %+v, then %+v (%v)", what, v2, v3, err)
+	}
+}
+
+// tarMember is what archive/tar says about one member, in the index's terms.
+type tarMember struct {
+	Member
+	insecure bool
+}
+
+// archiveTarMembers reads data with archive/tar alone, as the reference the index must agree
+// with. It returns the members read before archive/tar stopped, and the error it stopped with
+// (nil for a clean end of archive).
+func archiveTarMembers(data []byte) ([]tarMember, error) {
+	var out []tarMember
+	cr := &countingPos{r: bytes.NewReader(data), pos: new(int64)}
+	tr := tar.NewReader(cr)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		if hdr.Typeflag == tar.TypeGNUSparse {
+			continue
+		}
+		m := Member{Type: hdr.Typeflag, Offset: *cr.pos, Size: hdr.Size, Linkname: hdr.Linkname}
+		name, err := CleanName(hdr.Name)
+		if err != nil {
+			out = append(out, tarMember{Member: Member{Name: hdr.Name}, insecure: true})
+			continue
+		}
+		m.Name = name
+		if m.Type == tar.TypeLink {
+			if ln, err := CleanName(hdr.Linkname); err == nil {
+				m.Linkname = ln
+			}
+		}
+		if m.Type != tar.TypeReg {
+			m.Size = 0
+		}
+		out = append(out, tarMember{Member: m})
+	}
+}
+
+// FuzzIndex checks the member index on arbitrary bytes: BuildIndex either fails or returns
+// members that lie inside the input and read back exactly their recorded size, and every
+// name either resolves to a readable regular file or fails with a link or path error. It
+// also compares the index with archive/tar's reading of the same bytes: where archive/tar
+// reads the whole archive, the index must succeed and agree member for member (names,
+// types, offsets, sizes, link names); where archive/tar stops with an error, an index that
+// succeeded must be one whose end (padding, end-of-archive blocks) is cut off, and agree on
+// every member.
+func FuzzIndex(f *testing.F) {
+	for _, s := range seedArchives(f, false) {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) { checkIndex(t, data) })
+}
+
+// checkIndex is FuzzIndex's property for one input. It returns BuildIndex's error.
+func checkIndex(t *testing.T, data []byte) error {
+	t.Helper()
+	size := int64(len(data))
+	ix, err := BuildIndex(bytes.NewReader(data), size, 0)
+	want, tarErr := archiveTarMembers(data)
+	if err != nil {
+		if tarErr == nil {
+			t.Fatalf("BuildIndex failed (%v) where archive/tar reads %d members without error", err, len(want))
+		}
+		if errors.Is(err, ErrTooLarge) || errors.Is(err, ErrInsecurePath) {
+			t.Fatalf("BuildIndex without limits: unexpected error %v", err)
+		}
+		return err
+	}
+	checkIndexReads(t, ix, data)
+
+	// Compare with archive/tar. The index keeps insecure names apart from its members, so
+	// the two lists are compared separately.
+	var wantSecure, got []Member
+	var wantInsecure []string
+	for _, m := range want {
+		if m.insecure {
+			wantInsecure = append(wantInsecure, m.Name)
+		} else {
+			wantSecure = append(wantSecure, m.Member)
+		}
+	}
+	for _, m := range ix.Members() {
+		m.HeaderOffset = 0
+		got = append(got, m)
+	}
+	insecure := ix.Insecure()
+	if tarErr == nil {
+		if len(got) != len(wantSecure) || len(insecure) != len(wantInsecure) {
+			t.Fatalf("index has %d members and %d insecure names, archive/tar %d and %d", len(got), len(insecure), len(wantSecure), len(wantInsecure))
+		}
+	} else {
+		// archive/tar stopped with an error where the index did not. The only leniency
+		// allowed is at the very end: the last member's padding or the end-of-archive
+		// blocks cut off, which archive/tar reports as io.ErrUnexpectedEOF after having
+		// returned every member.
+		if !errors.Is(tarErr, io.ErrUnexpectedEOF) || len(got) != len(wantSecure) || len(insecure) != len(wantInsecure) {
+			t.Fatalf("index has %d members and %d insecure names; archive/tar read %d and %d, then failed: %v", len(got), len(insecure), len(wantSecure), len(wantInsecure), tarErr)
+		}
+	}
+	for i, w := range wantSecure {
+		if got[i] != w {
+			t.Fatalf("member %d: index %+v, archive/tar %+v (archive/tar error: %v)", i, got[i], w, tarErr)
+		}
+	}
+	for i, w := range wantInsecure {
+		if insecure[i] != w {
+			t.Fatalf("insecure name %d: index %q, archive/tar %q", i, insecure[i], w)
+		}
+	}
+	return nil
+}
+
+// checkIndexReads checks that every member lies inside data and reads back exactly its size,
+// and that Lookup and Open agree with the members.
+func checkIndexReads(t *testing.T, ix *Index, data []byte) {
+	t.Helper()
+	size := int64(len(data))
+	for i, m := range ix.Members() {
+		if m.Offset < 0 || m.Size < 0 || m.Offset > size || m.Size > size-m.Offset {
+			t.Fatalf("member %d %q: offset %d size %d outside the %d-byte input", i, m.Name, m.Offset, m.Size, size)
+		}
+		if m.Type != tar.TypeReg && m.Size != 0 {
+			t.Fatalf("member %d %q: type %q with size %d", i, m.Name, m.Type, m.Size)
+		}
+		if _, err := CleanName(m.Name); err != nil {
+			t.Fatalf("member %d: name %q is not clean: %v", i, m.Name, err)
+		}
+		n, err := io.Copy(io.Discard, io.NewSectionReader(ix.ReaderAt(), m.Offset, m.Size))
+		if err != nil || n != m.Size {
+			t.Fatalf("member %d %q: read %d bytes (%v), recorded size %d", i, m.Name, n, err, m.Size)
+		}
+		last, ok := ix.Lookup(m.Name)
+		if !ok || last.Name != m.Name {
+			t.Fatalf("member %d %q: Lookup = %+v, %v", i, m.Name, last, ok)
+		}
+		sr, res, err := ix.Open(m.Name)
+		if err != nil {
+			if !errors.Is(err, ErrBadLink) && !errors.Is(err, ErrInsecurePath) && !errors.Is(err, ErrMemberNotFound) {
+				t.Fatalf("Open(%q): error %v is not a link or path error", m.Name, err)
+			}
+			continue
+		}
+		if res.Type != tar.TypeReg {
+			t.Fatalf("Open(%q) resolved to a member of type %q", m.Name, res.Type)
+		}
+		got, err := io.ReadAll(sr)
+		if err != nil || int64(len(got)) != res.Size || !bytes.Equal(got, data[res.Offset:res.Offset+res.Size]) {
+			t.Fatalf("Open(%q): read %d bytes (%v), want %d", m.Name, len(got), err, res.Size)
+		}
+	}
+}
+
+// knownError reports whether err is one of the errors a reader may return for bad input: its
+// own sentinels, io.ErrUnexpectedEOF for truncation, and archive/tar's tar.ErrHeader for a
+// corrupt header after the first (a bad first header is ErrNotDockerArchive).
+func knownError(err error) bool {
+	for _, want := range []error{ErrNotDockerArchive, ErrTooLarge, ErrInsecurePath, ErrBadLink, ErrMemberNotFound,
+		ErrDigestMismatch, ErrSizeMismatch, ErrInvalidManifest, ErrImageNotFound, ErrAmbiguous, io.ErrUnexpectedEOF, tar.ErrHeader} {
+		if errors.Is(err, want) {
+			return true
+		}
+	}
+	return false
+}
+
+// fuzzLimits keep a fuzzed input from spooling or reading much: the inputs are small, so
+// anything close to these is a decompression bomb.
+var fuzzLimits = Limits{MaxSpoolSize: 64 << 20, MaxManifestSize: 1 << 20, MaxConfigSize: 1 << 20}
+
+// FuzzOpenVerify opens arbitrary bytes as an archive (through the spool file when they look
+// compressed) and, when that works, selects every image by its index and reads every blob of
+// every image with full verification. Every failure must be one of the reader's errors (or
+// io.ErrUnexpectedEOF); Select must return the image at each index; a blob that reads
+// without error has exactly the size and digest the image claims for it; and the spool
+// directory is empty after Close.
+func FuzzOpenVerify(f *testing.F) {
+	for _, s := range seedArchives(f, true) {
+		f.Add(s)
+	}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var r *Reader
+		var err error
+		if DetectCompression(data) == Uncompressed {
+			r, err = NewReader("fuzz", bytes.NewReader(data), int64(len(data)), fuzzLimits)
+		} else {
+			r, err = OpenStream("fuzz", bytes.NewReader(data), OpenOptions{Limits: fuzzLimits, TempDir: dir})
+		}
+		if err != nil {
+			if !knownError(err) {
+				t.Fatalf("open: unclassified error %v", err)
+			}
+			checkEmptyDir(t, dir)
+			return
+		}
+		defer func() {
+			if err := r.Close(); err != nil {
+				t.Fatal(err)
+			}
+			checkEmptyDir(t, dir)
+		}()
+		if len(r.Images()) == 0 {
+			t.Fatal("opened an archive with no image")
+		}
+		for i, img := range r.Images() {
+			sel, err := reference.IndexSelector(i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := r.Select(sel)
+			if err != nil || got != img {
+				t.Fatalf("Select(@%d) = %v, %v; want image %d", i, got, err, i)
+			}
+			for _, err := range readImage(img) {
+				if !knownError(err) {
+					t.Fatalf("image @%d: unclassified error %v", i, err)
+				}
+			}
+		}
+	})
+}
+
+// readImage resolves img and reads each of its blobs with full verification, checking that a
+// blob read without error has the claimed size and digest. It returns the errors met.
+func readImage(img *Image) []error {
+	res, err := img.Resolve()
+	if err != nil {
+		return []error{err}
+	}
+	ds := []digest.Digest{img.ID}
+	for _, l := range res.Layers {
+		ds = append(ds, l.Digest)
+	}
+	var errs []error
+	for _, d := range ds {
+		rc, size, err := img.OpenBlob(d, true)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		h := d.Algorithm().Digester()
+		n, err := io.Copy(h.Hash(), rc)
+		_ = rc.Close()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if size >= 0 && n != size {
+			panic(fmt.Sprintf("blob %s: read %d bytes without error, size is %d", d, n, size))
+		}
+		if h.Digest() != d {
+			panic(fmt.Sprintf("blob %s: read without error, content is %s", d, h.Digest()))
+		}
+	}
+	return errs
+}
+
+func checkEmptyDir(t *testing.T, dir string) {
+	t.Helper()
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Fatalf("spool directory holds %d entries", len(left))
+	}
+}
