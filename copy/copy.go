@@ -446,7 +446,14 @@ func Load(ctx context.Context, a *archive.ReadableArchive, dest Destination, sel
 			res.Err = err
 		}
 	}
-	parallelAfterFirst(ctx, len(picked), o.parallel, func(ctx context.Context, i int) {
+	parallel := o.parallel
+	if dest.transport == "oci" {
+		// containers/image's layout destination reads index.json when it is created and
+		// writes it back on Commit: two images written at once would lose one's refs. Images
+		// go one at a time (their layers still in parallel).
+		parallel = 1
+	}
+	parallelAfterFirst(ctx, len(picked), parallel, func(ctx context.Context, i int) {
 		res := &results[i]
 		if res.Err != nil {
 			kind := ImageFailed

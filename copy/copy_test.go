@@ -266,3 +266,53 @@ func TestParseDestination(t *testing.T) {
 		})
 	}
 }
+
+// TestLoadOCIKeepsEveryRef loads many images into one OCI layout with high parallelism:
+// every tag must be in index.json afterwards.
+func TestLoadOCIKeepsEveryRef(t *testing.T) {
+	var imgs []archivetest.Image
+	var want []string
+	for i := 0; i < 8; i++ {
+		tag := fmt.Sprintf("example.com/many/img%d:1", i)
+		imgs = append(imgs, archivetest.Image{Tags: []string{tag}, Layers: [][]byte{archivetest.Layer(int64(100+i), 1, 200)}})
+		want = append(want, tag)
+	}
+	data, err := archivetest.BuildBytes(imgs, archivetest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "many.tar")
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a, err := archive.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	layout := filepath.Join(t.TempDir(), "layout")
+	dest, err := dcopy.ParseDestination("oci:" + layout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dcopy.Load(context.Background(), a, dest, nil, dcopy.WithParallel(8)); err != nil {
+		t.Fatal(err)
+	}
+	var index imgspecv1.Index
+	data, err = os.ReadFile(filepath.Join(layout, "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &index); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, d := range index.Manifests {
+		got[d.Annotations[imgspecv1.AnnotationRefName]] = true
+	}
+	for _, w := range want {
+		if !got[w] {
+			t.Errorf("index.json lacks %q (has %d refs)", w, len(index.Manifests))
+		}
+	}
+}
