@@ -206,6 +206,9 @@ func BuildIndex(r io.ReaderAt, size int64, maxMembers int) (*Index, error) {
 				return nil, fmt.Errorf("reading tar header at offset %d: %w", hdrStart, err)
 			}
 			hdr = fastHeader{name: th.Name, linkname: th.Linkname, size: th.Size, typeflag: th.Typeflag}
+			if isHeaderOnlyType(hdr.typeflag) {
+				hdr.size = 0 // as archive/tar does: a link's or directory's size field is not data
+			}
 		}
 		dataStart := sr.pos
 		if maxMembers > 0 && len(ix.members) >= maxMembers {
