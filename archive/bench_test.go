@@ -23,6 +23,10 @@ import (
 // The generated archives are written once per process to a temp directory.
 
 var (
+	// benchDirs are the temp directories the generated archives live in, removed by TestMain.
+	benchDirs   []string
+	benchDirsMu sync.Mutex
+
 	bigOnce sync.Once
 	bigPath string
 	bigErr  error
@@ -33,10 +37,32 @@ var (
 	blobsErr  error
 )
 
+// TestMain removes the benchmarks' generated archives when the package's tests end.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	benchDirsMu.Lock()
+	for _, d := range benchDirs {
+		_ = os.RemoveAll(d)
+	}
+	benchDirsMu.Unlock()
+	os.Exit(code)
+}
+
+// benchDir makes a temp directory that TestMain removes.
+func benchDir() (string, error) {
+	dir, err := benchDir()
+	if err == nil {
+		benchDirsMu.Lock()
+		benchDirs = append(benchDirs, dir)
+		benchDirsMu.Unlock()
+	}
+	return dir, err
+}
+
 // bigArchive is 10,000 images and 100,000 members (about 100 MB).
 func bigArchive(b *testing.B) string {
 	bigOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "darc-bench-")
+		dir, err := benchDir()
 		if err != nil {
 			bigErr = err
 			return
@@ -75,7 +101,7 @@ func blobArchive(b *testing.B) (string, int64) {
 		for _, l := range bases {
 			blobsSize += int64(len(l))
 		}
-		dir, err := os.MkdirTemp("", "darc-bench-")
+		dir, err := benchDir()
 		if err != nil {
 			blobsErr = err
 			return
