@@ -31,6 +31,12 @@ var (
 	ErrUntagged = errors.New("copy: untagged image needs a name")
 	// ErrInvalidPlatform means a platform string is not os/arch[/variant].
 	ErrInvalidPlatform = errors.New("copy: invalid platform")
+	// ErrStreamUnsupported means LoadStream cannot load into a destination in one pass: a
+	// dir: destination (one directory per image, written in order), a registry when this
+	// containers/image's blob-info cache cannot be told how a staged blob is compressed, or
+	// a layer whose media type forbids the compression the destination wants. Load (after
+	// archive.Open or archive.OpenStream) handles these.
+	ErrStreamUnsupported = errors.New("copy: destination cannot be loaded in a single pass")
 )
 
 // Option configures Save, Load and Merge.
@@ -45,6 +51,11 @@ type options struct {
 	names    map[int][]distref.NamedTagged
 	baseOnly bool
 	report   io.Writer
+
+	// LoadStream
+	sourceName   string
+	streamMemory int64
+	staging      string
 }
 
 type platform struct{ os, arch, variant string }

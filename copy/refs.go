@@ -102,6 +102,9 @@ func ParseDestination(s string) (Destination, error) {
 	return Destination{}, fmt.Errorf("%w: %q: a load destination is docker://HOST[/PREFIX], oci:DIR or dir:DIR", ErrInvalidDestination, s)
 }
 
+// Transport is the destination's transport: "docker", "oci" or "dir".
+func (d Destination) Transport() string { return d.transport }
+
 func (d Destination) String() string {
 	switch d.transport {
 	case "docker":

@@ -393,7 +393,7 @@ the docker layout holds plain tars and would have to decompress them.`,
 func newLoadCommand() *cobra.Command {
 	var f transferFlags
 	var names []string
-	var baseOnly bool
+	var baseOnly, spool bool
 	cmd := &cobra.Command{
 		Use:   "load ARCHIVE DEST [SELECTOR...]",
 		Short: "Push the images of an archive to a registry, an OCI layout or directories",
@@ -406,11 +406,19 @@ DEST. Each image's destination names come from its tags:
   dir:DIR                        one directory per image: DIR/<index>
 
 Every tag of an image is written and its blobs are transferred once. An untagged image
-needs --name @INDEX=NAME:TAG, or it is skipped with a message. ARCHIVE may be "-".`,
+needs --name @INDEX=NAME:TAG, or it is skipped with a message.
+
+ARCHIVE may be "-" for standard input. Standard input, a pipe and a compressed archive
+(gzip, zstd, xz, bzip2) are loaded into a registry or an OCI layout in a single pass: the
+archive is read once, front to back, layers go to the destination as they pass (to a
+registry, into the staging repository PREFIX/darc-staging, from which every image's
+repository mounts them), and nothing is written to a temp file. --spool copies such an
+input to a temp file first (in $TMPDIR) and loads from there, as dir: destinations always do.`,
 		Example: `  darc load bundle.tar docker://mirror.local:5000/team
   darc load --tls-verify=false bundle.tar docker://127.0.0.1:5000 @0 example.com/app:1
   darc load --name @2=example.com/tools:v1 bundle.tar oci:./layout
-  zstd -dc bundle.tar.zst | darc load - oci:./layout`,
+  zstd -dc bundle.tar.zst | darc load - oci:./layout
+  darc load bundle.tar.zst docker://mirror.local:5000/team`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dest, err := dcopy.ParseDestination(args[1])
@@ -425,12 +433,19 @@ needs --name @INDEX=NAME:TAG, or it is skipped with a message. ARCHIVE may be "-
 				}
 				sels = append(sels, sel)
 			}
-			a, err := archive.Open(args[0])
-			if err != nil {
-				return err
+			stream := false
+			if !spool && dest.Transport() != "dir" {
+				if stream, err = archive.NeedsSpool(args[0]); err != nil {
+					return err
+				}
 			}
-			defer a.Close()
-			opts, wait, err := f.options(cmd.ErrOrStderr(), func(i int) string { return fmt.Sprintf("%s:@%d", args[0], i) })
+			labels := func(i int) string {
+				if i < 0 {
+					return args[0]
+				}
+				return fmt.Sprintf("%s:@%d", args[0], i)
+			}
+			opts, wait, err := f.options(cmd.ErrOrStderr(), labels)
 			if err != nil {
 				return err
 			}
@@ -444,7 +459,18 @@ needs --name @INDEX=NAME:TAG, or it is skipped with a message. ARCHIVE may be "-
 			if baseOnly {
 				opts = append(opts, dcopy.WithBaseNameOnly())
 			}
-			results, err := dcopy.Load(cmd.Context(), a, dest, sels, opts...)
+			var results []dcopy.Result
+			if stream {
+				results, err = loadStream(cmd, args[0], dest, sels, opts)
+				if results == nil && errors.Is(err, dcopy.ErrStreamUnsupported) {
+					// Refused before reading anything: the input is still whole.
+					fmt.Fprintf(cmd.ErrOrStderr(), "note: %v; spooling the archive instead\n", err)
+					stream = false
+				}
+			}
+			if !stream {
+				results, err = loadSpooled(cmd, args[0], dest, sels, opts)
+			}
 			wait()
 			if perr := printResults(cmd.OutOrStdout(), f.asJSON, results); err == nil {
 				err = perr
@@ -454,8 +480,39 @@ needs --name @INDEX=NAME:TAG, or it is skipped with a message. ARCHIVE may be "-
 	}
 	cmd.Flags().StringArrayVar(&names, "name", nil, "name an image: @INDEX=NAME:TAG (repeatable; replaces the image's tags)")
 	cmd.Flags().BoolVar(&baseOnly, "base-name-only", false, "under a registry prefix, keep only the last element of each repository path")
+	cmd.Flags().BoolVar(&spool, "spool", false, "copy a stream or compressed archive to a temp file and load from there, instead of in a single pass")
 	f.register(cmd.Flags(), true)
 	return cmd
+}
+
+// loadStream loads path ("-": standard input) in a single pass.
+func loadStream(cmd *cobra.Command, path string, dest dcopy.Destination, sels []reference.Selector, opts []dcopy.Option) ([]dcopy.Result, error) {
+	in := io.Reader(cmd.InOrStdin())
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		in = f
+	}
+	return dcopy.LoadStream(cmd.Context(), in, dest, sels, append(opts, dcopy.WithSourceName(path))...)
+}
+
+// loadSpooled opens path (spooling it if it is a stream or compressed) and loads from it.
+func loadSpooled(cmd *cobra.Command, path string, dest dcopy.Destination, sels []reference.Selector, opts []dcopy.Option) ([]dcopy.Result, error) {
+	var a *archive.ReadableArchive
+	var err error
+	if path == "-" {
+		a, err = archive.OpenStream(cmd.InOrStdin())
+	} else {
+		a, err = archive.Open(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer a.Close()
+	return dcopy.Load(cmd.Context(), a, dest, sels, opts...)
 }
 
 // parseName parses "@INDEX=NAME:TAG".

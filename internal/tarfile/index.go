@@ -248,6 +248,12 @@ func readFastHeader(sr *scanReader, blk *[blockSize]byte, h *fastHeader) bool {
 	if _, err := io.ReadFull(sr, blk[:]); err != nil {
 		return false
 	}
+	return parseFastHeader(blk, h)
+}
+
+// parseFastHeader decodes a header block when it is a plain header with nothing that needs
+// archive/tar (see BuildIndex); it reports false otherwise.
+func parseFastHeader(blk *[blockSize]byte, h *fastHeader) bool {
 	b := blk[:]
 	if !isTarHeader(b) {
 		return false // includes the all-zero end-of-archive block
@@ -344,10 +350,20 @@ func isHeaderOnlyType(flag byte) bool {
 
 // add records one member.
 func (ix *Index) add(hdr fastHeader, dataStart, hdrStart int64) {
-	name, err := CleanName(hdr.name)
-	if err != nil {
+	m, ok := makeMember(hdr, dataStart, hdrStart)
+	if !ok {
 		ix.insecure = append(ix.insecure, hdr.name)
 		return
+	}
+	ix.addMember(m)
+}
+
+// makeMember normalizes a header into a Member. It reports false for a name that would land
+// outside the root when extracted.
+func makeMember(hdr fastHeader, dataStart, hdrStart int64) (Member, bool) {
+	name, err := CleanName(hdr.name)
+	if err != nil {
+		return Member{}, false
 	}
 	m := Member{Name: name, Type: hdr.typeflag, Offset: dataStart, Size: hdr.size, Linkname: hdr.linkname, HeaderOffset: hdrStart}
 	if m.Type == tar.TypeRegA {
@@ -362,10 +378,15 @@ func (ix *Index) add(hdr fastHeader, dataStart, hdrStart int64) {
 		// Links and directories carry no data of their own.
 		m.Size = 0
 	}
-	if _, dup := ix.byName[name]; dup && m.Type != tar.TypeDir {
-		ix.duplicates = append(ix.duplicates, name)
+	return m, true
+}
+
+// addMember appends a normalized member; a later member of the same name wins.
+func (ix *Index) addMember(m Member) {
+	if _, dup := ix.byName[m.Name]; dup && m.Type != tar.TypeDir {
+		ix.duplicates = append(ix.duplicates, m.Name)
 	}
-	ix.byName[name] = len(ix.members)
+	ix.byName[m.Name] = len(ix.members)
 	ix.members = append(ix.members, m)
 }
 

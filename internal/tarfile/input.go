@@ -210,3 +210,21 @@ func Spool(r io.Reader, dir string, maxSize int64) (f *os.File, size int64, c Co
 	}
 	return f, size, c, nil
 }
+
+// DecompressStream returns the content of r, decompressed on the fly when its first bytes say
+// it is compressed (see DetectCompression), and the format found: what Spool writes to its
+// file, for a reader that reads it once instead. Nothing is buffered beyond a read-ahead
+// window. The returned function releases the decompressor.
+func DecompressStream(r io.Reader) (io.Reader, Compression, func(), error) {
+	br := bufio.NewReaderSize(r, 1<<20)
+	head, err := br.Peek(512)
+	if err != nil && err != io.EOF && !errors.Is(err, bufio.ErrBufferFull) {
+		return nil, 0, nil, fmt.Errorf("reading input: %w", err)
+	}
+	c := DetectCompression(head)
+	src, closeDec, err := Decompress(br, c)
+	if err != nil {
+		return nil, c, nil, fmt.Errorf("%w: bad %s data: %v", ErrNotDockerArchive, c, err)
+	}
+	return src, c, closeDec, nil
+}

@@ -197,6 +197,9 @@ func (r *Reader) legacyImage(img *Image, top string, cache *legacyCache) error {
 
 // diffIDOf hashes a layer member's uncompressed content.
 func (r *Reader) diffIDOf(m Member) (digest.Digest, error) {
+	if f, ok := r.StreamFacts(m); ok {
+		return f.DiffID, f.DiffIDErr
+	}
 	sr := io.NewSectionReader(r.ix.r, m.Offset, m.Size)
 	var head [10]byte
 	n, _ := sr.ReadAt(head[:], 0)

@@ -226,12 +226,7 @@ func (img *Image) useOwnManifest(res *Resolved) (bool, error) {
 		if li.Digest != l.DiffID {
 			// The manifest's digest is authoritative; the stored compression is sniffed again
 			// because the blob may differ from the member manifest.json names.
-			var head [10]byte
-			n, _ := img.r.ix.r.ReadAt(head[:], mem.Offset)
-			if int64(n) > mem.Size {
-				n = int(mem.Size)
-			}
-			l.Compression = sniffMember(head[:n])
+			l.Compression, _ = img.r.sniff(mem)
 		} else {
 			l.Compression = Uncompressed
 		}

@@ -23,6 +23,7 @@ type Limits struct {
 	MaxManifestSize int64 // manifest.json, repositories, index.json and OCI manifests/indexes
 	MaxConfigSize   int64 // one image config (or legacy v1 JSON)
 	MaxSpoolSize    int64 // bytes written to the spool file for a stream or compressed input
+	MaxStreamMemory int64 // member bytes ReadStream keeps in memory (metadata, tiny members)
 }
 
 // Each image, tag, layer and layer source that manifest.json lists costs a few hundred bytes
@@ -44,6 +45,7 @@ const (
 	DefaultMaxManifestSize = 64 << 20
 	DefaultMaxConfigSize   = 8 << 20
 	DefaultMaxSpoolSize    = 1 << 40
+	DefaultMaxStreamMemory = 64 << 20
 )
 
 // WithDefaults fills zero fields with the defaults.
@@ -59,6 +61,9 @@ func (l Limits) WithDefaults() Limits {
 	}
 	if l.MaxSpoolSize == 0 {
 		l.MaxSpoolSize = DefaultMaxSpoolSize
+	}
+	if l.MaxStreamMemory == 0 {
+		l.MaxStreamMemory = DefaultMaxStreamMemory
 	}
 	return l
 }
@@ -87,6 +92,10 @@ type Reader struct {
 	cacheMu sync.Mutex
 	configs map[int64]*configEntry
 	digests map[int64]*digestEntry
+
+	// stream is set for a Reader made by ReadStream: what was learned about each regular
+	// member as it passed. The bodies of forwarded members cannot be read again.
+	stream *streamState
 
 	closer io.Closer
 }
@@ -463,6 +472,9 @@ func (r *Reader) Unreferenced() []string {
 
 // hashMember returns the sha256 digest of a member's stored bytes, computed once.
 func (r *Reader) hashMember(m Member) (digest.Digest, error) {
+	if f, ok := r.StreamFacts(m); ok {
+		return f.Digest, nil
+	}
 	r.cacheMu.Lock()
 	if r.digests == nil {
 		r.digests = map[int64]*digestEntry{}

@@ -145,12 +145,11 @@ func (r *Reader) describeLayer(img *Image, j int, diffID digest.Digest) (Layer, 
 	m := img.LayerMembers[j]
 	name := img.LayerNames[j]
 	l := Layer{Name: name, Member: m, DiffID: diffID}
-	var head [10]byte
-	n, err := io.ReadFull(io.NewSectionReader(r.ix.r, m.Offset, m.Size), head[:])
-	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+	c, err := r.sniff(m)
+	if err != nil {
 		return l, blob{}, err
 	}
-	l.Compression = sniffMember(head[:n])
+	l.Compression = c
 	b := blob{name: name, member: m, stored: l.Compression, allDiffID: diffID}
 	switch l.Compression {
 	case Uncompressed:
@@ -179,6 +178,20 @@ func (r *Reader) describeLayer(img *Image, j int, diffID digest.Digest) (Layer, 
 	}
 	b.digest, b.size = l.Digest, l.Size
 	return l, b, nil
+}
+
+// sniff identifies the compression of a member's stored bytes from its first bytes (or, for
+// a streamed archive, from what was seen as it passed).
+func (r *Reader) sniff(m Member) (Compression, error) {
+	if f, ok := r.StreamFacts(m); ok {
+		return f.Compression, nil
+	}
+	var head [10]byte
+	n, err := io.ReadFull(io.NewSectionReader(r.ix.r, m.Offset, m.Size), head[:])
+	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+		return Uncompressed, err
+	}
+	return sniffMember(head[:n]), nil
 }
 
 // sniffMember identifies a layer member's compression from its first bytes. A tar header is

@@ -119,22 +119,32 @@ func startDiffIDCheck(c Compression, diffID digest.Digest) *diffIDCheck {
 
 // decompressedDigestIs checks that r, decompressed with c, hashes to want.
 func decompressedDigestIs(r io.Reader, c Compression, want digest.Digest) error {
+	got, err := decompressedDigest(r, c)
+	if err != nil {
+		return err
+	}
+	if got != want {
+		return fmt.Errorf("%w: uncompressed content is %s, the config's diffID is %s", ErrDigestMismatch, got, want)
+	}
+	return nil
+}
+
+// decompressedDigest returns the sha256 digest of r decompressed with c. Data that does not
+// decompress is ErrDigestMismatch: it cannot match any diffID.
+func decompressedDigest(r io.Reader, c Compression) (digest.Digest, error) {
 	dec, closeDec, err := Decompress(r, c)
 	if err != nil {
-		return fmt.Errorf("%w: layer is not valid %s data: %v", ErrDigestMismatch, c, err)
+		return "", fmt.Errorf("%w: layer is not valid %s data: %v", ErrDigestMismatch, c, err)
 	}
 	defer closeDec()
 	h := sha256.New()
 	if _, err := io.Copy(h, dec); err != nil {
 		if errors.Is(err, errCheckAborted) {
-			return err
+			return "", err
 		}
-		return fmt.Errorf("%w: decompressing %s layer: %v", ErrDigestMismatch, c, err)
+		return "", fmt.Errorf("%w: decompressing %s layer: %v", ErrDigestMismatch, c, err)
 	}
-	if got := digest.NewDigest(digest.SHA256, h); got != want {
-		return fmt.Errorf("%w: uncompressed content is %s, the config's diffID is %s", ErrDigestMismatch, got, want)
-	}
-	return nil
+	return digest.NewDigest(digest.SHA256, h), nil
 }
 
 func (dc *diffIDCheck) write(p []byte) {
