@@ -115,10 +115,6 @@ func base256(n int64) []byte {
 	return f
 }
 
-// prefixTar is a valid archive's members without its end-of-archive blocks, to append raw
-// blocks to.
-func prefixTar(data []byte) []byte { return bytes.TrimRight(data, "\x00") }
-
 // appendBlocks appends raw blocks and an end-of-archive marker to the members of a tar made
 // by archivetest.Tar (whose last member's data is padded to a block).
 func appendBlocks(members []byte, blocks ...[]byte) []byte {
