@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 )
@@ -16,7 +17,15 @@ import (
 // errProblems marks a failure already reported line by line on stdout/stderr.
 var errProblems = errors.New("problems found")
 
+// softMemoryLimit keeps the garbage collector from letting the heap grow far past what is
+// live: containers/image allocates a compressor per layer, and without a limit the heap of a
+// long load grows to several times its live size. GOMEMLIMIT, when set, wins.
+const softMemoryLimit = 128 << 20
+
 func main() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(softMemoryLimit)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	err := newRootCommand(os.Stdout, os.Stderr).ExecuteContext(ctx)
