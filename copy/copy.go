@@ -265,6 +265,12 @@ func (r *run) copyOne(ctx context.Context, index int, src types.ImageReference, 
 			Progress:         prog,
 			ProgressInterval: progressInterval,
 		}
+		if dst.Transport().Name() == "oci" {
+			// Layers bound for an OCI layout are compressed with pgzip, which already uses
+			// every CPU for one layer and keeps tens of MB per layer in flight; compressing
+			// up to 6 at once (copy.Image's default) gains no speed and costs over 100 MB.
+			opts.MaxParallelDownloads = 1
+		}
 		mb, err := cicopy.Image(ctx, pc, dst, counted, opts)
 		close(prog)
 		wg.Wait()
@@ -431,6 +437,7 @@ func Load(ctx context.Context, a *archive.ReadableArchive, dest Destination, sel
 	}
 	defer r.close()
 	results := make([]Result, len(picked))
+	reuse := &ociReuse{} // layers compressed into an oci: layout, for the later images
 	refs := make([][]types.ImageReference, len(picked))
 	srcs := make([]types.ImageReference, len(picked))
 	for i, info := range picked {
@@ -453,6 +460,11 @@ func Load(ctx context.Context, a *archive.ReadableArchive, dest Destination, sel
 			res.Err = err
 			continue
 		}
+		if dest.transport == "oci" {
+			for k, ref := range refs[i] {
+				refs[i][k] = ociReuseRef{ImageReference: ref, r: reuse}
+			}
+		}
 		if srcs[i], err = a.Reference(sel); err != nil {
 			res.Err = err
 		}
@@ -461,7 +473,7 @@ func Load(ctx context.Context, a *archive.ReadableArchive, dest Destination, sel
 	if dest.transport == "oci" {
 		// containers/image's layout destination reads index.json when it is created and
 		// writes it back on Commit: two images written at once would lose one's refs. Images
-		// go one at a time (their layers still in parallel).
+		// go one at a time.
 		parallel = 1
 	}
 	parallelAfterFirst(ctx, len(picked), parallel, func(ctx context.Context, i int) {
