@@ -499,6 +499,10 @@ func Load(ctx context.Context, a *archive.ReadableArchive, dest Destination, sel
 // Merge copies every image of every input archive, in order, into w with its tags. Blobs go
 // across as they are stored and are verified on the way; a blob already in w is not copied
 // again. Like Save, it does not commit w.
+//
+// Images are copied one at a time unless WithParallel says otherwise: the inputs are local
+// files, and w writes one image at a time, so a second concurrent copy gains nothing and
+// spools its new blobs to temp files until its turn.
 func Merge(ctx context.Context, w *archive.WritableArchive, inputs []*archive.ReadableArchive, opts ...Option) ([]Result, error) {
 	var sources []Source
 	for _, a := range inputs {
@@ -506,7 +510,7 @@ func Merge(ctx context.Context, w *archive.WritableArchive, inputs []*archive.Re
 			sources = append(sources, Source{Ref: ref})
 		}
 	}
-	return Save(ctx, w, sources, opts...)
+	return Save(ctx, w, sources, append([]Option{WithParallel(1)}, opts...)...)
 }
 
 // countingRef wraps a source reference so the bytes its blobs yield are counted.
