@@ -331,6 +331,9 @@ func newWritable(name, path string, file *os.File, w io.Writer, o options) (*Wri
 	if o.write.wrapOutput != nil {
 		w = o.write.wrapOutput(w)
 	}
+	if f, ok := w.(*os.File); ok && file != nil && f == file {
+		w = &writebackFile{File: f} // Create's temp file, which Commit syncs
+	}
 	tw, err := tarfile.NewWriter(w, tarfile.WriterOptions{ModTime: o.write.modTime})
 	if err != nil {
 		return nil, fmt.Errorf("archive %q: %w", name, err)
