@@ -58,7 +58,7 @@ type Writer struct {
 	off   int64 // bytes of archive written so far
 	mtime int64
 	err   error
-	buf   []byte
+	bufs  [2][]byte // copyData's buffers, allocated on first use
 }
 
 // NewWriter returns a Writer to w. w is used as a File when it implements File and can seek
@@ -193,15 +193,54 @@ func (w *Writer) StreamBlob(r io.Reader, size int64, want digest.Digest, name fu
 	return WrittenMember{Name: finalName, Digest: got, Size: n, HeaderOffset: start}, nil
 }
 
-// copyData copies r to the output through h. With size >= 0 it fails with ErrSizeMismatch
-// unless r holds exactly size bytes.
+// copyData copies r to the output, hashing it with h, and checks its length against size
+// (-1: unknown). Two goroutines share the work: this one reads the next chunk from r while a
+// second one hashes the chunk read before and writes it out. Reading is rarely cheap: through
+// copy.Image and a verifying image source it hashes every byte twice more, or decompresses,
+// so on a machine with more than one core the two stages overlap instead of adding up.
+// Nothing of w is touched by this goroutine until the writer goroutine has finished, and
+// that goroutine has always finished when copyData returns.
 func (w *Writer) copyData(r io.Reader, h *digester, size int64) (int64, error) {
-	if w.buf == nil {
-		w.buf = make([]byte, copyBufSize)
+	if w.bufs[0] == nil {
+		w.bufs[0], w.bufs[1] = make([]byte, copyBufSize), make([]byte, copyBufSize)
 	}
+	free := make(chan []byte, 2) // buffers the writer goroutine is done with
+	free <- w.bufs[0]
+	free <- w.bufs[1]
+	full := make(chan []byte, 1)  // chunks read, to hash and write
+	var werr error                // the writer goroutine's first error; read after done
+	failed := make(chan struct{}) // closed on werr
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for chunk := range full {
+			if werr == nil {
+				h.Write(chunk)
+				if werr = w.write(chunk); werr != nil {
+					close(failed)
+				}
+			}
+			free <- chunk[:cap(chunk)]
+		}
+	}()
+	finish := func(n int64, err error) (int64, error) {
+		close(full)
+		<-done
+		if werr != nil {
+			return n, werr // the data did not all reach the output: that is what matters
+		}
+		return n, err
+	}
+
 	var n int64
 	for {
-		chunk := w.buf
+		var buf []byte
+		select {
+		case buf = <-free:
+		case <-failed:
+			return finish(n, nil)
+		}
+		chunk := buf
 		if size >= 0 && size-n < int64(len(chunk)) {
 			// Read one byte past the declared end to notice a longer stream.
 			chunk = chunk[:size-n+1]
@@ -209,25 +248,25 @@ func (w *Writer) copyData(r io.Reader, h *digester, size int64) (int64, error) {
 		m, rerr := r.Read(chunk)
 		if m > 0 {
 			if size >= 0 && n+int64(m) > size {
-				return n, fmt.Errorf("%w: more than the declared %d bytes", ErrSizeMismatch, size)
+				free <- buf
+				return finish(n, fmt.Errorf("%w: more than the declared %d bytes", ErrSizeMismatch, size))
 			}
-			h.Write(chunk[:m])
-			if err := w.write(chunk[:m]); err != nil {
-				return n, err
-			}
+			full <- chunk[:m]
 			n += int64(m)
+		} else {
+			free <- buf
 		}
 		if rerr == io.EOF {
 			break
 		}
 		if rerr != nil {
-			return n, fmt.Errorf("reading blob: %w", rerr)
+			return finish(n, fmt.Errorf("reading blob: %w", rerr))
 		}
 	}
 	if size >= 0 && n != size {
-		return n, fmt.Errorf("%w: %d bytes, declared %d", ErrSizeMismatch, n, size)
+		return finish(n, fmt.Errorf("%w: %d bytes, declared %d", ErrSizeMismatch, n, size))
 	}
-	return n, nil
+	return finish(n, nil)
 }
 
 // WriteSpooled writes a spooled blob as a regular member.
