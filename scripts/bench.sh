@@ -14,8 +14,7 @@
 # generated once into $DARC_BENCH_DIR, default $TMPDIR/darc-bench-v1, which takes a minute
 # or two. Every variant runs in a child process of its own, one after the other; each run
 # needs about 1.3 GB more of free disk while it runs. The raw `go test` output goes to
-# bench-out/bench-<time>.txt, the table to standard output. When copy.LoadStream exists, the
-# darc_loadstream tag is added so it is measured too.
+# bench-out/bench-<time>.txt, the table to standard output.
 #
 # The machine should be otherwise idle: the figures are wall times of CPU- and disk-bound work.
 set -euo pipefail
@@ -24,9 +23,6 @@ cd "$(dirname "$0")/.."
 count=${COUNT:-2}
 bench=${BENCH:-'Write12|Load12|Merge'}
 tags=containers_image_openpgp
-if grep -qs '^func LoadStream(' copy/*.go; then
-	tags="$tags darc_loadstream"
-fi
 mkdir -p bench-out
 out="bench-out/bench-$(date -u +%Y%m%dT%H%M%SZ).txt"
 
