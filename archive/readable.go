@@ -174,6 +174,20 @@ func (a *ReadableArchive) Select(sel reference.Selector) (ImageInfo, error) {
 	return infoOf(img), nil
 }
 
+// SelectEach returns the images the selectors pick, in selector order, each once; with no
+// selector, every image in archive order.
+func (a *ReadableArchive) SelectEach(sels []reference.Selector) ([]ImageInfo, error) {
+	imgs, err := a.r.SelectEach(sels)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ImageInfo, len(imgs))
+	for i, img := range imgs {
+		out[i] = infoOf(img)
+	}
+	return out, nil
+}
+
 // ImageDetails is what inspecting an image reads: its config, manifest and layers.
 type ImageDetails struct {
 	ImageInfo

@@ -414,22 +414,9 @@ func Load(ctx context.Context, a *archive.ReadableArchive, dest Destination, sel
 	if err != nil {
 		return nil, err
 	}
-	infos := a.Images()
-	var picked []archive.ImageInfo
-	if len(selectors) == 0 {
-		picked = infos
-	} else {
-		seen := map[int]bool{}
-		for _, s := range selectors {
-			info, err := a.Select(s)
-			if err != nil {
-				return nil, err
-			}
-			if !seen[info.Index] {
-				seen[info.Index] = true
-				picked = append(picked, info)
-			}
-		}
+	picked, err := a.SelectEach(selectors)
+	if err != nil {
+		return nil, err
 	}
 	r, err := newRun(o)
 	if err != nil {
@@ -443,21 +430,8 @@ func Load(ctx context.Context, a *archive.ReadableArchive, dest Destination, sel
 	for i, info := range picked {
 		sel, _ := reference.IndexSelector(info.Index)
 		res := &results[i]
-		*res = Result{Index: info.Index, Source: fmt.Sprintf("%s:%s:@%d", reference.Transport, a.Path(), info.Index)}
-		tags := info.Tags
-		if names, ok := o.names[info.Index]; ok {
-			tags = names
-		}
-		for _, t := range tags {
-			res.Tags = append(res.Tags, t.String())
-		}
-		if len(tags) == 0 && dest.transport != "dir" {
-			res.Skipped = true
-			res.Err = fmt.Errorf("%w: image @%d (%s) has no tag; name it to load it", ErrUntagged, info.Index, info.ID)
-			continue
-		}
-		if refs[i], err = dest.references(info.Index, tags, o.baseOnly); err != nil {
-			res.Err = err
+		*res, refs[i] = o.planLoad(dest, a.Path(), info.Index, info.ID, info.Tags)
+		if res.Err != nil {
 			continue
 		}
 		if dest.transport == "oci" {
@@ -494,6 +468,27 @@ func Load(ctx context.Context, a *archive.ReadableArchive, dest Destination, sel
 		r.emit(Event{Kind: ImageDone, Image: res.Index, Source: res.Source})
 	})
 	return results, joinErrors(results)
+}
+
+// planLoad starts the Result of loading image index (of the archive called name) into dest
+// and works out its destination references: from its tags, or the names WithNames gives it.
+// An untagged image is skipped (Result.Skipped, ErrUntagged) unless dest needs no name.
+func (o options) planLoad(dest Destination, name string, index int, id digest.Digest, tags []distref.NamedTagged) (Result, []types.ImageReference) {
+	res := Result{Index: index, Source: fmt.Sprintf("%s:%s:@%d", reference.Transport, name, index)}
+	if names, ok := o.names[index]; ok {
+		tags = names
+	}
+	for _, t := range tags {
+		res.Tags = append(res.Tags, t.String())
+	}
+	if len(tags) == 0 && dest.transport != "dir" {
+		res.Skipped = true
+		res.Err = fmt.Errorf("%w: image @%d (%s) has no tag; name it to load it", ErrUntagged, index, id)
+		return res, nil
+	}
+	refs, err := dest.references(index, tags, o.baseOnly)
+	res.Err = err
+	return res, refs
 }
 
 // Merge copies every image of every input archive, in order, into w with its tags. Blobs go

@@ -117,40 +117,14 @@ func LoadStream(ctx context.Context, r io.Reader, dest Destination, selectors []
 	st.abort = nil // from here on, a failure is one image's
 	run.emit(Event{Kind: ImageDone, Image: -1, Source: st.source, Offset: st.sent.Load(), Size: st.sent.Load()})
 
-	var picked []*tarfile.Image
-	if len(selectors) == 0 {
-		picked = rd.Images()
-	} else {
-		seen := map[int]bool{}
-		for _, s := range selectors {
-			img, err := rd.Select(s)
-			if err != nil {
-				return nil, err
-			}
-			if !seen[img.Index] {
-				seen[img.Index] = true
-				picked = append(picked, img)
-			}
-		}
+	picked, err := rd.SelectEach(selectors)
+	if err != nil {
+		return nil, err
 	}
 	results := make([]Result, len(picked))
 	refs := make([][]types.ImageReference, len(picked))
 	for i, img := range picked {
-		res := &results[i]
-		*res = Result{Index: img.Index, Source: fmt.Sprintf("%s:%s:@%d", reference.Transport, name, img.Index)}
-		tags := img.Tags
-		if names, ok := o.names[img.Index]; ok {
-			tags = names
-		}
-		for _, t := range tags {
-			res.Tags = append(res.Tags, t.String())
-		}
-		if len(tags) == 0 {
-			res.Skipped = true
-			res.Err = fmt.Errorf("%w: image @%d (%s) has no tag; name it to load it", ErrUntagged, img.Index, img.ID)
-			continue
-		}
-		refs[i], res.Err = dest.references(img.Index, tags, o.baseOnly)
+		results[i], refs[i] = o.planLoad(dest, name, img.Index, img.ID, img.Tags)
 	}
 	finish := func(ctx context.Context, i int) {
 		res := &results[i]

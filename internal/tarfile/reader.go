@@ -375,6 +375,27 @@ func digestFromName(name string, compressedLayer bool) (digest.Digest, bool) {
 
 // Select returns the image a selector picks. No selector picks the only image; a tag or an
 // ID prefix that matches two different images is ErrAmbiguous, naming both.
+// SelectEach returns the images the selectors pick, in selector order, each once; with no
+// selector, every image in archive order.
+func (r *Reader) SelectEach(sels []reference.Selector) ([]*Image, error) {
+	if len(sels) == 0 {
+		return r.images, nil
+	}
+	var picked []*Image
+	seen := map[int]bool{}
+	for _, s := range sels {
+		img, err := r.Select(s)
+		if err != nil {
+			return nil, err
+		}
+		if !seen[img.Index] {
+			seen[img.Index] = true
+			picked = append(picked, img)
+		}
+	}
+	return picked, nil
+}
+
 func (r *Reader) Select(sel reference.Selector) (*Image, error) {
 	var matches []*Image
 	switch sel.Kind() {
