@@ -46,35 +46,18 @@ func writeTemp(t *testing.T, data []byte) string {
 // variants hand-made archives have), opens each, and checks images, tags, IDs, diffIDs and
 // stored sizes against what the generator says, then verifies and copies every image.
 func TestGeneratedLayouts(t *testing.T) {
-	type variant struct {
-		name string
-		opts archivetest.Options
-	}
-	var variants []variant
-	for _, l := range archivetest.Layouts() {
-		variants = append(variants, variant{l.String(), archivetest.Options{Layout: l}})
-	}
-	variants = append(variants,
-		variant{"ContainersImage gzip members", archivetest.Options{Layout: archivetest.ContainersImage, GzipMembers: true}},
-		variant{"Docker24 gzip members", archivetest.Options{Layout: archivetest.Docker24, GzipMembers: true}},
-		variant{"ContainersImage manifest first", archivetest.Options{Layout: archivetest.ContainersImage, ManifestFirst: true}},
-		variant{"Docker24 dot-slash", archivetest.Options{Layout: archivetest.Docker24, DotSlash: true}},
-		variant{"Docker25 gzip layers", archivetest.Options{Layout: archivetest.Docker25, GzipMembers: true}},
-		variant{"Crane zstd layers", archivetest.Options{Layout: archivetest.Crane, ZstdLayers: true}},
-		variant{"whole archive gzip", archivetest.Options{Layout: archivetest.ContainersImage, Compression: "gzip"}},
-		variant{"whole archive zstd", archivetest.Options{Layout: archivetest.Docker25, Compression: "zstd"}},
-	)
+	variants := archivetest.Variants()
 	ctx := context.Background()
 	pc := policyContext(t)
 	for _, v := range variants {
-		t.Run(v.name, func(t *testing.T) {
+		t.Run(v.Name, func(t *testing.T) {
 			images := layoutImages()
-			data, err := archivetest.BuildBytes(images, v.opts)
+			data, err := archivetest.BuildBytes(images, v.Opts)
 			if err != nil {
 				t.Skipf("generator does not support this variant: %v", err)
 			}
-			want := archivetest.Expect(images, v.opts)
-			if v.opts.Layout == archivetest.Legacy {
+			want := archivetest.Expect(images, v.Opts)
+			if v.Opts.Layout == archivetest.Legacy {
 				// A legacy archive has no image order of its own: the reader lists tagged
 				// images by tag, then untagged ones.
 				slices.SortStableFunc(want, func(a, b archivetest.ExpectedImage) int {

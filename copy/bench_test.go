@@ -90,7 +90,7 @@ func BenchmarkMerge(b *testing.B) {
 	}
 	in := fileSize(b, a) + fileSize(b, bb)
 	opts := benchwork.ChildOptions{Args: map[string]string{"a": a, "b": bb}, Bytes: in, InputBytes: in}
-	for _, v := range []string{"darc", "darc-p1", "cat", "ci"} {
+	for _, v := range []string{"darc", "cat", "ci"} {
 		b.Run(v, func(b *testing.B) { benchwork.RunChild(b, "merge/"+v, opts) })
 	}
 }
@@ -124,9 +124,6 @@ func TestBenchChild(t *testing.T) {
 		},
 		"merge/darc": func(ctx context.Context, env *benchwork.Env) (benchwork.Outcome, error) {
 			return mergeDarc(ctx, env)
-		},
-		"merge/darc-p1": func(ctx context.Context, env *benchwork.Env) (benchwork.Outcome, error) {
-			return mergeDarc(ctx, env, dcopy.WithParallel(1))
 		},
 		"merge/cat": mergeCat,
 		"merge/ci":  mergeContainersImage,

@@ -13,6 +13,7 @@ import (
 	distref "github.com/distribution/reference"
 	digest "github.com/opencontainers/go-digest"
 	cicopy "go.podman.io/image/v5/copy"
+	"go.podman.io/image/v5/image"
 	"go.podman.io/image/v5/manifest"
 	"go.podman.io/image/v5/signature"
 	"go.podman.io/image/v5/types"
@@ -178,7 +179,7 @@ type run struct {
 	done   chan struct{}
 }
 
-func newRun(o options) (*run, error) {
+func newRun(o options) *run {
 	r := &run{o: o, policy: o.policy}
 	if r.policy == nil {
 		r.policy = &signature.Policy{Default: []signature.PolicyRequirement{signature.NewPRInsecureAcceptAnything()}}
@@ -193,7 +194,7 @@ func newRun(o options) (*run, error) {
 			}
 		}()
 	}
-	return r, nil
+	return r
 }
 
 // close stops the progress goroutine after delivering what it holds.
@@ -334,10 +335,7 @@ func Image(ctx context.Context, src, dst types.ImageReference, opts ...Option) (
 	if err != nil {
 		return Result{}, err
 	}
-	r, err := newRun(o)
-	if err != nil {
-		return Result{}, err
-	}
+	r := newRun(o)
 	defer r.close()
 	res := Result{Source: refString(src)}
 	if err := r.copyOne(ctx, 0, src, []types.ImageReference{dst}, &res); err != nil {
@@ -364,10 +362,7 @@ func Save(ctx context.Context, w *archive.WritableArchive, sources []Source, opt
 	if err != nil {
 		return nil, err
 	}
-	r, err := newRun(o)
-	if err != nil {
-		return nil, err
-	}
+	r := newRun(o)
 	defer r.close()
 	results := make([]Result, len(sources))
 	dsts := make([]types.ImageReference, len(sources))
@@ -418,10 +413,7 @@ func Load(ctx context.Context, a *archive.ReadableArchive, dest Destination, sel
 	if err != nil {
 		return nil, err
 	}
-	r, err := newRun(o)
-	if err != nil {
-		return nil, err
-	}
+	r := newRun(o)
 	defer r.close()
 	results := make([]Result, len(picked))
 	reuse := &ociReuse{} // layers compressed into an oci: layout, for the later images
@@ -495,17 +487,91 @@ func (o options) planLoad(dest Destination, name string, index int, id digest.Di
 // across as they are stored and are verified on the way; a blob already in w is not copied
 // again. Like Save, it does not commit w.
 //
-// Images are copied one at a time unless WithParallel says otherwise: the inputs are local
-// files, and w writes one image at a time, so a second concurrent copy gains nothing and
-// spools its new blobs to temp files until its turn.
+// Into the docker layout (w's default) images go member to member through
+// archive.WritableArchive.AddImage, one at a time: each new blob is read once and hashed
+// once while it is written. Into the oci layout they go through copy.Image, one at a time
+// unless WithParallel says otherwise: the inputs are local files and w writes one image at
+// a time, so a second concurrent copy gains nothing and spools its new blobs to temp files
+// until its turn.
 func Merge(ctx context.Context, w *archive.WritableArchive, inputs []*archive.ReadableArchive, opts ...Option) ([]Result, error) {
-	var sources []Source
+	if w.Layout() != archive.LayoutDocker {
+		var sources []Source
+		for _, a := range inputs {
+			for _, ref := range a.References() {
+				sources = append(sources, Source{Ref: ref})
+			}
+		}
+		return Save(ctx, w, sources, append([]Option{WithParallel(1)}, opts...)...)
+	}
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	r := newRun(o)
+	defer r.close()
+	var results []Result
 	for _, a := range inputs {
-		for _, ref := range a.References() {
-			sources = append(sources, Source{Ref: ref})
+		for i, ref := range a.References() {
+			res := Result{Index: len(results), Source: refString(ref)}
+			if err := ctx.Err(); err != nil {
+				res.Err = err
+			} else {
+				res.Err = r.addImage(ctx, w, a, i, ref, &res)
+			}
+			kind := ImageDone
+			if res.Err != nil {
+				kind = ImageFailed
+			}
+			r.emit(Event{Kind: kind, Image: res.Index, Source: res.Source, Err: res.Err})
+			results = append(results, res)
 		}
 	}
-	return Save(ctx, w, sources, append([]Option{WithParallel(1)}, opts...)...)
+	return results, joinErrors(results)
+}
+
+// addImage copies image index of a into w with archive.WritableArchive.AddImage, after
+// checking it against the signature policy when one was given (as copy.Image would).
+func (r *run) addImage(ctx context.Context, w *archive.WritableArchive, a *archive.ReadableArchive, index int, ref types.ImageReference, res *Result) error {
+	r.emit(Event{Kind: ImageStarted, Image: res.Index, Source: res.Source})
+	if r.o.policy != nil {
+		if err := r.allowed(ctx, ref); err != nil {
+			return err
+		}
+	}
+	sel, _ := reference.IndexSelector(index)
+	added, err := w.AddImage(ctx, a, sel, archive.AddOptions{
+		Progress: func(d digest.Digest, done, size int64) {
+			r.emit(Event{Kind: BlobProgress, Image: res.Index, Source: res.Source, Digest: d, Offset: done, Size: size})
+		},
+	})
+	res.Bytes = added.Bytes
+	for _, t := range added.Tags {
+		res.Tags = append(res.Tags, t.String())
+	}
+	if err != nil {
+		return err
+	}
+	res.Destinations = []string{refString(added.Reference)}
+	res.ImageID, res.Manifest = added.ImageID, added.Manifest
+	return nil
+}
+
+// allowed checks the policy's verdict on the image ref names, as copy.Image does first.
+func (r *run) allowed(ctx context.Context, ref types.ImageReference) error {
+	pc, err := signature.NewPolicyContext(r.policy)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = pc.Destroy() }()
+	src, err := ref.NewImageSource(ctx, r.sys())
+	if err != nil {
+		return err
+	}
+	defer func() { _ = src.Close() }()
+	if _, err := pc.IsRunningImageAllowed(ctx, image.UnparsedInstance(src, nil)); err != nil {
+		return fmt.Errorf("source image rejected: %w", err)
+	}
+	return nil
 }
 
 // countingRef wraps a source reference so the bytes its blobs yield are counted.

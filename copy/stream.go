@@ -82,10 +82,7 @@ func LoadStream(ctx context.Context, r io.Reader, dest Destination, selectors []
 	if dest.transport != "docker" && dest.transport != "oci" {
 		return nil, fmt.Errorf("%w: %s: a single pass needs a registry or an OCI layout; use Load", ErrStreamUnsupported, dest)
 	}
-	run, err := newRun(o)
-	if err != nil {
-		return nil, err
-	}
+	run := newRun(o)
 	defer run.close()
 	name := o.sourceName
 	if name == "" {

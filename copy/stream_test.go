@@ -38,29 +38,6 @@ func streamImages() []archivetest.Image {
 	}
 }
 
-type streamVariant struct {
-	name string
-	opts archivetest.Options
-}
-
-func streamVariants() []streamVariant {
-	var vs []streamVariant
-	for _, l := range archivetest.Layouts() {
-		vs = append(vs, streamVariant{l.String(), archivetest.Options{Layout: l}})
-	}
-	return append(vs,
-		streamVariant{"ContainersImage gzip members", archivetest.Options{Layout: archivetest.ContainersImage, GzipMembers: true}},
-		streamVariant{"Docker24 gzip members", archivetest.Options{Layout: archivetest.Docker24, GzipMembers: true}},
-		streamVariant{"ContainersImage manifest first", archivetest.Options{Layout: archivetest.ContainersImage, ManifestFirst: true}},
-		streamVariant{"Docker24 dot-slash", archivetest.Options{Layout: archivetest.Docker24, DotSlash: true}},
-		streamVariant{"Crane zstd layers", archivetest.Options{Layout: archivetest.Crane, ZstdLayers: true}},
-		streamVariant{"BuildKit zstd layers", archivetest.Options{Layout: archivetest.BuildKit, ZstdLayers: true}},
-		streamVariant{"whole archive gzip", archivetest.Options{Layout: archivetest.ContainersImage, Compression: "gzip"}},
-		streamVariant{"whole archive zstd", archivetest.Options{Layout: archivetest.Docker25, Compression: "zstd"}},
-		streamVariant{"whole archive xz", archivetest.Options{Layout: archivetest.Docker24, Compression: "xz"}},
-	)
-}
-
 // countingReader counts the bytes read through it and how often Read was called after EOF.
 type countingReader struct {
 	r io.Reader
@@ -191,9 +168,9 @@ func compareLoads(t *testing.T, load, stream []dcopy.Result, loadDir, streamDir 
 // read its input exactly once and write the same manifests, byte for byte (so the same
 // digests), and the same configs as Load.
 func TestLoadStreamMatchesLoad(t *testing.T) {
-	for _, v := range streamVariants() {
-		t.Run(v.name, func(t *testing.T) {
-			data, err := archivetest.BuildBytes(streamImages(), v.opts)
+	for _, v := range archivetest.Variants() {
+		t.Run(v.Name, func(t *testing.T) {
+			data, err := archivetest.BuildBytes(streamImages(), v.Opts)
 			if err != nil {
 				t.Skipf("generator does not support this variant: %v", err)
 			}

@@ -537,3 +537,30 @@ func (p *plan) members() ([]member, error) {
 	}
 	return nil, fmt.Errorf("%w: unknown layout %d", ErrInvalidOptions, int(p.opts.Layout))
 }
+
+// Variant is a named way of building an archive: a layout real tools write, or a variant
+// hand-made or recompressed archives have.
+type Variant struct {
+	Name string
+	Opts Options
+}
+
+// Variants lists every layout plus the variants readers meet in the wild, for table tests.
+// Build accepts every one of them.
+func Variants() []Variant {
+	var vs []Variant
+	for _, l := range Layouts() {
+		vs = append(vs, Variant{l.String(), Options{Layout: l}})
+	}
+	return append(vs,
+		Variant{"ContainersImage gzip members", Options{Layout: ContainersImage, GzipMembers: true}},
+		Variant{"Docker24 gzip members", Options{Layout: Docker24, GzipMembers: true}},
+		Variant{"ContainersImage manifest first", Options{Layout: ContainersImage, ManifestFirst: true}},
+		Variant{"Docker24 dot-slash", Options{Layout: Docker24, DotSlash: true}},
+		Variant{"Crane zstd layers", Options{Layout: Crane, ZstdLayers: true}},
+		Variant{"BuildKit zstd layers", Options{Layout: BuildKit, ZstdLayers: true}},
+		Variant{"whole archive gzip", Options{Layout: ContainersImage, Compression: "gzip"}},
+		Variant{"whole archive zstd", Options{Layout: Docker25, Compression: "zstd"}},
+		Variant{"whole archive xz", Options{Layout: Docker24, Compression: "xz"}},
+	)
+}

@@ -760,3 +760,12 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	*c += countingWriter(len(p))
 	return len(p), nil
 }
+
+// TestVariantsBuild: Variants promises that Build accepts each of them.
+func TestVariantsBuild(t *testing.T) {
+	for _, v := range Variants() {
+		if _, err := BuildBytes([]Image{{Tags: []string{"a:1"}, Layers: [][]byte{Layer(1, 1, 10)}}}, v.Opts); err != nil {
+			t.Errorf("%s: %v", v.Name, err)
+		}
+	}
+}

@@ -153,7 +153,8 @@ func (r *Reader) describeLayer(img *Image, j int, diffID digest.Digest) (Layer, 
 	b := blob{name: name, member: m, stored: l.Compression, allDiffID: diffID}
 	switch l.Compression {
 	case Uncompressed:
-		l.Digest, l.Size, l.MediaType = diffID, m.Size, manifest.DockerV2SchemaLayerMediaTypeUncompressed
+		u := UncompressedLayer(diffID, m.Size)
+		l.Digest, l.Size, l.MediaType = u.Digest, u.Size, u.MediaType
 	case Gzip, Zstd:
 		l.Size = m.Size
 		l.MediaType = manifest.DockerV2Schema2LayerMediaType
@@ -201,13 +202,21 @@ func sniffMember(head []byte) Compression {
 	return DetectCompression(head)
 }
 
-// buildManifest makes a Docker schema2 manifest (OCI when a layer is zstd, which schema2
-// cannot describe) from the resolved config and layers.
+// buildManifest makes the manifest the image is served with when the archive has none of
+// its own (see BuildManifest).
 func (res *Resolved) buildManifest(id digest.Digest, oci bool) error {
 	var err error
+	res.Manifest, res.ManifestType, err = BuildManifest(id, int64(len(res.Config)), res.Layers, oci)
+	return err
+}
+
+// BuildManifest makes the manifest of an image whose config (id, size) and layers are known:
+// Docker schema2, or OCI when oci is set (a zstd layer needs it: schema2 cannot describe one).
+// The layers' Digest, Size, MediaType and Compression are used.
+func BuildManifest(id digest.Digest, configSize int64, ls []Layer, oci bool) ([]byte, string, error) {
 	if oci {
-		layers := make([]imgspecv1.Descriptor, len(res.Layers))
-		for i, l := range res.Layers {
+		layers := make([]imgspecv1.Descriptor, len(ls))
+		for i, l := range ls {
 			mt := l.MediaType
 			switch l.Compression {
 			case Gzip:
@@ -217,19 +226,23 @@ func (res *Resolved) buildManifest(id digest.Digest, oci bool) error {
 			}
 			layers[i] = imgspecv1.Descriptor{MediaType: mt, Digest: l.Digest, Size: l.Size}
 		}
-		m := manifest.OCI1FromComponents(imgspecv1.Descriptor{MediaType: imgspecv1.MediaTypeImageConfig, Digest: id, Size: int64(len(res.Config))}, layers)
-		res.Manifest, err = m.Serialize()
-		res.ManifestType = imgspecv1.MediaTypeImageManifest
-	} else {
-		layers := make([]manifest.Schema2Descriptor, len(res.Layers))
-		for i, l := range res.Layers {
-			layers[i] = manifest.Schema2Descriptor{MediaType: l.MediaType, Digest: l.Digest, Size: l.Size}
-		}
-		m := manifest.Schema2FromComponents(manifest.Schema2Descriptor{MediaType: manifest.DockerV2Schema2ConfigMediaType, Digest: id, Size: int64(len(res.Config))}, layers)
-		res.Manifest, err = m.Serialize()
-		res.ManifestType = manifest.DockerV2Schema2MediaType
+		m := manifest.OCI1FromComponents(imgspecv1.Descriptor{MediaType: imgspecv1.MediaTypeImageConfig, Digest: id, Size: configSize}, layers)
+		b, err := m.Serialize()
+		return b, imgspecv1.MediaTypeImageManifest, err
 	}
-	return err
+	layers := make([]manifest.Schema2Descriptor, len(ls))
+	for i, l := range ls {
+		layers[i] = manifest.Schema2Descriptor{MediaType: l.MediaType, Digest: l.Digest, Size: l.Size}
+	}
+	m := manifest.Schema2FromComponents(manifest.Schema2Descriptor{MediaType: manifest.DockerV2Schema2ConfigMediaType, Digest: id, Size: configSize}, layers)
+	b, err := m.Serialize()
+	return b, manifest.DockerV2Schema2MediaType, err
+}
+
+// UncompressedLayer describes an uncompressed layer as a docker-archive stores and serves
+// it: named by its diffID.
+func UncompressedLayer(diffID digest.Digest, size int64) Layer {
+	return Layer{DiffID: diffID, Compression: Uncompressed, Digest: diffID, Size: size, MediaType: manifest.DockerV2SchemaLayerMediaTypeUncompressed}
 }
 
 // OpenBlob returns a reader of the blob with digest d, its size (-1 if unknown) and verifies
@@ -271,4 +284,10 @@ type readCloser struct {
 func (rc readCloser) Close() error {
 	rc.close()
 	return nil
+}
+
+// Stored returns a reader of member m's bytes as stored, unverified: for a caller that
+// checks them itself (a writer hashing what it copies against the digest it expects).
+func (img *Image) Stored(m Member) *io.SectionReader {
+	return io.NewSectionReader(img.r.ix.r, m.Offset, m.Size)
 }

@@ -29,32 +29,6 @@ func streamImages() []archivetest.Image {
 	}
 }
 
-// streamVariants are every generated layout plus the variants hand-made archives have.
-func streamVariants() []struct {
-	name string
-	opts archivetest.Options
-} {
-	type variant = struct {
-		name string
-		opts archivetest.Options
-	}
-	var vs []variant
-	for _, l := range archivetest.Layouts() {
-		vs = append(vs, variant{l.String(), archivetest.Options{Layout: l}})
-	}
-	return append(vs,
-		variant{"ContainersImage gzip members", archivetest.Options{Layout: archivetest.ContainersImage, GzipMembers: true}},
-		variant{"Docker24 gzip members", archivetest.Options{Layout: archivetest.Docker24, GzipMembers: true}},
-		variant{"ContainersImage manifest first", archivetest.Options{Layout: archivetest.ContainersImage, ManifestFirst: true}},
-		variant{"Docker24 dot-slash", archivetest.Options{Layout: archivetest.Docker24, DotSlash: true}},
-		variant{"Crane zstd layers", archivetest.Options{Layout: archivetest.Crane, ZstdLayers: true}},
-		variant{"BuildKit zstd layers", archivetest.Options{Layout: archivetest.BuildKit, ZstdLayers: true}},
-		variant{"whole archive gzip", archivetest.Options{Layout: archivetest.ContainersImage, Compression: "gzip"}},
-		variant{"whole archive zstd", archivetest.Options{Layout: archivetest.Docker25, Compression: "zstd"}},
-		variant{"whole archive xz", archivetest.Options{Layout: archivetest.Docker24, Compression: "xz"}},
-	)
-}
-
 // forwardLog records what Forward received: the sha256 of each body, by member offset.
 type forwardLog struct {
 	mu     sync.Mutex
@@ -88,9 +62,9 @@ func openRandom(t *testing.T, data []byte) (*Reader, error) {
 // layers, manifests and blob digests must be the same, every streamed layer must verify, and
 // Forward must have seen exactly the bytes whose facts were recorded.
 func TestReadStreamMatchesReader(t *testing.T) {
-	for _, v := range streamVariants() {
-		t.Run(v.name, func(t *testing.T) {
-			data, err := archivetest.BuildBytes(streamImages(), v.opts)
+	for _, v := range archivetest.Variants() {
+		t.Run(v.Name, func(t *testing.T) {
+			data, err := archivetest.BuildBytes(streamImages(), v.Opts)
 			if err != nil {
 				t.Skipf("generator does not support this variant: %v", err)
 			}

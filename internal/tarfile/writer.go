@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
@@ -58,7 +60,7 @@ type Writer struct {
 	off   int64 // bytes of archive written so far
 	mtime int64
 	err   error
-	bufs  [2][]byte // copyData's buffers, allocated on first use
+	bufs  [3][]byte // copyData's buffers, allocated on first use
 }
 
 // NewWriter returns a Writer to w. w is used as a File when it implements File and can seek
@@ -194,38 +196,59 @@ func (w *Writer) StreamBlob(r io.Reader, size int64, want digest.Digest, name fu
 }
 
 // copyData copies r to the output, hashing it with h, and checks its length against size
-// (-1: unknown). Two goroutines share the work: this one reads the next chunk from r while a
-// second one hashes the chunk read before and writes it out. Reading is rarely cheap: through
-// copy.Image and a verifying image source it hashes every byte twice more, or decompresses,
-// so on a machine with more than one core the two stages overlap instead of adding up.
-// Nothing of w is touched by this goroutine until the writer goroutine has finished, and
-// that goroutine has always finished when copyData returns.
+// (-1: unknown). Three goroutines share the work: this one reads the next chunk from r while
+// a second one hashes the chunks read before and a third one writes them out. Each stage
+// costs about the same (sha256 and the write system call each run near 1 GB/s), and reading
+// is rarely cheap either: through copy.Image and a verifying image source it hashes every
+// byte twice more, or decompresses. On a machine with more than one core the stages overlap
+// instead of adding up. Nothing of w but its output is touched by the writing goroutine,
+// and both helpers have finished when copyData returns.
 func (w *Writer) copyData(r io.Reader, h *digester, size int64) (int64, error) {
-	if w.bufs[0] == nil {
-		w.bufs[0], w.bufs[1] = make([]byte, copyBufSize), make([]byte, copyBufSize)
+	for i := range w.bufs {
+		if w.bufs[i] == nil {
+			w.bufs[i] = make([]byte, copyBufSize)
+		}
 	}
-	free := make(chan []byte, 2) // buffers the writer goroutine is done with
-	free <- w.bufs[0]
-	free <- w.bufs[1]
-	full := make(chan []byte, 1)  // chunks read, to hash and write
-	var werr error                // the writer goroutine's first error; read after done
+	// A buffer goes back to free when both the hasher and the writer are done with it.
+	free := make(chan []byte, len(w.bufs))
+	refs := make(map[*byte]*atomic.Int32, len(w.bufs))
+	for _, b := range w.bufs {
+		free <- b
+		refs[&b[0]] = new(atomic.Int32)
+	}
+	release := func(chunk []byte) {
+		if refs[&chunk[0]].Add(-1) == 0 {
+			free <- chunk[:cap(chunk)]
+		}
+	}
+	toHash := make(chan []byte, len(w.bufs))
+	toWrite := make(chan []byte, len(w.bufs))
+	var werr error                // the writer goroutine's first error; read after wg.Wait
 	failed := make(chan struct{}) // closed on werr
-	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
 	go func() {
-		defer close(done)
-		for chunk := range full {
+		defer wg.Done()
+		for chunk := range toHash {
+			h.Write(chunk)
+			release(chunk)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for chunk := range toWrite {
 			if werr == nil {
-				h.Write(chunk)
 				if werr = w.write(chunk); werr != nil {
 					close(failed)
 				}
 			}
-			free <- chunk[:cap(chunk)]
+			release(chunk)
 		}
 	}()
 	finish := func(n int64, err error) (int64, error) {
-		close(full)
-		<-done
+		close(toHash)
+		close(toWrite)
+		wg.Wait()
 		if werr != nil {
 			return n, werr // the data did not all reach the output: that is what matters
 		}
@@ -251,7 +274,9 @@ func (w *Writer) copyData(r io.Reader, h *digester, size int64) (int64, error) {
 				free <- buf
 				return finish(n, fmt.Errorf("%w: more than the declared %d bytes", ErrSizeMismatch, size))
 			}
-			full <- chunk[:m]
+			refs[&buf[0]].Store(2)
+			toHash <- chunk[:m]
+			toWrite <- chunk[:m]
 			n += int64(m)
 		} else {
 			free <- buf

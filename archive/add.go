@@ -1,0 +1,144 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	distref "github.com/distribution/reference"
+	digest "github.com/opencontainers/go-digest"
+	"go.podman.io/image/v5/types"
+
+	"github.com/darc-dev/darc/internal/tarfile"
+	"github.com/darc-dev/darc/reference"
+)
+
+// ErrLayoutUnsupported is returned by AddImage for a WritableArchive whose layout it cannot
+// write directly; copy the image with containers/image's copy.Image instead.
+var ErrLayoutUnsupported = errors.New("layout not supported by AddImage")
+
+// AddOptions configures AddImage.
+type AddOptions struct {
+	// Tags name the image in the new archive; nil gives it the tags it has in the source.
+	Tags []distref.NamedTagged
+	// Progress, when set, is called as a blob's bytes are read: done of size bytes (size -1
+	// when the length is not known before the end). It must not block.
+	Progress func(blob digest.Digest, done, size int64)
+}
+
+// Added describes an image AddImage wrote.
+type Added struct {
+	Reference types.ImageReference // the image's reference within the new archive
+	Tags      []distref.NamedTagged
+	ImageID   digest.Digest
+	// Manifest is the digest of the manifest the new archive serves for the image.
+	Manifest digest.Digest
+	// Bytes counts the blob bytes read from src; blobs a already held are not read.
+	Bytes int64
+}
+
+// AddImage copies the image of src that sel picks into a, the way merging and filtering
+// archives need: member to member, without containers/image's copy pipeline. Each blob a
+// does not hold yet is read once and hashed once, as it is written, against the digest the
+// source states for it; a mismatch fails the image and leaves nothing of it in a.
+// Uncompressed layers go across byte for byte; a compressed layer is decompressed (the
+// docker layout stores layers uncompressed) and checked against its diffID.
+//
+// Only LayoutDocker is written this way; for LayoutOCI, AddImage returns
+// ErrLayoutUnsupported. Like an image copied to a reference from NewReference, the image
+// is in a once AddImage returns nil; a is not committed.
+func (a *WritableArchive) AddImage(ctx context.Context, src *ReadableArchive, sel reference.Selector, o AddOptions) (Added, error) {
+	if a.layout != LayoutDocker {
+		return Added{}, fmt.Errorf("archive %q: %w: %q", a.name, ErrLayoutUnsupported, a.layout)
+	}
+	img, err := src.r.Select(sel)
+	if err != nil {
+		return Added{}, err
+	}
+	res, err := img.Resolve()
+	if err != nil {
+		return Added{}, err
+	}
+	tags := o.Tags
+	if tags == nil {
+		tags = img.Tags
+	}
+	ref, err := a.NewReference(tags...)
+	if err != nil {
+		return Added{}, err
+	}
+	d, err := a.newDestination(ref.(archiveReference), nil, false)
+	if err != nil {
+		return Added{}, err
+	}
+	defer func() { _ = d.Close() }() // gives the image up unless it was committed
+
+	out := Added{Reference: ref, Tags: tags, ImageID: img.ID}
+	// Layers first, then the config: the order copy.Image uses, so that both ways of copying
+	// an image write the same archive.
+	layers := make([]tarfile.Layer, len(res.Layers))
+	for i, l := range res.Layers {
+		bi, n, err := d.addLayer(ctx, img, l, o.Progress)
+		out.Bytes += n
+		if err != nil {
+			return Added{}, fmt.Errorf("%s: layer %d (%s of %s): %w", d.label(), i, l.Name, img.Name(), err)
+		}
+		layers[i] = tarfile.UncompressedLayer(bi.Digest, bi.Size)
+	}
+	if _, err := d.putConfig(bytes.NewReader(res.Config), types.BlobInfo{Digest: img.ID, Size: int64(len(res.Config))}); err != nil {
+		return Added{}, err
+	}
+	out.Bytes += int64(len(res.Config))
+	m, _, err := tarfile.BuildManifest(img.ID, int64(len(res.Config)), layers, false)
+	if err != nil {
+		return Added{}, err
+	}
+	if err := d.PutManifest(ctx, m, nil); err != nil {
+		return Added{}, err
+	}
+	if err := d.Commit(ctx, nil); err != nil {
+		return Added{}, err
+	}
+	out.Manifest = digest.FromBytes(m)
+	return out, nil
+}
+
+// addLayer writes layer l of img uncompressed, unless the archive has it. It returns the
+// layer as stored and the bytes read from the source.
+func (d *imageDestination) addLayer(ctx context.Context, img *tarfile.Image, l tarfile.Layer, progress func(digest.Digest, int64, int64)) (types.BlobInfo, int64, error) {
+	stored := img.Stored(l.Member)
+	var r io.Reader = stored
+	info := types.BlobInfo{Digest: l.DiffID, Size: l.Member.Size}
+	if l.Compression != tarfile.Uncompressed {
+		dec, closeDec, err := tarfile.Decompress(stored, l.Compression)
+		if err != nil {
+			return types.BlobInfo{}, 0, err
+		}
+		defer closeDec()
+		r, info.Size = dec, -1
+	}
+	cr := &progressReader{r: ctxReader{ctx: ctx, r: r}, blob: l.DiffID, size: info.Size, progress: progress}
+	bi, err := d.putLayer(cr, info)
+	n, _ := stored.Seek(0, io.SeekCurrent) // bytes taken from the archive, compressed or not
+	return bi, n, err
+}
+
+// progressReader reports how far a blob has been read.
+type progressReader struct {
+	r        io.Reader
+	blob     digest.Digest
+	done     int64
+	size     int64
+	progress func(digest.Digest, int64, int64)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.done += int64(n)
+	if p.progress != nil && n > 0 {
+		p.progress(p.blob, p.done, p.size)
+	}
+	return n, err
+}

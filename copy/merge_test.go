@@ -1,0 +1,207 @@
+package copy_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+
+	digest "github.com/opencontainers/go-digest"
+	"go.podman.io/image/v5/signature"
+
+	"github.com/darc-dev/darc/archive"
+	dcopy "github.com/darc-dev/darc/copy"
+	"github.com/darc-dev/darc/internal/archivetest"
+	"github.com/darc-dev/darc/reference"
+)
+
+// mergeImages are two images sharing a base layer; the second's own layer is what
+// TestMergeKeepsGoingAfterAFailure damages.
+func mergeImages() []archivetest.Image {
+	base := archivetest.Layer(11, 2, 4000)
+	return []archivetest.Image{
+		{Tags: []string{"example.com/m/a:1"}, Layers: [][]byte{base, archivetest.Layer(12, 1, 3000)}},
+		{Tags: []string{"example.com/m/b:1", "example.com/m/b:2"}, Layers: [][]byte{base, archivetest.Layer(13, 1, 50_000)}},
+	}
+}
+
+func openBytes(t *testing.T, data []byte) *archive.ReadableArchive {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "in.tar")
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a, err := archive.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	return a
+}
+
+// TestMergeResults merges a real-tool fixture and a generated archive into the docker
+// layout: every image arrives with its tags, each Result says what was written (the digests
+// are those the merged archive serves), and progress covers every image.
+func TestMergeResults(t *testing.T) {
+	podman, err := archive.Open(filepath.Join(fixtures, "podman-save-m.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer podman.Close()
+	data, err := archivetest.BuildBytes(mergeImages(), archivetest.Options{Layout: archivetest.Docker24})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := openBytes(t, data)
+	out := filepath.Join(t.TempDir(), "merged.tar")
+	w, err := archive.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var mu sync.Mutex
+	done := map[int]bool{}
+	progressed := map[int]bool{}
+	results, err := dcopy.Merge(context.Background(), w, []*archive.ReadableArchive{podman, gen}, dcopy.WithProgress(func(e dcopy.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch e.Kind {
+		case dcopy.ImageDone:
+			done[e.Image] = true
+		case dcopy.BlobProgress:
+			progressed[e.Image] = true
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	inputs := len(podman.Images()) + len(gen.Images())
+	if len(results) != inputs || len(done) != inputs || len(progressed) != inputs {
+		t.Fatalf("%d results, %d images done, %d with progress; want %d each", len(results), len(done), len(progressed), inputs)
+	}
+	merged, err := archive.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer merged.Close()
+	if probs := merged.Verify(context.Background(), 2); len(probs) > 0 {
+		t.Errorf("merged archive does not verify: %v", probs)
+	}
+	var wantIDs []digest.Digest
+	for _, a := range []*archive.ReadableArchive{podman, gen} {
+		for _, img := range a.Images() {
+			wantIDs = append(wantIDs, img.ID)
+		}
+	}
+	for i, res := range results {
+		if res.Index != i || res.ImageID != wantIDs[i] || len(res.Destinations) != 1 || res.Bytes <= 0 {
+			t.Errorf("result %d: %+v", i, res)
+			continue
+		}
+		sel, err := reference.IDSelector(res.ImageID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := merged.Inspect(sel)
+		if err != nil {
+			t.Fatalf("result %d: %v", i, err)
+		}
+		if got := digest.FromBytes(d.Manifest); got != res.Manifest {
+			t.Errorf("result %d: manifest %s, the merged archive serves %s", i, res.Manifest, got)
+		}
+		var tags []string
+		for _, tg := range d.Tags {
+			tags = append(tags, tg.String())
+		}
+		if !slices.Equal(tags, res.Tags) {
+			t.Errorf("result %d: tags %q, the merged archive has %q", i, res.Tags, tags)
+		}
+	}
+}
+
+// TestMergeKeepsGoingAfterAFailure merges an archive whose second image has a damaged layer
+// between two good inputs: that image fails with ErrDigestMismatch, the error names it, and
+// the others are merged.
+func TestMergeKeepsGoingAfterAFailure(t *testing.T) {
+	images := mergeImages()
+	data, err := archivetest.BuildBytes(images, archivetest.Options{Layout: archivetest.ContainersImage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := images[1].Layers[1]
+	at := bytes.Index(data, own)
+	if at < 0 {
+		t.Fatal("layer not found in the archive")
+	}
+	damaged := bytes.Clone(data)
+	damaged[at+100] ^= 1
+	podman, err := archive.Open(filepath.Join(fixtures, "podman-save-m.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer podman.Close()
+	out := filepath.Join(t.TempDir(), "merged.tar")
+	w, err := archive.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	results, err := dcopy.Merge(context.Background(), w, []*archive.ReadableArchive{openBytes(t, damaged), podman})
+	if !errors.Is(err, archive.ErrDigestMismatch) {
+		t.Fatalf("Merge: %v, want ErrDigestMismatch", err)
+	}
+	for i, res := range results {
+		if (res.Err != nil) != (i == 1) {
+			t.Errorf("result %d: error %v", i, res.Err)
+		}
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	merged, err := archive.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer merged.Close()
+	if got, want := len(merged.Images()), len(results)-1; got != want {
+		t.Errorf("merged archive holds %d images, want %d", got, want)
+	}
+	if probs := merged.Verify(context.Background(), 2); len(probs) > 0 {
+		t.Errorf("merged archive does not verify: %v", probs)
+	}
+}
+
+// TestMergeHonoursPolicy: a signature policy that rejects docker-archive sources stops every
+// image, as copy.Image would, though Merge does not go through it.
+func TestMergeHonoursPolicy(t *testing.T) {
+	podman, err := archive.Open(filepath.Join(fixtures, "podman-save-m.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer podman.Close()
+	w, err := archive.Create(filepath.Join(t.TempDir(), "merged.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	reject := &signature.Policy{Default: []signature.PolicyRequirement{signature.NewPRReject()}}
+	results, err := dcopy.Merge(context.Background(), w, []*archive.ReadableArchive{podman}, dcopy.WithPolicy(reject))
+	if err == nil {
+		t.Fatal("Merge under a rejecting policy succeeded")
+	}
+	for i, res := range results {
+		if res.Err == nil {
+			t.Errorf("result %d was merged", i)
+		}
+	}
+	if err := w.Commit(); !errors.Is(err, archive.ErrNoImages) {
+		t.Errorf("Commit: %v, want ErrNoImages", err)
+	}
+}
