@@ -119,26 +119,7 @@ func (d *imageDestination) addLayer(ctx context.Context, img *tarfile.Image, l t
 		defer closeDec()
 		r, info.Size = dec, -1
 	}
-	cr := &progressReader{r: ctxReader{ctx: ctx, r: r}, blob: l.DiffID, size: info.Size, progress: progress}
-	bi, err := d.putLayer(cr, info)
+	bi, err := d.putLayer(tarfile.ProgressReader(ctxReader{ctx: ctx, r: r}, l.DiffID, info.Size, progress), info)
 	n, _ := stored.Seek(0, io.SeekCurrent) // bytes taken from the archive, compressed or not
 	return bi, n, err
-}
-
-// progressReader reports how far a blob has been read.
-type progressReader struct {
-	r        io.Reader
-	blob     digest.Digest
-	done     int64
-	size     int64
-	progress func(digest.Digest, int64, int64)
-}
-
-func (p *progressReader) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
-	p.done += int64(n)
-	if p.progress != nil && n > 0 {
-		p.progress(p.blob, p.done, p.size)
-	}
-	return n, err
 }

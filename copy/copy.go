@@ -426,13 +426,18 @@ func Load(ctx context.Context, a *archive.ReadableArchive, dest Destination, sel
 		if res.Err != nil {
 			continue
 		}
-		if dest.transport == "oci" {
-			for k, ref := range refs[i] {
-				refs[i][k] = ociReuseRef{ImageReference: ref, r: reuse}
-			}
-		}
 		if srcs[i], err = a.Reference(sel); err != nil {
 			res.Err = err
+			continue
+		}
+		if dest.transport == "oci" {
+			index, source := res.Index, res.Source
+			progress := func(d digest.Digest, done, size int64) {
+				r.emit(Event{Kind: BlobProgress, Image: index, Source: source, Digest: d, Offset: done, Size: size})
+			}
+			for k, ref := range refs[i] {
+				refs[i][k] = ociReuseRef{ImageReference: ref, r: reuse, src: srcs[i], progress: progress}
+			}
 		}
 	}
 	parallel := o.parallel

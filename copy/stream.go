@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/klauspost/pgzip"
 	digest "github.com/opencontainers/go-digest"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/docker"
@@ -384,70 +383,13 @@ func (s sourceReader) Read(p []byte) (int, error) {
 // writers are reused from one layer to the next (see gzipWriters).
 func (st *stager) compressStream(dest io.Writer, src io.Reader, metadata map[string]string, alg compressiontypes.Algorithm, level *int) error {
 	if alg.Name() == compressiontypes.GzipAlgorithmName {
-		gz, err := st.gzip.get(dest, level)
-		if err != nil {
-			return err
-		}
-		defer st.gzip.put(gz)
-		return copyAndClose(gz.w, src, gz.buf)
+		return st.gzip.compress(dest, src, level)
 	}
 	c, err := compression.CompressStreamWithMetadata(dest, metadata, alg, level)
 	if err != nil {
 		return err
 	}
 	return copyAndClose(c, src, make([]byte, 1<<20))
-}
-
-func copyAndClose(c io.WriteCloser, src io.Reader, buf []byte) error {
-	if _, err := io.CopyBuffer(c, src, buf); err != nil {
-		_ = c.Close()
-		return err
-	}
-	return c.Close()
-}
-
-// gzipWriters keeps the gzip writers of finished layers for the next ones. containers/image
-// makes a new pgzip writer per layer, and each comes with its own pool of megabyte buffers
-// that lives until the garbage collector gets round to it: over a dozen layers that held
-// more than 50 MB. A reused writer (Reset) writes the same bytes as a new one at the same
-// level.
-type gzipWriters struct {
-	mu   sync.Mutex
-	free []*gzipWriter
-}
-
-type gzipWriter struct {
-	w     *pgzip.Writer
-	level int
-	buf   []byte
-}
-
-func (g *gzipWriters) get(dest io.Writer, level *int) (*gzipWriter, error) {
-	lvl := pgzip.DefaultCompression
-	if level != nil {
-		lvl = *level
-	}
-	g.mu.Lock()
-	for i, gz := range g.free {
-		if gz.level == lvl {
-			g.free = append(g.free[:i], g.free[i+1:]...)
-			g.mu.Unlock()
-			gz.w.Reset(dest)
-			return gz, nil
-		}
-	}
-	g.mu.Unlock()
-	w, err := pgzip.NewWriterLevel(dest, lvl)
-	if err != nil {
-		return nil, err
-	}
-	return &gzipWriter{w: w, level: lvl, buf: make([]byte, 1<<20)}, nil
-}
-
-func (g *gzipWriters) put(gz *gzipWriter) {
-	g.mu.Lock()
-	g.free = append(g.free, gz)
-	g.mu.Unlock()
 }
 
 // ourCompression maps a containers/image algorithm to tarfile's.
