@@ -19,6 +19,9 @@ import (
 // write directly; copy the image with containers/image's copy.Image instead.
 var ErrLayoutUnsupported = errors.New("layout not supported by AddImage")
 
+// ErrNotArchiveReference is returned by AddReference for a reference of another transport.
+var ErrNotArchiveReference = errors.New("not a docker-archive reference of this package")
+
 // AddOptions configures AddImage.
 type AddOptions struct {
 	// Tags name the image in the new archive; nil gives it the tags it has in the source.
@@ -103,6 +106,25 @@ func (a *WritableArchive) AddImage(ctx context.Context, src *ReadableArchive, se
 	}
 	out.Manifest = digest.FromBytes(m)
 	return out, nil
+}
+
+// AddReference is AddImage for the image ref reaches: a docker-archive reference of this
+// package (ReadableArchive.Reference, or ParseReference, whose archive is opened for the
+// call), or ErrNotArchiveReference.
+func (a *WritableArchive) AddReference(ctx context.Context, ref types.ImageReference, o AddOptions) (Added, error) {
+	ar, ok := ref.(archiveReference)
+	if !ok {
+		return Added{}, fmt.Errorf("%w: %s", ErrNotArchiveReference, ref.Transport().Name())
+	}
+	src := ar.reader
+	if src == nil {
+		var err error
+		if src, err = Open(ar.path, WithTempDir(a.tempDir)); err != nil {
+			return Added{}, err
+		}
+		defer src.Close()
+	}
+	return a.AddImage(ctx, src, ar.sel, o)
 }
 
 // addLayer writes layer l of img uncompressed, unless the archive has it. It returns the

@@ -355,6 +355,9 @@ type Source struct {
 }
 
 // Save copies every source into w, each with its tags, and returns one Result per source.
+// When every source is a docker-archive image and w has the docker layout (filtering or
+// merging archives), the images go member to member, one at a time (see Merge);
+// otherwise through copy.Image, the first alone and then WithParallel at once.
 // It does not commit w: the caller commits when the error is nil (or when it accepts the
 // images that did succeed) and always closes it. The error joins every image's failure.
 func Save(ctx context.Context, w *archive.WritableArchive, sources []Source, opts ...Option) ([]Result, error) {
@@ -364,6 +367,9 @@ func Save(ctx context.Context, w *archive.WritableArchive, sources []Source, opt
 	}
 	r := newRun(o)
 	defer r.close()
+	if memberToMember(w, sources) && (o.sys == nil || len(o.sys.DockerArchiveAdditionalTags) == 0) {
+		return r.addEach(ctx, w, sources)
+	}
 	results := make([]Result, len(sources))
 	dsts := make([]types.ImageReference, len(sources))
 	// References are taken in input order before any copy starts: the writer orders images
@@ -488,6 +494,44 @@ func (o options) planLoad(dest Destination, name string, index int, id digest.Di
 	return res, refs
 }
 
+// memberToMember reports whether every source is an image of a docker-archive (of this
+// package's transport) and w the docker layout: then archive.WritableArchive.AddImage copies
+// them, without copy.Image (unless the system context asks for DockerArchiveAdditionalTags,
+// which only the copy.Image destination applies).
+func memberToMember(w *archive.WritableArchive, sources []Source) bool {
+	if w.Layout() != archive.LayoutDocker || len(sources) == 0 {
+		return false
+	}
+	for _, s := range sources {
+		if s.Ref.Transport() != archive.Transport {
+			return false
+		}
+	}
+	return true
+}
+
+// addEach copies sources into w one after the other with AddReference: each new blob is
+// read once and hashed once as it is written. One at a time, because w writes one image at a
+// time and the sources are local files: a second copy at once would only spool.
+func (r *run) addEach(ctx context.Context, w *archive.WritableArchive, sources []Source) ([]Result, error) {
+	results := make([]Result, len(sources))
+	for i, s := range sources {
+		res := &results[i]
+		*res = Result{Index: i, Source: refString(s.Ref)}
+		if err := ctx.Err(); err != nil {
+			res.Err = err
+		} else {
+			res.Err = r.addImage(ctx, w, s.Ref, s.Tags, res)
+		}
+		kind := ImageDone
+		if res.Err != nil {
+			kind = ImageFailed
+		}
+		r.emit(Event{Kind: kind, Image: i, Source: res.Source, Err: res.Err})
+	}
+	return results, joinErrors(results)
+}
+
 // Merge copies every image of every input archive, in order, into w with its tags. Blobs go
 // across as they are stored and are verified on the way; a blob already in w is not copied
 // again. Like Save, it does not commit w.
@@ -499,63 +543,38 @@ func (o options) planLoad(dest Destination, name string, index int, id digest.Di
 // a time, so a second concurrent copy gains nothing and spools its new blobs to temp files
 // until its turn.
 func Merge(ctx context.Context, w *archive.WritableArchive, inputs []*archive.ReadableArchive, opts ...Option) ([]Result, error) {
-	if w.Layout() != archive.LayoutDocker {
-		var sources []Source
-		for _, a := range inputs {
-			for _, ref := range a.References() {
-				sources = append(sources, Source{Ref: ref})
-			}
-		}
-		return Save(ctx, w, sources, append([]Option{WithParallel(1)}, opts...)...)
-	}
-	o, err := makeOptions(opts)
-	if err != nil {
-		return nil, err
-	}
-	r := newRun(o)
-	defer r.close()
-	var results []Result
+	var sources []Source
 	for _, a := range inputs {
-		for i, ref := range a.References() {
-			res := Result{Index: len(results), Source: refString(ref)}
-			if err := ctx.Err(); err != nil {
-				res.Err = err
-			} else {
-				res.Err = r.addImage(ctx, w, a, i, ref, &res)
-			}
-			kind := ImageDone
-			if res.Err != nil {
-				kind = ImageFailed
-			}
-			r.emit(Event{Kind: kind, Image: res.Index, Source: res.Source, Err: res.Err})
-			results = append(results, res)
+		for _, ref := range a.References() {
+			sources = append(sources, Source{Ref: ref})
 		}
 	}
-	return results, joinErrors(results)
+	return Save(ctx, w, sources, append([]Option{WithParallel(1)}, opts...)...)
 }
 
-// addImage copies image index of a into w with archive.WritableArchive.AddImage, after
-// checking it against the signature policy when one was given (as copy.Image would).
-func (r *run) addImage(ctx context.Context, w *archive.WritableArchive, a *archive.ReadableArchive, index int, ref types.ImageReference, res *Result) error {
+// addImage copies the archive image ref names into w with archive.WritableArchive.AddReference,
+// after checking it against the signature policy when one was given (as copy.Image would).
+// tags nil gives the image its own tags.
+func (r *run) addImage(ctx context.Context, w *archive.WritableArchive, ref types.ImageReference, tags []distref.NamedTagged, res *Result) error {
 	r.emit(Event{Kind: ImageStarted, Image: res.Index, Source: res.Source})
 	if r.o.policy != nil {
 		if err := r.allowed(ctx, ref); err != nil {
 			return err
 		}
 	}
-	sel, _ := reference.IndexSelector(index)
-	added, err := w.AddImage(ctx, a, sel, archive.AddOptions{
+	added, err := w.AddReference(ctx, ref, archive.AddOptions{
+		Tags: tags,
 		Progress: func(d digest.Digest, done, size int64) {
 			r.emit(Event{Kind: BlobProgress, Image: res.Index, Source: res.Source, Digest: d, Offset: done, Size: size})
 		},
 	})
-	res.Bytes = added.Bytes
 	for _, t := range added.Tags {
 		res.Tags = append(res.Tags, t.String())
 	}
 	if err != nil {
 		return err
 	}
+	res.Bytes = added.Bytes
 	res.Destinations = []string{refString(added.Reference)}
 	res.ImageID, res.Manifest = added.ImageID, added.Manifest
 	return nil

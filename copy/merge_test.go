@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	digest "github.com/opencontainers/go-digest"
+	cicopy "go.podman.io/image/v5/copy"
 	"go.podman.io/image/v5/signature"
 
 	"github.com/darc-dev/darc/archive"
@@ -203,5 +204,106 @@ func TestMergeHonoursPolicy(t *testing.T) {
 	}
 	if err := w.Commit(); !errors.Is(err, archive.ErrNoImages) {
 		t.Errorf("Commit: %v, want ErrNoImages", err)
+	}
+}
+
+// TestSaveFilterMatchesCopyImage filters images out of an archive the way `darc save -o OUT
+// docker-archive:IN:@N …` does (string references, one with tags of its own): the images go
+// member to member, and the archive is byte for byte what copy.Image writes for them.
+func TestSaveFilterMatchesCopyImage(t *testing.T) {
+	in := filepath.Join(fixtures, "podman-save-m.tar")
+	specs := []struct {
+		ref  string
+		tags []string
+	}{
+		{"docker-archive:" + in + ":@2", nil},
+		{"docker-archive:" + in + ":@0", []string{"example.com/renamed:7"}},
+	}
+	var sources []dcopy.Source
+	for _, sp := range specs {
+		ref, err := dcopy.ParseReference(sp.ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := dcopy.Source{Ref: ref}
+		for _, tg := range sp.tags {
+			n, err := reference.NormalizeTag(tg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			src.Tags = append(src.Tags, n)
+		}
+		sources = append(sources, src)
+	}
+	dir := t.TempDir()
+	viaSave, viaCopy := filepath.Join(dir, "save.tar"), filepath.Join(dir, "copy.tar")
+
+	w, err := archive.Create(viaSave)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	results, err := dcopy.Save(context.Background(), w, sources)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 2 || !slices.Equal(results[1].Tags, []string{"example.com/renamed:7"}) {
+		t.Errorf("results: %+v", results)
+	}
+
+	w2, err := archive.Create(viaCopy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w2.Close()
+	pc, err := signature.NewPolicyContext(&signature.Policy{Default: []signature.PolicyRequirement{signature.NewPRInsecureAcceptAnything()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Destroy()
+	for _, src := range sources {
+		tags := src.Tags
+		if tags == nil {
+			if tags, err = archive.ImageTags(src.Ref); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dst, err := w2.NewReference(tags...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cicopy.Image(context.Background(), pc, dst, src.Ref, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w2.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	a, errA := os.ReadFile(viaSave)
+	b, errB := os.ReadFile(viaCopy)
+	if errA != nil || errB != nil {
+		t.Fatal(errA, errB)
+	}
+	if !bytes.Equal(a, b) {
+		t.Errorf("Save wrote %d bytes, copy.Image %d: not the same archive", len(a), len(b))
+	}
+}
+
+// TestAddReferenceOtherTransport: AddReference takes docker-archive references only.
+func TestAddReferenceOtherTransport(t *testing.T) {
+	ref, err := dcopy.ParseReference("oci:" + t.TempDir() + ":x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := archive.Create(filepath.Join(t.TempDir(), "out.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.AddReference(context.Background(), ref, archive.AddOptions{}); !errors.Is(err, archive.ErrNotArchiveReference) {
+		t.Errorf("AddReference of an oci: reference: %v, want ErrNotArchiveReference", err)
 	}
 }
