@@ -422,7 +422,7 @@ func Load(ctx context.Context, a *archive.ReadableArchive, dest Destination, sel
 	r := newRun(o)
 	defer r.close()
 	results := make([]Result, len(picked))
-	reuse := &ociReuse{} // layers compressed into an oci: layout, for the later images
+	reuse := &layerReuse{} // layers compressed into an oci: layout, for the later images
 	refs := make([][]types.ImageReference, len(picked))
 	srcs := make([]types.ImageReference, len(picked))
 	for i, info := range picked {
@@ -436,13 +436,13 @@ func Load(ctx context.Context, a *archive.ReadableArchive, dest Destination, sel
 			res.Err = err
 			continue
 		}
-		if dest.transport == "oci" {
+		if dest.transport == "oci" || dest.transport == "docker" {
 			index, source := res.Index, res.Source
 			progress := func(d digest.Digest, done, size int64) {
 				r.emit(Event{Kind: BlobProgress, Image: index, Source: source, Digest: d, Offset: done, Size: size})
 			}
 			for k, ref := range refs[i] {
-				refs[i][k] = ociReuseRef{ImageReference: ref, r: reuse, src: srcs[i], progress: progress}
+				refs[i][k] = reuseRef{ImageReference: ref, r: reuse, src: srcs[i], progress: progress}
 			}
 		}
 	}

@@ -2,10 +2,12 @@ package copy_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 
+	distref "github.com/distribution/reference"
 	cicopy "go.podman.io/image/v5/copy"
 	ocilayout "go.podman.io/image/v5/oci/layout"
 	"go.podman.io/image/v5/signature"
@@ -14,12 +16,13 @@ import (
 	"github.com/darc-dev/darc/archive"
 	dcopy "github.com/darc-dev/darc/copy"
 	"github.com/darc-dev/darc/internal/archivetest"
+	"github.com/darc-dev/darc/internal/testtools"
 )
 
 // TestLoadOCIMatchesCopyImage loads every generated layout and a real-tool fixture into an
 // OCI layout, and copies the same images with containers/image's copy.Image alone into
 // another: the manifests (so every layer digest) and configs must be the same. Load
-// compresses layers itself (ociReuse) instead of leaving it to copy.Image; this is what
+// compresses layers itself (layerReuse) instead of leaving it to copy.Image; this is what
 // says its bytes are copy.Image's. One run asks for compression level 1.
 func TestLoadOCIMatchesCopyImage(t *testing.T) {
 	srcs := map[string]string{"podman-save-m.tar": filepath.Join(fixtures, "podman-save-m.tar")}
@@ -92,5 +95,69 @@ func writeFile(t *testing.T, path string, data []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLoadRegistryMatchesCopyImage loads archives into a real registry, and pushes the same
+// images with containers/image's copy.Image alone into another namespace: the manifests
+// must have the same digests. Load compresses layers itself on the way to a registry too.
+func TestLoadRegistryMatchesCopyImage(t *testing.T) {
+	reg := testtools.StartRegistry(t, "")
+	data, err := archivetest.BuildBytes(streamImages(), archivetest.Options{Layout: archivetest.Docker24})
+	if err != nil {
+		t.Fatal(err)
+	}
+	generated := filepath.Join(t.TempDir(), "gen.tar")
+	writeFile(t, generated, data)
+	pc, err := signature.NewPolicyContext(&signature.Policy{Default: []signature.PolicyRequirement{signature.NewPRInsecureAcceptAnything()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Destroy()
+	for i, path := range []string{filepath.Join(fixtures, "podman-save-m.tar"), generated} {
+		a, err := archive.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		ns := fmt.Sprintf("load%d", i)
+		dest, err := dcopy.ParseDestination("docker://" + reg.Addr + "/" + ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		results, _ := dcopy.Load(context.Background(), a, dest, nil, dcopy.WithSystemContext(insecureSys()))
+		refs := a.References()
+		compared := 0
+		for _, res := range results {
+			if res.Err != nil {
+				if !res.Skipped {
+					t.Errorf("%s image %d: %v", path, res.Index, res.Err)
+				}
+				continue
+			}
+			for k, tag := range res.Tags {
+				nt := tagged(t, tag)
+				repoTag := distref.Path(nt) + ":" + nt.Tag()
+				plain, err := dcopy.ParseReference(fmt.Sprintf("docker://%s/plain%d/%s", reg.Addr, i, repoTag))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := cicopy.Image(context.Background(), pc, plain, refs[res.Index], &cicopy.Options{SourceCtx: insecureSys(), DestinationCtx: insecureSys()}); err != nil {
+					t.Fatal(err)
+				}
+				wantM, wantC := remoteDigests(t, reg.Addr, fmt.Sprintf("plain%d/%s", i, distref.Path(nt)), nt.Tag())
+				gotM, gotC := remoteDigests(t, reg.Addr, fmt.Sprintf("%s/%s", ns, distref.Path(nt)), nt.Tag())
+				if gotM != wantM || gotC != wantC {
+					t.Errorf("%s: Load pushed manifest %s config %s, copy.Image %s %s", tag, gotM, gotC, wantM, wantC)
+				}
+				if k == 0 && res.Manifest != gotM {
+					t.Errorf("%s: result says manifest %s, the registry has %s", tag, res.Manifest, gotM)
+				}
+				compared++
+			}
+		}
+		if compared == 0 {
+			t.Errorf("%s: nothing loaded", path)
+		}
 	}
 }

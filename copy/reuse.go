@@ -14,53 +14,55 @@ import (
 	"github.com/darc-dev/darc/internal/tarfile"
 )
 
-// An OCI layout destination wants compressed layers, and an archive's layers are mostly
-// uncompressed, so copy.Image compresses each layer on its way in. containers/image's oci:
-// destination only reuses a blob whose digest it is asked about, the uncompressed one, which
-// it never has: every image compresses its base layers again (12 images sharing 3 base
-// layers: 12 compressions of each base layer). ociReuse remembers the compressed blobs one
-// Load wrote into the layout and offers them, through copy.Image's blob substitution, to the
-// later images that use the same uncompressed layer. copy.Image then records the compressed
-// digest and media type in the image's manifest, exactly as if it had compressed the layer
-// again (compression is deterministic: it would have produced the same blob).
-
+// OCI layouts and registries want compressed layers, and an archive's layers are mostly
+// uncompressed, so copy.Image compresses each layer on its way in. That costs in two ways.
 //
-// The first time a layer is needed, ociReuse compresses it itself, with the same compressor
-// at the same level as copy.Image would (pgzip), and offers the result the same way. Its
-// gzip writers are reused from layer to layer: copy.Image makes a new one per layer, whose
-// megabyte buffers linger until the garbage collector clears them, and that alone took a
-// 12-image Load's peak memory to 150 MB.
+// Memory: copy.Image makes a new pgzip writer for every layer, and each writer keeps its own
+// pool of megabyte buffers until the garbage collector clears it. That alone took a 12-image
+// Load's peak to 150 MB into a layout and 350 MB into a registry. layerReuse compresses a
+// layer itself the first time it is needed, with the same compressor at the same level
+// (pgzip, so the same bytes), reusing its writers from layer to layer, writes it to the
+// destination, and offers it to copy.Image through blob substitution. copy.Image then
+// records the compressed digest and media type in the manifest exactly as if it had
+// compressed the layer itself.
+//
+// Work: containers/image's oci: destination only reuses a blob whose digest it is asked
+// about, the uncompressed one, which it never has, so every image would compress its base
+// layers again (12 images sharing 3 base layers: 12 compressions of each). layerReuse
+// remembers the compressed blobs one Load wrote and offers them to the later images that use
+// the same uncompressed layer. For a registry, asking about the compressed digest lets the
+// destination mount the blob from the repository it went to first.
 
-// ociReuse is shared by the destinations of one Load into one layout.
-type ociReuse struct {
+// layerReuse is shared by the destinations of one Load.
+type layerReuse struct {
 	mu      sync.Mutex
-	written []digest.Digest // layers this Load compressed into the layout, in order
+	written []digest.Digest // layers this Load compressed into the destination, in order
 	gzip    gzipWriters
 }
 
-func (r *ociReuse) add(d digest.Digest) {
+func (r *layerReuse) add(d digest.Digest) {
 	r.mu.Lock()
 	r.written = append(r.written, d)
 	r.mu.Unlock()
 }
 
-func (r *ociReuse) list() []digest.Digest {
+func (r *layerReuse) list() []digest.Digest {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]digest.Digest(nil), r.written...)
 }
 
-// ociReuseRef is an oci: destination reference whose image destinations share r. src is
+// reuseRef is an oci: or docker: destination reference whose image destinations share r. src is
 // the image being copied to it, which layers are compressed from; progress, when set, is
 // told how far a layer has been read.
-type ociReuseRef struct {
+type reuseRef struct {
 	types.ImageReference
-	r        *ociReuse
+	r        *layerReuse
 	src      types.ImageReference
 	progress func(blob digest.Digest, done, size int64)
 }
 
-func (ref ociReuseRef) NewImageDestination(ctx context.Context, sys *types.SystemContext) (types.ImageDestination, error) {
+func (ref reuseRef) NewImageDestination(ctx context.Context, sys *types.SystemContext) (types.ImageDestination, error) {
 	d, err := ref.ImageReference.NewImageDestination(ctx, sys)
 	if err != nil {
 		return nil, err
@@ -70,19 +72,38 @@ func (ref ociReuseRef) NewImageDestination(ctx context.Context, sys *types.Syste
 	if sys != nil && sys.CompressionFormat != nil && sys.CompressionFormat.Name() != compression.Gzip.Name() {
 		return d, nil
 	}
-	return &ociReuseDest{ImageDestination: d, r: ref.r, ref: ref, sys: sys}, nil
+	return &reuseDest{ImageDestination: d, r: ref.r, ref: ref, sys: sys}, nil
 }
 
-type ociReuseDest struct {
+type reuseDest struct {
 	types.ImageDestination
-	r   *ociReuse
-	ref ociReuseRef
-	sys *types.SystemContext
-	src types.ImageSource // opened when a layer is first compressed here
+	r     *layerReuse
+	ref   reuseRef
+	sys   *types.SystemContext
+	srcMu sync.Mutex
+	src   types.ImageSource // opened when a layer is first compressed here
+}
+
+// source opens the source image once. copy.Image may ask about several layers at once
+// (a registry destination takes blobs concurrently); the archive's image source serves
+// concurrent reads.
+func (d *reuseDest) source(ctx context.Context) (types.ImageSource, error) {
+	d.srcMu.Lock()
+	defer d.srcMu.Unlock()
+	if d.src == nil {
+		src, err := d.ref.src.NewImageSource(ctx, d.sys)
+		if err != nil {
+			return nil, err
+		}
+		d.src = src
+	}
+	return d.src, nil
 }
 
 // Close closes the source opened for compressing layers, then the destination.
-func (d *ociReuseDest) Close() error {
+func (d *reuseDest) Close() error {
+	d.srcMu.Lock()
+	defer d.srcMu.Unlock()
 	var err error
 	if d.src != nil {
 		err = d.src.Close()
@@ -90,12 +111,12 @@ func (d *ociReuseDest) Close() error {
 	return errors.Join(d.ImageDestination.Close(), err)
 }
 
-var _ types.ImageDestination = (*ociReuseDest)(nil)
+var _ types.ImageDestination = (*reuseDest)(nil)
 
 // PutBlob remembers the layers copy.Image compressed on the fly: it passes those without a
 // digest, and they are gzip (see NewImageDestination). Layers stored as they came (with their
 // digest) are found by the destination itself.
-func (d *ociReuseDest) PutBlob(ctx context.Context, stream io.Reader, info types.BlobInfo, cache types.BlobInfoCache, isConfig bool) (types.BlobInfo, error) {
+func (d *reuseDest) PutBlob(ctx context.Context, stream io.Reader, info types.BlobInfo, cache types.BlobInfoCache, isConfig bool) (types.BlobInfo, error) {
 	bi, err := d.ImageDestination.PutBlob(ctx, stream, info, cache, isConfig)
 	if err == nil && !isConfig && info.Digest == "" {
 		d.r.add(bi.Digest)
@@ -103,10 +124,10 @@ func (d *ociReuseDest) PutBlob(ctx context.Context, stream io.Reader, info types
 	return bi, err
 }
 
-// TryReusingBlob asks the layout first; failing that, when substitution is allowed, it offers
+// TryReusingBlob asks the destination first; failing that, when substitution is allowed, it offers
 // a gzip blob this Load wrote whose uncompressed digest (as copy.Image recorded it in the
 // blob info cache) is the one asked for.
-func (d *ociReuseDest) TryReusingBlob(ctx context.Context, info types.BlobInfo, cache types.BlobInfoCache, canSubstitute bool) (bool, types.BlobInfo, error) {
+func (d *reuseDest) TryReusingBlob(ctx context.Context, info types.BlobInfo, cache types.BlobInfoCache, canSubstitute bool) (bool, types.BlobInfo, error) {
 	ok, bi, err := d.ImageDestination.TryReusingBlob(ctx, info, cache, canSubstitute)
 	if err != nil || ok || !canSubstitute || cache == nil {
 		return ok, bi, err
@@ -127,21 +148,18 @@ func (d *ociReuseDest) TryReusingBlob(ctx context.Context, info types.BlobInfo, 
 }
 
 // compressFromSource compresses the uncompressed layer info names from the source image into
-// the layout, records it for the later images, and offers it as the substitute. When the
+// the destination, records it for the later images, and offers it as the substitute. When the
 // source does not serve the layer uncompressed, or the destination takes layers as they are,
 // it offers nothing and copy.Image goes on as it would have.
-func (d *ociReuseDest) compressFromSource(ctx context.Context, info types.BlobInfo, cache types.BlobInfoCache) (bool, types.BlobInfo, error) {
+func (d *reuseDest) compressFromSource(ctx context.Context, info types.BlobInfo, cache types.BlobInfoCache) (bool, types.BlobInfo, error) {
 	if d.ref.src == nil || d.DesiredLayerCompression() != types.Compress {
 		return false, types.BlobInfo{}, nil
 	}
-	if d.src == nil {
-		src, err := d.ref.src.NewImageSource(ctx, d.sys)
-		if err != nil {
-			return false, types.BlobInfo{}, nil // copy.Image opens it too, and reports the error
-		}
-		d.src = src
+	src, err := d.source(ctx)
+	if err != nil {
+		return false, types.BlobInfo{}, nil // copy.Image opens it too, and reports the error
 	}
-	rc, size, err := d.src.GetBlob(ctx, types.BlobInfo{Digest: info.Digest, Size: info.Size}, cache)
+	rc, size, err := src.GetBlob(ctx, types.BlobInfo{Digest: info.Digest, Size: info.Size}, cache)
 	if err != nil {
 		return false, types.BlobInfo{}, nil
 	}
