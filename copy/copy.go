@@ -422,7 +422,7 @@ func Load(ctx context.Context, a *archive.ReadableArchive, dest Destination, sel
 	r := newRun(o)
 	defer r.close()
 	results := make([]Result, len(picked))
-	reuse := &layerReuse{} // layers compressed into an oci: layout, for the later images
+	reuse := newLayerReuse() // layers compressed into an oci: layout, for the later images
 	refs := make([][]types.ImageReference, len(picked))
 	srcs := make([]types.ImageReference, len(picked))
 	for i, info := range picked {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
 
 	digest "github.com/opencontainers/go-digest"
@@ -38,6 +39,14 @@ type layerReuse struct {
 	mu      sync.Mutex
 	written []digest.Digest // layers this Load compressed into the destination, in order
 	gzip    gzipWriters
+	// busy bounds the layers compressed at once. pgzip spreads one layer over every CPU
+	// already; a registry destination would otherwise have copy.Image send up to six layers
+	// per image at once, each with a writer of its own.
+	busy chan struct{}
+}
+
+func newLayerReuse() *layerReuse {
+	return &layerReuse{busy: make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))}
 }
 
 func (r *layerReuse) add(d digest.Digest) {
@@ -158,6 +167,12 @@ func (d *reuseDest) compressFromSource(ctx context.Context, info types.BlobInfo,
 	src, err := d.source(ctx)
 	if err != nil {
 		return false, types.BlobInfo{}, nil // copy.Image opens it too, and reports the error
+	}
+	select {
+	case d.r.busy <- struct{}{}:
+		defer func() { <-d.r.busy }()
+	case <-ctx.Done():
+		return false, types.BlobInfo{}, ctx.Err()
 	}
 	rc, size, err := src.GetBlob(ctx, types.BlobInfo{Digest: info.Digest, Size: info.Size}, cache)
 	if err != nil {
