@@ -1,6 +1,7 @@
 package archive_test
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -20,7 +21,8 @@ const fuzzRewriteMax = 4 << 20
 
 // FuzzRewrite: an archive that opens and verifies without errors re-writes, through a
 // WritableArchive, to one that opens and verifies to the same images, in order, with the
-// same tags, IDs and diffIDs. The expectation follows the writer's contract: an image listed
+// same tags, IDs and diffIDs, and AddImage writes byte for byte what copy.Image writes. The
+// expectation follows the writer's contract: an image listed
 // twice (the same config) becomes one entry with the tags of both, and a tag given to two
 // images stays with the later one.
 //
@@ -106,6 +108,26 @@ func FuzzRewrite(f *testing.F) {
 			t.Errorf("re-written archive holds\n%v\nwant\n%v", got, want)
 		}
 		t.Logf("re-wrote %d images as %d entries", len(refs), len(want))
+
+		// AddImage, member to member, must write the very same archive.
+		added := filepath.Join(dir, "added.tar")
+		w2, err := archive.Create(added)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w2.Close()
+		for i, info := range r.Images() {
+			sel, _ := reference.IndexSelector(i)
+			if _, err := w2.AddImage(ctx, r, sel, archive.AddOptions{Tags: info.Tags}); err != nil {
+				t.Fatalf("image @%d copies but AddImage fails: %v", i, err)
+			}
+		}
+		if err := w2.Commit(); err != nil {
+			t.Fatalf("Commit after AddImage: %v", err)
+		}
+		if !bytes.Equal(wtReadFile(t, out), wtReadFile(t, added)) {
+			t.Error("AddImage wrote another archive than copy.Image")
+		}
 	})
 }
 
