@@ -338,6 +338,12 @@ func Image(ctx context.Context, src, dst types.ImageReference, opts ...Option) (
 	r := newRun(o)
 	defer r.close()
 	res := Result{Source: refString(src)}
+	if t := dst.Transport().Name(); src.Transport() == archive.Transport && (t == "oci" || t == "docker") {
+		// As Load does: archive layers compressed by us, with reused writers (see reuse.go).
+		dst = reuseRef{ImageReference: dst, r: newLayerReuse(), src: src, progress: func(d digest.Digest, done, size int64) {
+			r.emit(Event{Kind: BlobProgress, Source: res.Source, Digest: d, Offset: done, Size: size})
+		}}
+	}
 	if err := r.copyOne(ctx, 0, src, []types.ImageReference{dst}, &res); err != nil {
 		res.Err = err
 		r.emit(Event{Kind: ImageFailed, Source: res.Source, Err: err})

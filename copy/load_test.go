@@ -161,3 +161,37 @@ func TestLoadRegistryMatchesCopyImage(t *testing.T) {
 		}
 	}
 }
+
+// TestImageOCIMatchesCopyImage: copy.Image from an archive into an OCI layout (darc cp)
+// compresses layers itself, as Load does; the manifest must be copy.Image's own.
+func TestImageOCIMatchesCopyImage(t *testing.T) {
+	src, err := dcopy.ParseReference("docker-archive:" + filepath.Join(fixtures, "podman-save-m.tar") + ":@1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	ours, err := dcopy.ParseReference("oci:" + filepath.Join(dir, "ours") + ":x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := dcopy.Image(context.Background(), src, ours)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := ocilayout.NewReference(filepath.Join(dir, "plain"), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := signature.NewPolicyContext(&signature.Policy{Default: []signature.PolicyRequirement{signature.NewPRInsecureAcceptAnything()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Destroy()
+	if _, err := cicopy.Image(context.Background(), pc, plain, src, nil); err != nil {
+		t.Fatal(err)
+	}
+	want, got := readLayout(t, filepath.Join(dir, "plain")), readLayout(t, filepath.Join(dir, "ours"))
+	if got["x"] != want["x"] || res.Manifest != want["x"].manifest {
+		t.Errorf("darc wrote %+v (result %s), copy.Image %+v", got["x"], res.Manifest, want["x"])
+	}
+}
