@@ -172,6 +172,9 @@ type Options struct {
 	// CraneLegacy and Legacy; an error with layouts whose layer names are digests of their
 	// content (Docker25, BuildKit) or that always compress (Crane).
 	GzipMembers bool
+	// XzMembers is GzipMembers with xz, which no manifest media type describes: a reader
+	// serves such a layer decompressed. For the same layouts as GzipMembers; not with it.
+	XzMembers bool
 	// ZstdLayers makes Crane store layers as "<hex>.tar.zst" and BuildKit as zstd blobs with
 	// OCI media types (as with compression=zstd). An error with other layouts.
 	ZstdLayers bool
@@ -399,11 +402,14 @@ func checkOptions(opts Options) error {
 	if opts.Layout < ContainersImage || opts.Layout > BuildKit {
 		return fmt.Errorf("%w: unknown layout %d", ErrInvalidOptions, int(opts.Layout))
 	}
-	if opts.GzipMembers {
+	if opts.GzipMembers || opts.XzMembers {
 		switch opts.Layout {
 		case ContainersImage, Docker24, CraneLegacy, Legacy:
 		default:
-			return fmt.Errorf("%w: GzipMembers does not apply to %v", ErrInvalidOptions, opts.Layout)
+			return fmt.Errorf("%w: GzipMembers and XzMembers do not apply to %v", ErrInvalidOptions, opts.Layout)
+		}
+		if opts.GzipMembers && opts.XzMembers {
+			return fmt.Errorf("%w: GzipMembers and XzMembers together", ErrInvalidOptions)
 		}
 	}
 	if opts.ZstdLayers && opts.Layout != Crane && opts.Layout != BuildKit {
@@ -469,8 +475,14 @@ func newBlob(c *compressor, raw []byte, d digest.Digest, given []byte, opts Opti
 		b.storedDigest = digest.FromBytes(b.stored)
 		b.zstd = isZstd(b.stored)
 	default:
-		if opts.GzipMembers {
+		switch {
+		case opts.GzipMembers:
 			if b.stored, err = c.gzip(raw); err != nil {
+				return nil, err
+			}
+			b.storedDigest = digest.FromBytes(b.stored)
+		case opts.XzMembers:
+			if b.stored, err = c.xz(raw); err != nil {
 				return nil, err
 			}
 			b.storedDigest = digest.FromBytes(b.stored)
@@ -555,6 +567,7 @@ func Variants() []Variant {
 	return append(vs,
 		Variant{"ContainersImage gzip members", Options{Layout: ContainersImage, GzipMembers: true}},
 		Variant{"Docker24 gzip members", Options{Layout: Docker24, GzipMembers: true}},
+		Variant{"Docker24 xz members", Options{Layout: Docker24, XzMembers: true}},
 		Variant{"ContainersImage manifest first", Options{Layout: ContainersImage, ManifestFirst: true}},
 		Variant{"Docker24 dot-slash", Options{Layout: Docker24, DotSlash: true}},
 		Variant{"Crane zstd layers", Options{Layout: Crane, ZstdLayers: true}},

@@ -220,6 +220,21 @@ func (c *compressor) gzip(raw []byte) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+func (c *compressor) xz(raw []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	xw, err := xz.NewWriter(&buf)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := xw.Write(raw); err != nil {
+		return nil, err
+	}
+	if err := xw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
 func (c *compressor) zstd(raw []byte) []byte {
 	if c.zenc == nil {
 		enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1))
