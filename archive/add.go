@@ -46,16 +46,18 @@ type Added struct {
 // archives need: member to member, without containers/image's copy pipeline. Each blob a
 // does not hold yet is read once and hashed once, as it is written, against the digest the
 // source states for it; a mismatch fails the image and leaves nothing of it in a.
-// Uncompressed layers go across byte for byte; a compressed layer is decompressed (the
-// docker layout stores layers uncompressed) and checked against its diffID.
+// Uncompressed layers go across byte for byte. In LayoutDocker a compressed layer is
+// decompressed (the layout stores layers uncompressed) and checked against its diffID; in
+// LayoutOCI it goes across as stored, checked by the source's verifying reader as well (which
+// also checks its diffID when the archive does not state its digest), and the image keeps the
+// manifest the source serves, as copy.Image keeps it.
 //
-// Only LayoutDocker is written this way; for LayoutOCI, AddImage returns
-// ErrLayoutUnsupported. Like an image copied to a reference from NewReference, the image
-// is in a once AddImage returns nil; a is not committed.
+// An image with xz or bzip2 layer members, which the source serves decompressed under a
+// manifest whose sizes are not known, is not written into LayoutOCI this way: AddImage
+// returns ErrLayoutUnsupported before it writes anything. Like an image copied to a
+// reference from NewReference, the image is in a once AddImage returns nil; a is not
+// committed.
 func (a *WritableArchive) AddImage(ctx context.Context, src *ReadableArchive, sel reference.Selector, o AddOptions) (Added, error) {
-	if a.layout != LayoutDocker {
-		return Added{}, fmt.Errorf("archive %q: %w: %q", a.name, ErrLayoutUnsupported, a.layout)
-	}
 	img, err := src.r.Select(sel)
 	if err != nil {
 		return Added{}, err
@@ -63,6 +65,13 @@ func (a *WritableArchive) AddImage(ctx context.Context, src *ReadableArchive, se
 	res, err := img.Resolve()
 	if err != nil {
 		return Added{}, err
+	}
+	if a.layout != LayoutDocker {
+		for _, l := range res.Layers {
+			if l.Compression == tarfile.Xz || l.Compression == tarfile.Bzip2 {
+				return Added{}, fmt.Errorf("archive %q: %w: %q with %s layer members", a.name, ErrLayoutUnsupported, a.layout, l.Compression)
+			}
+		}
 	}
 	tags := o.Tags
 	if tags == nil {
@@ -94,9 +103,11 @@ func (a *WritableArchive) AddImage(ctx context.Context, src *ReadableArchive, se
 		return Added{}, err
 	}
 	out.Bytes += int64(len(res.Config))
-	m, _, err := tarfile.BuildManifest(img.ID, int64(len(res.Config)), layers, false)
-	if err != nil {
-		return Added{}, err
+	m := res.Manifest
+	if a.layout == LayoutDocker {
+		if m, _, err = tarfile.BuildManifest(img.ID, int64(len(res.Config)), layers, false); err != nil {
+			return Added{}, err
+		}
 	}
 	if err := d.PutManifest(ctx, m, nil); err != nil {
 		return Added{}, err
@@ -133,7 +144,20 @@ func (d *imageDestination) addLayer(ctx context.Context, img *tarfile.Image, l t
 	stored := img.Stored(l.Member)
 	var r io.Reader = stored
 	info := types.BlobInfo{Digest: l.DiffID, Size: l.Member.Size}
-	if l.Compression != tarfile.Uncompressed {
+	read := func() int64 { n, _ := stored.Seek(0, io.SeekCurrent); return n }
+	switch {
+	case l.Compression == tarfile.Uncompressed:
+	case d.a.layout != LayoutDocker:
+		// As stored, through the verifying reader: the archive may not state the digest of a
+		// compressed member, and a digest computed from the member proves nothing.
+		rc, _, err := img.OpenBlob(l.Digest, false)
+		if err != nil {
+			return types.BlobInfo{}, 0, err
+		}
+		defer rc.Close()
+		c := &tarfile.CountingReader{R: rc}
+		r, info, read = c, types.BlobInfo{Digest: l.Digest, Size: l.Size}, func() int64 { return c.N }
+	default:
 		dec, closeDec, err := tarfile.Decompress(stored, l.Compression)
 		if err != nil {
 			return types.BlobInfo{}, 0, err
@@ -141,7 +165,6 @@ func (d *imageDestination) addLayer(ctx context.Context, img *tarfile.Image, l t
 		defer closeDec()
 		r, info.Size = dec, -1
 	}
-	bi, err := d.putLayer(tarfile.ProgressReader(ctxReader{ctx: ctx, r: r}, l.DiffID, info.Size, progress), info)
-	n, _ := stored.Seek(0, io.SeekCurrent) // bytes taken from the archive, compressed or not
-	return bi, n, err
+	bi, err := d.putLayer(tarfile.ProgressReader(ctxReader{ctx: ctx, r: r}, info.Digest, info.Size, progress), info)
+	return bi, read(), err
 }

@@ -361,9 +361,9 @@ type Source struct {
 }
 
 // Save copies every source into w, each with its tags, and returns one Result per source.
-// When every source is a docker-archive image and w has the docker layout (filtering or
-// merging archives), the images go member to member, one at a time (see Merge);
-// otherwise through copy.Image, the first alone and then WithParallel at once.
+// When every source is a docker-archive image (filtering or merging archives), the images
+// go member to member, one at a time (see Merge); otherwise through copy.Image, the first
+// alone and then WithParallel at once.
 // It does not commit w: the caller commits when the error is nil (or when it accepts the
 // images that did succeed) and always closes it. The error joins every image's failure.
 func Save(ctx context.Context, w *archive.WritableArchive, sources []Source, opts ...Option) ([]Result, error) {
@@ -373,7 +373,7 @@ func Save(ctx context.Context, w *archive.WritableArchive, sources []Source, opt
 	}
 	r := newRun(o)
 	defer r.close()
-	if memberToMember(w, sources) && (o.sys == nil || len(o.sys.DockerArchiveAdditionalTags) == 0) {
+	if memberToMember(sources) && (o.sys == nil || len(o.sys.DockerArchiveAdditionalTags) == 0) {
 		return r.addEach(ctx, w, sources)
 	}
 	results := make([]Result, len(sources))
@@ -501,11 +501,11 @@ func (o options) planLoad(dest Destination, name string, index int, id digest.Di
 }
 
 // memberToMember reports whether every source is an image of a docker-archive (of this
-// package's transport) and w the docker layout: then archive.WritableArchive.AddImage copies
-// them, without copy.Image (unless the system context asks for DockerArchiveAdditionalTags,
-// which only the copy.Image destination applies).
-func memberToMember(w *archive.WritableArchive, sources []Source) bool {
-	if w.Layout() != archive.LayoutDocker || len(sources) == 0 {
+// package's transport): then archive.WritableArchive.AddImage copies them, without
+// copy.Image (unless the system context asks for DockerArchiveAdditionalTags, which only the
+// copy.Image destination applies).
+func memberToMember(sources []Source) bool {
+	if len(sources) == 0 {
 		return false
 	}
 	for _, s := range sources {
@@ -518,7 +518,8 @@ func memberToMember(w *archive.WritableArchive, sources []Source) bool {
 
 // addEach copies sources into w one after the other with AddReference: each new blob is
 // read once and hashed once as it is written. One at a time, because w writes one image at a
-// time and the sources are local files: a second copy at once would only spool.
+// time and the sources are local files: a second copy at once would only spool. An image
+// AddReference does not take (archive.ErrLayoutUnsupported) goes through copy.Image.
 func (r *run) addEach(ctx context.Context, w *archive.WritableArchive, sources []Source) ([]Result, error) {
 	results := make([]Result, len(sources))
 	for i, s := range sources {
@@ -526,8 +527,8 @@ func (r *run) addEach(ctx context.Context, w *archive.WritableArchive, sources [
 		*res = Result{Index: i, Source: refString(s.Ref)}
 		if err := ctx.Err(); err != nil {
 			res.Err = err
-		} else {
-			res.Err = r.addImage(ctx, w, s.Ref, s.Tags, res)
+		} else if res.Err = r.addImage(ctx, w, s.Ref, s.Tags, res); errors.Is(res.Err, archive.ErrLayoutUnsupported) {
+			res.Err = r.copyInto(ctx, w, s, res)
 		}
 		kind := ImageDone
 		if res.Err != nil {
@@ -538,16 +539,33 @@ func (r *run) addEach(ctx context.Context, w *archive.WritableArchive, sources [
 	return results, joinErrors(results)
 }
 
+// copyInto copies one source into w with copy.Image.
+func (r *run) copyInto(ctx context.Context, w *archive.WritableArchive, s Source, res *Result) error {
+	tags := s.Tags
+	if tags == nil {
+		var err error
+		if tags, err = archive.ImageTags(s.Ref); err != nil {
+			return err
+		}
+	}
+	res.Tags = nil
+	for _, t := range tags {
+		res.Tags = append(res.Tags, t.String())
+	}
+	dst, err := w.NewReference(tags...)
+	if err != nil {
+		return err
+	}
+	return r.copyOne(ctx, res.Index, s.Ref, []types.ImageReference{dst}, res)
+}
+
 // Merge copies every image of every input archive, in order, into w with its tags. Blobs go
 // across as they are stored and are verified on the way; a blob already in w is not copied
 // again. Like Save, it does not commit w.
 //
-// Into the docker layout (w's default) images go member to member through
-// archive.WritableArchive.AddImage, one at a time: each new blob is read once and hashed
-// once while it is written. Into the oci layout they go through copy.Image, one at a time
-// unless WithParallel says otherwise: the inputs are local files and w writes one image at
-// a time, so a second concurrent copy gains nothing and spools its new blobs to temp files
-// until its turn.
+// Images go member to member through archive.WritableArchive.AddImage, one at a time: each
+// new blob is read once and hashed once while it is written (an image AddImage does not
+// take goes through copy.Image).
 func Merge(ctx context.Context, w *archive.WritableArchive, inputs []*archive.ReadableArchive, opts ...Option) ([]Result, error) {
 	var sources []Source
 	for _, a := range inputs {
@@ -555,7 +573,7 @@ func Merge(ctx context.Context, w *archive.WritableArchive, inputs []*archive.Re
 			sources = append(sources, Source{Ref: ref})
 		}
 	}
-	return Save(ctx, w, sources, append([]Option{WithParallel(1)}, opts...)...)
+	return Save(ctx, w, sources, opts...)
 }
 
 // addImage copies the archive image ref names into w with archive.WritableArchive.AddReference,

@@ -48,11 +48,7 @@ func openBytes(t *testing.T, data []byte) *archive.ReadableArchive {
 // layout: every image arrives with its tags, each Result says what was written (the digests
 // are those the merged archive serves), and progress covers every image.
 func TestMergeResults(t *testing.T) {
-	podman, err := archive.Open(filepath.Join(fixtures, "podman-save-m.tar"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer podman.Close()
+	podman := openFixture(t, "podman-save-m.tar")
 	data, err := archivetest.BuildBytes(mergeImages(), archivetest.Options{Layout: archivetest.Docker24})
 	if err != nil {
 		t.Fatal(err)
@@ -80,21 +76,11 @@ func TestMergeResults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := w.Commit(); err != nil {
-		t.Fatal(err)
-	}
 	inputs := len(podman.Images()) + len(gen.Images())
 	if len(results) != inputs || len(done) != inputs || len(progressed) != inputs {
 		t.Fatalf("%d results, %d images done, %d with progress; want %d each", len(results), len(done), len(progressed), inputs)
 	}
-	merged, err := archive.Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer merged.Close()
-	if probs := merged.Verify(context.Background(), 2); len(probs) > 0 {
-		t.Errorf("merged archive does not verify: %v", probs)
-	}
+	merged := commitAndOpen(t, w, out)
 	var wantIDs []digest.Digest
 	for _, a := range []*archive.ReadableArchive{podman, gen} {
 		for _, img := range a.Images() {
@@ -143,11 +129,7 @@ func TestMergeKeepsGoingAfterAFailure(t *testing.T) {
 	}
 	damaged := bytes.Clone(data)
 	damaged[at+100] ^= 1
-	podman, err := archive.Open(filepath.Join(fixtures, "podman-save-m.tar"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer podman.Close()
+	podman := openFixture(t, "podman-save-m.tar")
 	out := filepath.Join(t.TempDir(), "merged.tar")
 	w, err := archive.Create(out)
 	if err != nil {
@@ -163,30 +145,16 @@ func TestMergeKeepsGoingAfterAFailure(t *testing.T) {
 			t.Errorf("result %d: error %v", i, res.Err)
 		}
 	}
-	if err := w.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	merged, err := archive.Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer merged.Close()
+	merged := commitAndOpen(t, w, out)
 	if got, want := len(merged.Images()), len(results)-1; got != want {
 		t.Errorf("merged archive holds %d images, want %d", got, want)
-	}
-	if probs := merged.Verify(context.Background(), 2); len(probs) > 0 {
-		t.Errorf("merged archive does not verify: %v", probs)
 	}
 }
 
 // TestMergeHonoursPolicy: a signature policy that rejects docker-archive sources stops every
 // image, as copy.Image would, though Merge does not go through it.
 func TestMergeHonoursPolicy(t *testing.T) {
-	podman, err := archive.Open(filepath.Join(fixtures, "podman-save-m.tar"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer podman.Close()
+	podman := openFixture(t, "podman-save-m.tar")
 	w, err := archive.Create(filepath.Join(t.TempDir(), "merged.tar"))
 	if err != nil {
 		t.Fatal(err)
@@ -306,4 +274,60 @@ func TestAddReferenceOtherTransport(t *testing.T) {
 	if _, err := w.AddReference(context.Background(), ref, archive.AddOptions{}); !errors.Is(err, archive.ErrNotArchiveReference) {
 		t.Errorf("AddReference of an oci: reference: %v, want ErrNotArchiveReference", err)
 	}
+}
+
+// TestMergeOCIFallsBack merges an archive with xz layer members, which AddImage leaves to
+// copy.Image in the oci layout, beside a plain one: every image arrives and verifies.
+func TestMergeOCIFallsBack(t *testing.T) {
+	data, err := archivetest.BuildBytes(mergeImages(), archivetest.Options{Layout: archivetest.Docker24, XzMembers: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	podman := openFixture(t, "podman-save-m.tar")
+	out := filepath.Join(t.TempDir(), "merged.tar")
+	w, err := archive.Create(out, archive.WithLayout(archive.LayoutOCI))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	results, err := dcopy.Merge(context.Background(), w, []*archive.ReadableArchive{openBytes(t, data), podman})
+	if err != nil {
+		t.Fatal(err)
+	}
+	merged := commitAndOpen(t, w, out)
+	if got := len(merged.Images()); got != len(results) {
+		t.Errorf("merged archive holds %d images, want %d", got, len(results))
+	}
+	for i, res := range results {
+		if len(res.Destinations) != 1 || res.ImageID == "" || len(res.Tags) == 0 {
+			t.Errorf("result %d: %+v", i, res)
+		}
+	}
+}
+
+// openFixture opens a fixture by name, or any archive by absolute path; the test closes it.
+func openFixture(t *testing.T, name string) *archive.ReadableArchive {
+	t.Helper()
+	if !filepath.IsAbs(name) {
+		name = filepath.Join(fixtures, name)
+	}
+	a, err := archive.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	return a
+}
+
+// commitAndOpen commits w, opens what it wrote at out and checks that it verifies.
+func commitAndOpen(t *testing.T, w *archive.WritableArchive, out string) *archive.ReadableArchive {
+	t.Helper()
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	merged := openFixture(t, out)
+	if probs := merged.Verify(context.Background(), 2); len(probs) > 0 {
+		t.Errorf("%s does not verify: %v", out, probs)
+	}
+	return merged
 }

@@ -39,7 +39,7 @@ type StreamMember struct {
 // the same skipping of sparse files and the same member limit. Offsets are positions in the
 // (decompressed) tar stream, as BuildIndex gives them for a file.
 type MemberStream struct {
-	cr         *countingReader
+	cr         *CountingReader
 	tr         *tar.Reader // nil while plain headers are decoded directly
 	body       exactReader
 	pad        int64 // padding after the current body, on the direct path
@@ -52,7 +52,7 @@ type MemberStream struct {
 
 // NewMemberStream reads the tar in r. maxMembers bounds the number of members (0: no bound).
 func NewMemberStream(r io.Reader, maxMembers int) *MemberStream {
-	return &MemberStream{cr: &countingReader{r: r}, maxMembers: maxMembers}
+	return &MemberStream{cr: &CountingReader{R: r}, maxMembers: maxMembers}
 }
 
 // Next returns the next member, or io.EOF after the last one. Whatever the caller left unread
@@ -100,7 +100,7 @@ func (s *MemberStream) Next() (StreamMember, error) {
 			}
 		}
 		// Both paths read exactly the header blocks, so the count is where the data starts.
-		dataStart := s.cr.n
+		dataStart := s.cr.N
 		s.end = dataStart + hdr.size
 		if s.maxMembers > 0 && s.n >= s.maxMembers {
 			return StreamMember{}, fmt.Errorf("%w: more than %d tar members", ErrTooLarge, s.maxMembers)
@@ -128,19 +128,20 @@ func (s *MemberStream) Next() (StreamMember, error) {
 }
 
 // Offset is how many bytes of the tar have been read.
-func (s *MemberStream) Offset() int64 { return s.cr.n }
+func (s *MemberStream) Offset() int64 { return s.cr.N }
 
 // Insecure returns the raw names of members skipped because they would leave the root.
 func (s *MemberStream) Insecure() []string { return s.insecure }
 
-type countingReader struct {
-	r io.Reader
-	n int64
+// CountingReader counts the bytes read from R in N.
+type CountingReader struct {
+	R io.Reader
+	N int64
 }
 
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
+func (c *CountingReader) Read(p []byte) (int, error) {
+	n, err := c.R.Read(p)
+	c.N += int64(n)
 	return n, err
 }
 
