@@ -5,7 +5,6 @@ package archive_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -103,7 +102,7 @@ func writeDarc(ctx context.Context, env *benchwork.Env, layout archive.Layout, s
 	if err := a.Commit(); err != nil {
 		return benchwork.Outcome{}, err
 	}
-	return benchwork.Outcome{Outputs: []string{out}, Spooled: a.Stats().Spooled, Check: func() error { return checkWritten(env, out) }}, nil
+	return benchwork.Outcome{Outputs: []string{out}, Spooled: a.Stats().Spooled, Check: func() error { return env.Work.CheckArchive(out) }}, nil
 }
 
 // writeContainersImage does the same with containers/image alone: its docker/archive Writer,
@@ -144,10 +143,10 @@ func writeContainersImage(ctx context.Context, env *benchwork.Env) (benchwork.Ou
 	if err := w.Close(); err != nil {
 		return benchwork.Outcome{}, err
 	}
-	if err := syncFile(out); err != nil {
+	if err := benchwork.SyncFile(out); err != nil {
 		return benchwork.Outcome{}, err
 	}
-	return benchwork.Outcome{Outputs: []string{out}, Spooled: -1, Check: func() error { return checkWritten(env, out) }}, nil
+	return benchwork.Outcome{Outputs: []string{out}, Spooled: -1, Check: func() error { return env.Work.CheckArchive(out) }}, nil
 }
 
 // writeSource is image i of the layout, its reads counted, and its tag.
@@ -161,39 +160,4 @@ func writeSource(env *benchwork.Env, i int) (types.ImageReference, distref.Named
 		return nil, nil, err
 	}
 	return env.Layers.Wrap(ref), tag, nil
-}
-
-func syncFile(path string) error {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// checkWritten opens the archive with darc and checks its images and tags.
-func checkWritten(env *benchwork.Env, path string) error {
-	a, err := archive.Open(path)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	imgs := a.Images()
-	if len(imgs) != len(env.Work.Images) {
-		return fmt.Errorf("%d images, want %d", len(imgs), len(env.Work.Images))
-	}
-	for i, img := range imgs {
-		want := env.Work.Images[i]
-		if len(img.Tags) != 1 || img.Tags[0].String() != want.Tag {
-			return fmt.Errorf("image @%d: tags %v, want %s", i, img.Tags, want.Tag)
-		}
-		if img.ID != want.Config {
-			return fmt.Errorf("image @%d: ID %s, want %s", i, img.ID, want.Config)
-		}
-	}
-	return nil
 }

@@ -268,7 +268,7 @@ func mergeDarc(ctx context.Context, env *benchwork.Env, opts ...dcopy.Option) (b
 	if err := w.Commit(); err != nil {
 		return benchwork.Outcome{}, err
 	}
-	return benchwork.Outcome{Outputs: []string{out}, Spooled: w.Stats().Spooled, Check: func() error { return checkMerged(env, out) }}, nil
+	return benchwork.Outcome{Outputs: []string{out}, Spooled: w.Stats().Spooled, Check: func() error { return env.Work.CheckArchive(out) }}, nil
 }
 
 // mergeCat is `cat a b > out` and an fsync of out (darc's Commit syncs too). The result is
@@ -331,10 +331,10 @@ func mergeContainersImage(ctx context.Context, env *benchwork.Env) (benchwork.Ou
 	if err := w.Close(); err != nil {
 		return benchwork.Outcome{}, err
 	}
-	if err := syncFile(out); err != nil {
+	if err := benchwork.SyncFile(out); err != nil {
 		return benchwork.Outcome{}, err
 	}
-	return benchwork.Outcome{Outputs: []string{out}, Spooled: -1, Check: func() error { return checkMerged(env, out) }}, nil
+	return benchwork.Outcome{Outputs: []string{out}, Spooled: -1, Check: func() error { return env.Work.CheckArchive(out) }}, nil
 }
 
 func mergeOne(ctx context.Context, env *benchwork.Env, pc *signature.PolicyContext, w *ciarchive.Writer, src types.ImageReference) error {
@@ -348,35 +348,4 @@ func mergeOne(ctx context.Context, env *benchwork.Env, pc *signature.PolicyConte
 	}
 	_, err = cicopy.Image(ctx, pc, dst, src, &cicopy.Options{SourceCtx: env.Sys, DestinationCtx: env.Sys})
 	return err
-}
-
-func syncFile(path string) error {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// checkMerged checks that the merged archive has the 12 images with their tags.
-func checkMerged(env *benchwork.Env, path string) error {
-	a, err := archive.Open(path)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	imgs := a.Images()
-	if len(imgs) != len(env.Work.Images) {
-		return fmt.Errorf("%d images, want %d", len(imgs), len(env.Work.Images))
-	}
-	for i, img := range imgs {
-		if len(img.Tags) != 1 || img.Tags[0].String() != env.Work.Images[i].Tag || img.ID != env.Work.Images[i].Config {
-			return fmt.Errorf("image @%d: tags %v ID %s, want %s %s", i, img.Tags, img.ID, env.Work.Images[i].Tag, env.Work.Images[i].Config)
-		}
-	}
-	return nil
 }

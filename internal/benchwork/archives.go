@@ -174,3 +174,38 @@ func (w *Workload) DiffIDs(i int) []digest.Digest {
 	}
 	return out
 }
+
+// CheckArchive opens the docker-archive at path with darc and checks that it holds the
+// workload's images in order, each with its one tag and its config.
+func (w *Workload) CheckArchive(path string) error {
+	a, err := archive.Open(path)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	imgs := a.Images()
+	if len(imgs) != len(w.Images) {
+		return fmt.Errorf("%d images, want %d", len(imgs), len(w.Images))
+	}
+	for i, img := range imgs {
+		want := w.Images[i]
+		if len(img.Tags) != 1 || img.Tags[0].String() != want.Tag || img.ID != want.Config {
+			return fmt.Errorf("image @%d: tags %v ID %s, want %s %s", i, img.Tags, img.ID, want.Tag, want.Config)
+		}
+	}
+	return nil
+}
+
+// SyncFile fsyncs the file at path, as darc's Commit does its output: a peer's output is
+// synced too before its time is taken.
+func SyncFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
+}
