@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/darc-dev/darc/archive"
 	"github.com/darc-dev/darc/internal/archivetest"
+	"github.com/darc-dev/darc/internal/testtools"
 )
 
 // Crash safety: a child process (this test binary, re-executed to run TestCrashChild) writes
@@ -247,7 +247,7 @@ func TestCrashKill(t *testing.T) {
 					t.Errorf("after Commit returned the target is %s", state)
 				}
 				var left []string
-				for _, n := range dirNamesOf(t, out) {
+				for _, n := range testtools.DirNames(t, out) {
 					if n == "out.tar" {
 						continue
 					}
@@ -351,7 +351,7 @@ func crashRun(t *testing.T, src, target string, overwrite bool, p crashPoint) (c
 		}
 	}
 	// The child's spools are unlinked temp files; none may survive it.
-	if names := dirNamesOf(t, tmp); len(names) > 0 {
+	if names := testtools.DirNames(t, tmp); len(names) > 0 {
 		t.Errorf("the child left %q in its TMPDIR", names)
 	}
 	return committed, tempSize
@@ -360,7 +360,7 @@ func crashRun(t *testing.T, src, target string, overwrite bool, p crashPoint) (c
 // crashTempSize is the size of the temp file in dir, or -1 when there is none.
 func crashTempSize(t *testing.T, dir string) int64 {
 	t.Helper()
-	for _, n := range dirNamesOf(t, dir) {
+	for _, n := range testtools.DirNames(t, dir) {
 		if crashTempName.MatchString(n) {
 			if st, err := os.Stat(filepath.Join(dir, n)); err == nil {
 				return st.Size()
@@ -368,18 +368,4 @@ func crashTempSize(t *testing.T, dir string) int64 {
 		}
 	}
 	return -1
-}
-
-func dirNamesOf(t *testing.T, dir string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range ents {
-		out = append(out, e.Name())
-	}
-	slices.Sort(out)
-	return out
 }

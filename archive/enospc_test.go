@@ -17,6 +17,7 @@ import (
 
 	"github.com/darc-dev/darc/archive"
 	"github.com/darc-dev/darc/internal/archivetest"
+	"github.com/darc-dev/darc/internal/testtools"
 )
 
 // TestWriteENOSPCTmpfs writes an archive of about 1.6 MiB into a real 1 MiB tmpfs: the copy
@@ -127,7 +128,7 @@ func TestWriteENOSPCTmpfs(t *testing.T) {
 				if got := wtReadBack(t, target); len(got) != copied {
 					t.Errorf("committed archive holds %v, want the %d images that fit", got, copied)
 				}
-				if names := dirNamesOf(t, dir); len(names) != 1 || names[0] != "out.tar" {
+				if names := testtools.DirNames(t, dir); len(names) != 1 || names[0] != "out.tar" {
 					t.Errorf("after Commit the directory holds %q, want only out.tar", names)
 				}
 				return
@@ -138,7 +139,7 @@ func TestWriteENOSPCTmpfs(t *testing.T) {
 			if err := w.Close(); err != nil {
 				t.Errorf("second Close: %v", err)
 			}
-			names := dirNamesOf(t, dir)
+			names := testtools.DirNames(t, dir)
 			if !withPrevious {
 				if len(names) != 0 {
 					t.Errorf("after Close the directory holds %q, want nothing", names)

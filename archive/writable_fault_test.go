@@ -14,6 +14,8 @@ import (
 	"go.podman.io/image/v5/copy"
 	"go.podman.io/image/v5/signature"
 	"go.podman.io/image/v5/types"
+
+	"github.com/darc-dev/darc/internal/testtools"
 )
 
 // These tests inject output failures through withOutputWrapper, which only this package
@@ -107,19 +109,6 @@ func faultCopy(ctx context.Context, t *testing.T, a *WritableArchive, src types.
 	return err
 }
 
-func dirNames(t *testing.T, dir string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range ents {
-		out = append(out, e.Name())
-	}
-	return out
-}
-
 // TestWriteDiskFull fills the disk at several points. A full disk while a blob is written is
 // cut back and leaves the archive usable; a full disk while Commit writes the metadata fails
 // the archive; either way nothing is left at the path, or in its directory, after Close.
@@ -187,12 +176,12 @@ func TestWriteDiskFull(t *testing.T) {
 				t.Errorf("Close: %v", err)
 			}
 			if !tc.wantCommit {
-				if got := dirNames(t, dir); len(got) != 0 {
+				if got := testtools.DirNames(t, dir); len(got) != 0 {
 					t.Errorf("left behind: %q", got)
 				}
 				return
 			}
-			if got := dirNames(t, dir); !slices.Equal(got, []string{"out.tar"}) {
+			if got := testtools.DirNames(t, dir); !slices.Equal(got, []string{"out.tar"}) {
 				t.Errorf("directory holds %q", got)
 			}
 			r, err := Open(path)

@@ -28,6 +28,7 @@ import (
 	"go.podman.io/image/v5/types"
 
 	"github.com/darc-dev/darc/archive"
+	"github.com/darc-dev/darc/internal/testtools"
 	"github.com/darc-dev/darc/reference"
 )
 
@@ -238,13 +239,9 @@ func wtReadFile(t *testing.T, path string) []byte {
 // wtNoLeftovers fails if dir holds anything but the names given.
 func wtNoLeftovers(t *testing.T, dir string, want ...string) {
 	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, e := range ents {
-		got = append(got, e.Name())
+	got := testtools.DirNames(t, dir)
+	if want == nil {
+		want = []string{}
 	}
 	slices.Sort(want)
 	if !slices.Equal(got, want) {

@@ -7,13 +7,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/darc-dev/darc/internal/archivetest"
+	"github.com/darc-dev/darc/internal/testtools"
 )
 
 // saveTempName is how the writer names the temp file of a target called out.tar.
@@ -136,7 +136,7 @@ func TestSaveSIGKILL(t *testing.T) {
 					state = "new archive, complete"
 				}
 				var left []string
-				for _, n := range saveDirNames(t, out) {
+				for _, n := range testtools.DirNames(t, out) {
 					if n == "out.tar" {
 						continue
 					}
@@ -179,18 +179,4 @@ func saveTargetChanged(target string, withPrevious bool, previous []byte) bool {
 		return withPrevious
 	}
 	return !withPrevious || st.Size() != int64(len(previous))
-}
-
-func saveDirNames(t *testing.T, dir string) []string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range ents {
-		out = append(out, e.Name())
-	}
-	slices.Sort(out)
-	return out
 }
