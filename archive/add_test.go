@@ -23,7 +23,7 @@ func addSources(t *testing.T) map[string]string {
 	t.Helper()
 	srcs := map[string]string{}
 	for _, v := range archivetest.Variants() {
-		data, err := archivetest.BuildBytes(layoutImages(), v.Opts)
+		data, err := archivetest.BuildBytes(archivetest.SharedImages(), v.Opts)
 		if err != nil {
 			t.Fatalf("%s: %v", v.Name, err)
 		}
@@ -151,10 +151,10 @@ func TestAddImageMatchesCopyImage(t *testing.T) {
 	}
 }
 
-// openGenerated opens layoutImages written in layout l; the test closes it.
+// openGenerated opens archivetest.SharedImages written in layout l; the test closes it.
 func openGenerated(t *testing.T, l archivetest.Layout) *archive.ReadableArchive {
 	t.Helper()
-	data, err := archivetest.BuildBytes(layoutImages(), archivetest.Options{Layout: l})
+	data, err := archivetest.BuildBytes(archivetest.SharedImages(), archivetest.Options{Layout: l})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,12 +170,12 @@ func openGenerated(t *testing.T, l archivetest.Layout) *archive.ReadableArchive 
 // with ErrDigestMismatch and nothing of that layer stays in the archive, which, with a good
 // image added after, is byte for byte what writing the good image alone gives.
 func TestAddImageDamagedLayer(t *testing.T) {
-	images := layoutImages()
+	images := archivetest.SharedImages()
 	data, err := archivetest.BuildBytes(images, archivetest.Options{Layout: archivetest.ContainersImage})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The third image's own layer (70,000 bytes, stored once) is the only member holding
+	// The third image's own layer (1.2 MB, stored once) is the only member holding
 	// this run of its bytes; change one byte in its middle.
 	own := images[2].Layers[1]
 	at := bytes.Index(data, own)

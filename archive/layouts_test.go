@@ -22,17 +22,6 @@ import (
 	"github.com/darc-dev/darc/reference"
 )
 
-// layoutImages are three images that share layers: two tags on the first, the third untagged.
-func layoutImages() []archivetest.Image {
-	base := archivetest.Layer(1, 3, 3000)
-	mid := archivetest.Layer(2, 2, 5000)
-	return []archivetest.Image{
-		{Tags: []string{"example.com/app/one:1", "example.com/app/one:latest"}, Layers: [][]byte{base, mid}},
-		{Tags: []string{"busybox:latest"}, Layers: [][]byte{base, mid, archivetest.Layer(3, 1, 100)}},
-		{Layers: [][]byte{base, archivetest.Layer(4, 1, 70_000)}},
-	}
-}
-
 func writeTemp(t *testing.T, data []byte) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "a.tar")
@@ -51,7 +40,7 @@ func TestGeneratedLayouts(t *testing.T) {
 	pc := policyContext(t)
 	for _, v := range variants {
 		t.Run(v.Name, func(t *testing.T) {
-			images := layoutImages()
+			images := archivetest.SharedImages()
 			data, err := archivetest.BuildBytes(images, v.Opts)
 			if err != nil {
 				t.Skipf("generator does not support this variant: %v", err)
@@ -138,7 +127,7 @@ func mustIndex(t *testing.T, i int) reference.Selector {
 // TestOwnManifestPreserved checks that for Docker 25+ archives the image source serves the
 // manifest stored in the archive's OCI layout byte for byte.
 func TestOwnManifestPreserved(t *testing.T) {
-	images := layoutImages()
+	images := archivetest.SharedImages()
 	data, err := archivetest.BuildBytes(images, archivetest.Options{Layout: archivetest.Docker25})
 	if err != nil {
 		t.Fatal(err)
@@ -281,7 +270,7 @@ func withoutMembers(t *testing.T, data []byte, drop ...string) []byte {
 // TestOCIOnlyArchive reads an OCI layout archive without manifest.json (what BuildKit's OCI
 // exporter writes): one image per index.json entry, named by its annotations.
 func TestOCIOnlyArchive(t *testing.T) {
-	images := layoutImages()
+	images := archivetest.SharedImages()
 	data, err := archivetest.BuildBytes(images, archivetest.Options{Layout: archivetest.Docker25})
 	if err != nil {
 		t.Fatal(err)

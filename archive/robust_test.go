@@ -43,7 +43,7 @@ func TestConcurrentReaders(t *testing.T) {
 		{"legacy", archivetest.Options{Layout: archivetest.Legacy}},
 		{"buildkit.tar.zst", archivetest.Options{Layout: archivetest.BuildKit, Compression: "zstd"}},
 	} {
-		data, err := archivetest.BuildBytes(layoutImages(), g.opts)
+		data, err := archivetest.BuildBytes(archivetest.SharedImages(), g.opts)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -27,7 +27,7 @@ import (
 func TestLoadOCIMatchesCopyImage(t *testing.T) {
 	srcs := map[string]string{"podman-save-m.tar": filepath.Join(fixtures, "podman-save-m.tar")}
 	for _, v := range archivetest.Variants() {
-		data, err := archivetest.BuildBytes(streamImages(), v.Opts)
+		data, err := archivetest.BuildBytes(archivetest.SharedImages(), v.Opts)
 		if err != nil {
 			t.Fatalf("%s: %v", v.Name, err)
 		}
@@ -103,7 +103,7 @@ func writeFile(t *testing.T, path string, data []byte) {
 // must have the same digests. Load compresses layers itself on the way to a registry too.
 func TestLoadRegistryMatchesCopyImage(t *testing.T) {
 	reg := testtools.StartRegistry(t, "")
-	data, err := archivetest.BuildBytes(streamImages(), archivetest.Options{Layout: archivetest.Docker24})
+	data, err := archivetest.BuildBytes(archivetest.SharedImages(), archivetest.Options{Layout: archivetest.Docker24})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,18 +26,6 @@ import (
 	"github.com/darc-dev/darc/reference"
 )
 
-// streamImages are three images sharing layers: two tags on the first, the third untagged
-// and with a layer larger than the stream's forwarding buffers.
-func streamImages() []archivetest.Image {
-	base := archivetest.Layer(1, 3, 3000)
-	mid := archivetest.Layer(2, 2, 5000)
-	return []archivetest.Image{
-		{Tags: []string{"example.com/app/one:1", "example.com/app/one:latest"}, Layers: [][]byte{base, mid}},
-		{Tags: []string{"busybox:latest"}, Layers: [][]byte{base, mid, archivetest.Layer(3, 1, 100)}},
-		{Layers: [][]byte{base, archivetest.Layer(4, 3, 400_000)}},
-	}
-}
-
 // countingReader counts the bytes read through it and how often Read was called after EOF.
 type countingReader struct {
 	r io.Reader
@@ -170,7 +158,7 @@ func compareLoads(t *testing.T, load, stream []dcopy.Result, loadDir, streamDir 
 func TestLoadStreamMatchesLoad(t *testing.T) {
 	for _, v := range archivetest.Variants() {
 		t.Run(v.Name, func(t *testing.T) {
-			data, err := archivetest.BuildBytes(streamImages(), v.Opts)
+			data, err := archivetest.BuildBytes(archivetest.SharedImages(), v.Opts)
 			if err != nil {
 				t.Skipf("generator does not support this variant: %v", err)
 			}
@@ -250,7 +238,7 @@ func TestLoadStreamFixtures(t *testing.T) {
 // so a Docker 25 archive's own manifests arrive unchanged (the image digests are preserved),
 // as with Load.
 func TestLoadStreamUncompressedLayers(t *testing.T) {
-	data, err := archivetest.BuildBytes(streamImages(), archivetest.Options{Layout: archivetest.Docker25, Compression: "zstd"})
+	data, err := archivetest.BuildBytes(archivetest.SharedImages(), archivetest.Options{Layout: archivetest.Docker25, Compression: "zstd"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +269,7 @@ func TestLoadStreamUncompressedLayers(t *testing.T) {
 
 // TestLoadStreamSelectors: selectors and names pick the same images as with Load.
 func TestLoadStreamSelectors(t *testing.T) {
-	data, err := archivetest.BuildBytes(streamImages(), archivetest.Options{Layout: archivetest.Docker24})
+	data, err := archivetest.BuildBytes(archivetest.SharedImages(), archivetest.Options{Layout: archivetest.Docker24})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +368,7 @@ func corrupt(t *testing.T, data, layer []byte) {
 // that does not exist: any temp file would fail. Load, which spools compressed input, fails
 // there; LoadStream does not.
 func TestLoadStreamNoTempFiles(t *testing.T) {
-	data, err := archivetest.BuildBytes(streamImages(), archivetest.Options{Layout: archivetest.ContainersImage, Compression: "zstd"})
+	data, err := archivetest.BuildBytes(archivetest.SharedImages(), archivetest.Options{Layout: archivetest.ContainersImage, Compression: "zstd"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,7 +396,7 @@ func TestLoadStreamNoTempFiles(t *testing.T) {
 // TestLoadStreamLimits: past the memory budget the load fails with ErrTooLarge (nothing is
 // spooled instead); dir: destinations are refused.
 func TestLoadStreamLimits(t *testing.T) {
-	data, err := archivetest.BuildBytes(streamImages(), archivetest.Options{Layout: archivetest.ContainersImage})
+	data, err := archivetest.BuildBytes(archivetest.SharedImages(), archivetest.Options{Layout: archivetest.ContainersImage})
 	if err != nil {
 		t.Fatal(err)
 	}

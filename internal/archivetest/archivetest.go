@@ -577,3 +577,16 @@ func Variants() []Variant {
 		Variant{"whole archive xz", Options{Layout: Docker24, Compression: "xz"}},
 	)
 }
+
+// SharedImages are three images sharing layers, as table tests want them: two tags on the
+// first, the third untagged, with a layer of 1.2 MB, larger than a reader's or writer's
+// buffers.
+func SharedImages() []Image {
+	base := Layer(1, 3, 3000)
+	mid := Layer(2, 2, 5000)
+	return []Image{
+		{Tags: []string{"example.com/app/one:1", "example.com/app/one:latest"}, Layers: [][]byte{base, mid}},
+		{Tags: []string{"busybox:latest"}, Layers: [][]byte{base, mid, Layer(3, 1, 100)}},
+		{Layers: [][]byte{base, Layer(4, 3, 400_000)}},
+	}
+}

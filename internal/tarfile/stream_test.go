@@ -17,18 +17,6 @@ import (
 	"github.com/darc-dev/darc/internal/archivetest"
 )
 
-// streamImages are three images sharing layers, one with two tags, one untagged; one layer
-// is bigger than a chunk of the forwarding pipe.
-func streamImages() []archivetest.Image {
-	base := archivetest.Layer(1, 3, 3000)
-	mid := archivetest.Layer(2, 2, 5000)
-	return []archivetest.Image{
-		{Tags: []string{"example.com/app/one:1", "example.com/app/one:latest"}, Layers: [][]byte{base, mid}},
-		{Tags: []string{"busybox:latest"}, Layers: [][]byte{base, mid, archivetest.Layer(3, 1, 100)}},
-		{Layers: [][]byte{base, archivetest.Layer(4, 3, 400_000)}},
-	}
-}
-
 // forwardLog records what Forward received: the sha256 of each body, by member offset.
 type forwardLog struct {
 	mu     sync.Mutex
@@ -64,7 +52,7 @@ func openRandom(t *testing.T, data []byte) (*Reader, error) {
 func TestReadStreamMatchesReader(t *testing.T) {
 	for _, v := range archivetest.Variants() {
 		t.Run(v.Name, func(t *testing.T) {
-			data, err := archivetest.BuildBytes(streamImages(), v.Opts)
+			data, err := archivetest.BuildBytes(archivetest.SharedImages(), v.Opts)
 			if err != nil {
 				t.Skipf("generator does not support this variant: %v", err)
 			}
@@ -242,7 +230,7 @@ func TestReadStreamCorruptLayer(t *testing.T) {
 
 // TestReadStreamLimits: the memory budget and the member limit are enforced while streaming.
 func TestReadStreamLimits(t *testing.T) {
-	data, err := archivetest.BuildBytes(streamImages(), archivetest.Options{Layout: archivetest.ContainersImage})
+	data, err := archivetest.BuildBytes(archivetest.SharedImages(), archivetest.Options{Layout: archivetest.ContainersImage})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +289,7 @@ func TestReadStreamTrailer(t *testing.T) {
 // TestReadStreamForwardStopsEarly: a Forward that gives up does not stall the stream, and
 // the facts still cover the whole member.
 func TestReadStreamForwardStopsEarly(t *testing.T) {
-	data, err := archivetest.BuildBytes(streamImages(), archivetest.Options{Layout: archivetest.Crane})
+	data, err := archivetest.BuildBytes(archivetest.SharedImages(), archivetest.Options{Layout: archivetest.Crane})
 	if err != nil {
 		t.Fatal(err)
 	}
