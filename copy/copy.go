@@ -232,10 +232,15 @@ func (r *run) sys() *types.SystemContext {
 	return &sys
 }
 
-// copyOne copies src to every destination in dsts (the first fully, the others reusing its
-// blobs) and fills res.
-func (r *run) copyOne(ctx context.Context, index int, src types.ImageReference, dsts []types.ImageReference, res *Result) error {
-	r.emit(Event{Kind: ImageStarted, Image: index, Source: res.Source})
+// copyOne reports image res.Index started and copies it (see copyImage).
+func (r *run) copyOne(ctx context.Context, src types.ImageReference, dsts []types.ImageReference, res *Result) error {
+	r.emit(Event{Kind: ImageStarted, Image: res.Index, Source: res.Source})
+	return r.copyImage(ctx, src, dsts, res)
+}
+
+// copyImage copies src with copy.Image to every destination in dsts (the first fully, the
+// others reusing its blobs) and fills res.
+func (r *run) copyImage(ctx context.Context, src types.ImageReference, dsts []types.ImageReference, res *Result) error {
 	pc, err := signature.NewPolicyContext(r.policy)
 	if err != nil {
 		return err
@@ -256,7 +261,7 @@ func (r *run) copyOne(ctx context.Context, index int, src types.ImageReference, 
 				if p.Event == types.ProgressEventNewArtifact || p.Event == types.ProgressEventSkipped {
 					continue
 				}
-				r.emit(Event{Kind: kind, Image: index, Source: res.Source, Digest: p.Artifact.Digest, Offset: int64(p.Offset), Size: p.Artifact.Size})
+				r.emit(Event{Kind: kind, Image: res.Index, Source: res.Source, Digest: p.Artifact.Digest, Offset: int64(p.Offset), Size: p.Artifact.Size})
 			}
 		}()
 		opts := &cicopy.Options{
@@ -344,7 +349,7 @@ func Image(ctx context.Context, src, dst types.ImageReference, opts ...Option) (
 			r.emit(Event{Kind: BlobProgress, Source: res.Source, Digest: d, Offset: done, Size: size})
 		}}
 	}
-	if err := r.copyOne(ctx, 0, src, []types.ImageReference{dst}, &res); err != nil {
+	if err := r.copyOne(ctx, src, []types.ImageReference{dst}, &res); err != nil {
 		res.Err = err
 		r.emit(Event{Kind: ImageFailed, Source: res.Source, Err: err})
 		return res, err
@@ -382,19 +387,7 @@ func Save(ctx context.Context, w *archive.WritableArchive, sources []Source, opt
 	// by them, so the archive does not depend on which copy finishes first.
 	for i, s := range sources {
 		results[i] = Result{Index: i, Source: refString(s.Ref)}
-		tags := s.Tags
-		if tags == nil {
-			if tags, err = archive.ImageTags(s.Ref); err != nil {
-				results[i].Err = err
-				continue
-			}
-		}
-		for _, t := range tags {
-			results[i].Tags = append(results[i].Tags, t.String())
-		}
-		if dsts[i], err = w.NewReference(tags...); err != nil {
-			results[i].Err = err
-		}
+		dsts[i], results[i].Err = s.reference(w, &results[i])
 	}
 	parallelAfterFirst(ctx, len(sources), o.parallel, func(ctx context.Context, i int) {
 		res := &results[i]
@@ -402,7 +395,7 @@ func Save(ctx context.Context, w *archive.WritableArchive, sources []Source, opt
 			r.emit(Event{Kind: ImageFailed, Image: i, Source: res.Source, Err: res.Err})
 			return
 		}
-		if err := r.copyOne(ctx, i, sources[i].Ref, dsts[i:i+1], res); err != nil {
+		if err := r.copyOne(ctx, sources[i].Ref, dsts[i:i+1], res); err != nil {
 			res.Err = err
 			r.emit(Event{Kind: ImageFailed, Image: i, Source: res.Source, Err: err})
 			return
@@ -469,7 +462,7 @@ func Load(ctx context.Context, a *archive.ReadableArchive, dest Destination, sel
 			r.emit(Event{Kind: kind, Image: res.Index, Source: res.Source, Err: res.Err})
 			return
 		}
-		if err := r.copyOne(ctx, res.Index, srcs[i], refs[i], res); err != nil {
+		if err := r.copyOne(ctx, srcs[i], refs[i], res); err != nil {
 			res.Err = err
 			r.emit(Event{Kind: ImageFailed, Image: res.Index, Source: res.Source, Err: err})
 			return
@@ -527,8 +520,15 @@ func (r *run) addEach(ctx context.Context, w *archive.WritableArchive, sources [
 		*res = Result{Index: i, Source: refString(s.Ref)}
 		if err := ctx.Err(); err != nil {
 			res.Err = err
-		} else if res.Err = r.addImage(ctx, w, s.Ref, s.Tags, res); errors.Is(res.Err, archive.ErrLayoutUnsupported) {
-			res.Err = r.copyInto(ctx, w, s, res)
+		} else {
+			r.emit(Event{Kind: ImageStarted, Image: i, Source: res.Source})
+			res.Err = r.addImage(ctx, w, s.Ref, s.Tags, res)
+			if errors.Is(res.Err, archive.ErrLayoutUnsupported) {
+				var dst types.ImageReference
+				if dst, res.Err = s.reference(w, res); res.Err == nil {
+					res.Err = r.copyImage(ctx, s.Ref, []types.ImageReference{dst}, res)
+				}
+			}
 		}
 		kind := ImageDone
 		if res.Err != nil {
@@ -539,24 +539,21 @@ func (r *run) addEach(ctx context.Context, w *archive.WritableArchive, sources [
 	return results, joinErrors(results)
 }
 
-// copyInto copies one source into w with copy.Image.
-func (r *run) copyInto(ctx context.Context, w *archive.WritableArchive, s Source, res *Result) error {
+// reference makes the reference in w that s is copied to, with its tags (the source's own
+// when s.Tags is nil), and records the tags in res.
+func (s Source) reference(w *archive.WritableArchive, res *Result) (types.ImageReference, error) {
 	tags := s.Tags
 	if tags == nil {
 		var err error
 		if tags, err = archive.ImageTags(s.Ref); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	res.Tags = nil
 	for _, t := range tags {
 		res.Tags = append(res.Tags, t.String())
 	}
-	dst, err := w.NewReference(tags...)
-	if err != nil {
-		return err
-	}
-	return r.copyOne(ctx, res.Index, s.Ref, []types.ImageReference{dst}, res)
+	return w.NewReference(tags...)
 }
 
 // Merge copies every image of every input archive, in order, into w with its tags. Blobs go
@@ -580,7 +577,6 @@ func Merge(ctx context.Context, w *archive.WritableArchive, inputs []*archive.Re
 // after checking it against the signature policy when one was given (as copy.Image would).
 // tags nil gives the image its own tags.
 func (r *run) addImage(ctx context.Context, w *archive.WritableArchive, ref types.ImageReference, tags []distref.NamedTagged, res *Result) error {
-	r.emit(Event{Kind: ImageStarted, Image: res.Index, Source: res.Source})
 	if r.o.policy != nil {
 		if err := r.allowed(ctx, ref); err != nil {
 			return err

@@ -290,11 +290,24 @@ func TestMergeOCIFallsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	results, err := dcopy.Merge(context.Background(), w, []*archive.ReadableArchive{openBytes(t, data), podman})
+	var mu sync.Mutex
+	started := map[int]int{}
+	results, err := dcopy.Merge(context.Background(), w, []*archive.ReadableArchive{openBytes(t, data), podman}, dcopy.WithProgress(func(e dcopy.Event) {
+		if e.Kind == dcopy.ImageStarted {
+			mu.Lock()
+			started[e.Image]++
+			mu.Unlock()
+		}
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	merged := commitAndOpen(t, w, out)
+	for i := range results {
+		if started[i] != 1 {
+			t.Errorf("image %d reported started %d times, want once", i, started[i])
+		}
+	}
 	if got := len(merged.Images()); got != len(results) {
 		t.Errorf("merged archive holds %d images, want %d", got, len(results))
 	}
