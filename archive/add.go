@@ -15,12 +15,10 @@ import (
 	"github.com/darc-dev/darc/reference"
 )
 
-// ErrLayoutUnsupported is returned by AddImage for a WritableArchive whose layout it cannot
-// write directly; copy the image with containers/image's copy.Image instead.
+// ErrLayoutUnsupported is returned by AddImage for an image it cannot write into the
+// archive's layout directly (xz or bzip2 layer members bound for LayoutOCI), before it writes
+// anything; copy that image with containers/image's copy.Image instead.
 var ErrLayoutUnsupported = errors.New("layout not supported by AddImage")
-
-// ErrNotArchiveReference is returned by AddReference for a reference of another transport.
-var ErrNotArchiveReference = errors.New("not a docker-archive reference of this package")
 
 // AddOptions configures AddImage.
 type AddOptions struct {
@@ -119,23 +117,17 @@ func (a *WritableArchive) AddImage(ctx context.Context, src *ReadableArchive, se
 	return out, nil
 }
 
-// AddReference is AddImage for the image ref reaches: a docker-archive reference of this
-// package (ReadableArchive.Reference, or ParseReference, whose archive is opened for the
-// call), or ErrNotArchiveReference.
-func (a *WritableArchive) AddReference(ctx context.Context, ref types.ImageReference, o AddOptions) (Added, error) {
+// SourceOf returns what a docker-archive reference of this package names: the open archive
+// it shares (nil for a reference parsed from a string, whose archive its image source opens
+// itself), the archive's path and the image's selector. ok is false for a reference of
+// another transport. A caller copying several images of one archive (AddImage) opens it
+// once with it.
+func SourceOf(ref types.ImageReference) (a *ReadableArchive, path string, sel reference.Selector, ok bool) {
 	ar, ok := ref.(archiveReference)
 	if !ok {
-		return Added{}, fmt.Errorf("%w: %s", ErrNotArchiveReference, ref.Transport().Name())
+		return nil, "", reference.Selector{}, false
 	}
-	src := ar.reader
-	if src == nil {
-		var err error
-		if src, err = Open(ar.path, WithTempDir(a.tempDir)); err != nil {
-			return Added{}, err
-		}
-		defer src.Close()
-	}
-	return a.AddImage(ctx, src, ar.sel, o)
+	return ar.reader, ar.path, ar.sel, true
 }
 
 // addLayer writes layer l of img uncompressed, unless the archive has it. It returns the

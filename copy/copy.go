@@ -502,19 +502,26 @@ func memberToMember(sources []Source) bool {
 		return false
 	}
 	for _, s := range sources {
-		if s.Ref.Transport() != archive.Transport {
+		if _, _, _, ok := archive.SourceOf(s.Ref); !ok {
 			return false
 		}
 	}
 	return true
 }
 
-// addEach copies sources into w one after the other with AddReference: each new blob is
-// read once and hashed once as it is written. One at a time, because w writes one image at a
-// time and the sources are local files: a second copy at once would only spool. An image
-// AddReference does not take (archive.ErrLayoutUnsupported) goes through copy.Image.
+// addEach copies sources into w one after the other with AddImage: each new blob is read
+// once and hashed once as it is written. One at a time, because w writes one image at a time
+// and the sources are local files: a second copy at once would only spool. An archive named
+// by several sources is opened once. An image AddImage does not take
+// (archive.ErrLayoutUnsupported) goes through copy.Image.
 func (r *run) addEach(ctx context.Context, w *archive.WritableArchive, sources []Source) ([]Result, error) {
 	results := make([]Result, len(sources))
+	opened := map[string]*archive.ReadableArchive{}
+	defer func() {
+		for _, a := range opened {
+			_ = a.Close()
+		}
+	}()
 	for i, s := range sources {
 		res := &results[i]
 		*res = Result{Index: i, Source: refString(s.Ref)}
@@ -522,13 +529,7 @@ func (r *run) addEach(ctx context.Context, w *archive.WritableArchive, sources [
 			res.Err = err
 		} else {
 			r.emit(Event{Kind: ImageStarted, Image: i, Source: res.Source})
-			res.Err = r.addImage(ctx, w, s.Ref, s.Tags, res)
-			if errors.Is(res.Err, archive.ErrLayoutUnsupported) {
-				var dst types.ImageReference
-				if dst, res.Err = s.reference(w, res); res.Err == nil {
-					res.Err = r.copyImage(ctx, s.Ref, []types.ImageReference{dst}, res)
-				}
-			}
+			res.Err = r.addSource(ctx, w, s, opened, res)
 		}
 		kind := ImageDone
 		if res.Err != nil {
@@ -537,6 +538,41 @@ func (r *run) addEach(ctx context.Context, w *archive.WritableArchive, sources [
 		r.emit(Event{Kind: kind, Image: i, Source: res.Source, Err: res.Err})
 	}
 	return results, joinErrors(results)
+}
+
+// addSource copies the archive image s names into w: with AddImage, or copy.Image for an
+// image AddImage does not take. opened holds the archives opened so far, by path.
+func (r *run) addSource(ctx context.Context, w *archive.WritableArchive, s Source, opened map[string]*archive.ReadableArchive, res *Result) error {
+	a, path, sel, _ := archive.SourceOf(s.Ref)
+	if a == nil {
+		if a = opened[path]; a == nil {
+			var opts []archive.Option
+			if dir := r.sys().BigFilesTemporaryDir; dir != "" {
+				opts = append(opts, archive.WithTempDir(dir))
+			}
+			var err error
+			if a, err = archive.Open(path, opts...); err != nil {
+				return err
+			}
+			opened[path] = a
+		}
+	}
+	// A reference sharing the open archive: the policy check and a copy.Image fallback read
+	// it instead of opening the file again.
+	ref, err := a.Reference(sel)
+	if err != nil {
+		return err
+	}
+	err = r.addImage(ctx, w, a, sel, ref, s.Tags, res)
+	if !errors.Is(err, archive.ErrLayoutUnsupported) {
+		return err
+	}
+	s.Ref = ref
+	dst, err := s.reference(w, res)
+	if err != nil {
+		return err
+	}
+	return r.copyImage(ctx, ref, []types.ImageReference{dst}, res)
 }
 
 // reference makes the reference in w that s is copied to, with its tags (the source's own
@@ -573,16 +609,16 @@ func Merge(ctx context.Context, w *archive.WritableArchive, inputs []*archive.Re
 	return Save(ctx, w, sources, opts...)
 }
 
-// addImage copies the archive image ref names into w with archive.WritableArchive.AddReference,
+// addImage copies image sel of a (ref names it) into w with archive.WritableArchive.AddImage,
 // after checking it against the signature policy when one was given (as copy.Image would).
 // tags nil gives the image its own tags.
-func (r *run) addImage(ctx context.Context, w *archive.WritableArchive, ref types.ImageReference, tags []distref.NamedTagged, res *Result) error {
+func (r *run) addImage(ctx context.Context, w *archive.WritableArchive, a *archive.ReadableArchive, sel reference.Selector, ref types.ImageReference, tags []distref.NamedTagged, res *Result) error {
 	if r.o.policy != nil {
 		if err := r.allowed(ctx, ref); err != nil {
 			return err
 		}
 	}
-	added, err := w.AddReference(ctx, ref, archive.AddOptions{
+	added, err := w.AddImage(ctx, a, sel, archive.AddOptions{
 		Tags: tags,
 		Progress: func(d digest.Digest, done, size int64) {
 			r.emit(Event{Kind: BlobProgress, Image: res.Index, Source: res.Source, Digest: d, Offset: done, Size: size})

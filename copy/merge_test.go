@@ -260,22 +260,6 @@ func TestSaveFilterMatchesCopyImage(t *testing.T) {
 	}
 }
 
-// TestAddReferenceOtherTransport: AddReference takes docker-archive references only.
-func TestAddReferenceOtherTransport(t *testing.T) {
-	ref, err := dcopy.ParseReference("oci:" + t.TempDir() + ":x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := archive.Create(filepath.Join(t.TempDir(), "out.tar"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	if _, err := w.AddReference(context.Background(), ref, archive.AddOptions{}); !errors.Is(err, archive.ErrNotArchiveReference) {
-		t.Errorf("AddReference of an oci: reference: %v, want ErrNotArchiveReference", err)
-	}
-}
-
 // TestMergeOCIFallsBack merges an archive with xz layer members, which AddImage leaves to
 // copy.Image in the oci layout, beside a plain one: every image arrives and verifies.
 func TestMergeOCIFallsBack(t *testing.T) {
