@@ -130,8 +130,9 @@ func SourceOf(ref types.ImageReference) (a *ReadableArchive, path string, sel re
 	return ar.reader, ar.path, ar.sel, true
 }
 
-// addLayer writes layer l of img uncompressed, unless the archive has it. It returns the
-// layer as stored and the bytes read from the source.
+// addLayer writes layer l of img as the archive's layout stores it (uncompressed in
+// LayoutDocker, as stored in LayoutOCI), unless the archive has it. It returns the blob as
+// written and the bytes read from the source.
 func (d *imageDestination) addLayer(ctx context.Context, img *tarfile.Image, l tarfile.Layer, progress func(digest.Digest, int64, int64)) (types.BlobInfo, int64, error) {
 	stored := img.Stored(l.Member)
 	var r io.Reader = stored

@@ -343,19 +343,47 @@ func Image(ctx context.Context, src, dst types.ImageReference, opts ...Option) (
 	r := newRun(o)
 	defer r.close()
 	res := Result{Source: refString(src)}
-	if t := dst.Transport().Name(); src.Transport() == archive.Transport && (t == "oci" || t == "docker") {
-		// As Load does: archive layers compressed by us, with reused writers (see reuse.go).
-		dst = reuseRef{ImageReference: dst, r: newLayerReuse(), src: src, progress: func(d digest.Digest, done, size int64) {
-			r.emit(Event{Kind: BlobProgress, Source: res.Source, Digest: d, Offset: done, Size: size})
-		}}
-	}
-	if err := r.copyOne(ctx, src, []types.ImageReference{dst}, &res); err != nil {
+	err = r.image(ctx, src, dst, &res)
+	if err != nil {
 		res.Err = err
 		r.emit(Event{Kind: ImageFailed, Source: res.Source, Err: err})
 		return res, err
 	}
 	r.emit(Event{Kind: ImageDone, Source: res.Source})
 	return res, nil
+}
+
+// image is Image's copy. From an archive into an OCI layout or a registry it does as Load
+// does: darc compresses the layers, with reused writers (see reuse.go), from the archive
+// opened once for both that and copy.Image.
+func (r *run) image(ctx context.Context, src, dst types.ImageReference, res *Result) error {
+	a, path, sel, ok := archive.SourceOf(src)
+	if t := dst.Transport().Name(); ok && (t == "oci" || t == "docker") {
+		if a == nil {
+			var err error
+			if a, err = r.openArchive(path); err != nil {
+				return err
+			}
+			defer a.Close()
+			if src, err = a.Reference(sel); err != nil {
+				return err
+			}
+		}
+		dst = reuseRef{ImageReference: dst, r: newLayerReuse(), src: src, progress: func(d digest.Digest, done, size int64) {
+			r.emit(Event{Kind: BlobProgress, Source: res.Source, Digest: d, Offset: done, Size: size})
+		}}
+	}
+	return r.copyOne(ctx, src, []types.ImageReference{dst}, res)
+}
+
+// openArchive opens the archive at path, spooling it (a stream or compressed file) into the
+// system context's BigFilesTemporaryDir, as the transport's own image source would.
+func (r *run) openArchive(path string) (*archive.ReadableArchive, error) {
+	var opts []archive.Option
+	if dir := r.sys().BigFilesTemporaryDir; dir != "" {
+		opts = append(opts, archive.WithTempDir(dir))
+	}
+	return archive.Open(path, opts...)
 }
 
 // Source is one image to save, with the tags it gets in the archive. Nil Tags means the
@@ -546,12 +574,8 @@ func (r *run) addSource(ctx context.Context, w *archive.WritableArchive, s Sourc
 	a, path, sel, _ := archive.SourceOf(s.Ref)
 	if a == nil {
 		if a = opened[path]; a == nil {
-			var opts []archive.Option
-			if dir := r.sys().BigFilesTemporaryDir; dir != "" {
-				opts = append(opts, archive.WithTempDir(dir))
-			}
 			var err error
-			if a, err = archive.Open(path, opts...); err != nil {
+			if a, err = r.openArchive(path); err != nil {
 				return err
 			}
 			opened[path] = a

@@ -81,12 +81,11 @@ func (ref reuseRef) NewImageDestination(ctx context.Context, sys *types.SystemCo
 	if sys != nil && sys.CompressionFormat != nil && sys.CompressionFormat.Name() != compression.Gzip.Name() {
 		return d, nil
 	}
-	return &reuseDest{ImageDestination: d, r: ref.r, ref: ref, sys: sys}, nil
+	return &reuseDest{ImageDestination: d, ref: ref, sys: sys}, nil
 }
 
 type reuseDest struct {
 	types.ImageDestination
-	r     *layerReuse
 	ref   reuseRef
 	sys   *types.SystemContext
 	srcMu sync.Mutex
@@ -128,7 +127,7 @@ var _ types.ImageDestination = (*reuseDest)(nil)
 func (d *reuseDest) PutBlob(ctx context.Context, stream io.Reader, info types.BlobInfo, cache types.BlobInfoCache, isConfig bool) (types.BlobInfo, error) {
 	bi, err := d.ImageDestination.PutBlob(ctx, stream, info, cache, isConfig)
 	if err == nil && !isConfig && info.Digest == "" {
-		d.r.add(bi.Digest)
+		d.ref.r.add(bi.Digest)
 	}
 	return bi, err
 }
@@ -141,7 +140,7 @@ func (d *reuseDest) TryReusingBlob(ctx context.Context, info types.BlobInfo, cac
 	if err != nil || ok || !canSubstitute || cache == nil {
 		return ok, bi, err
 	}
-	for _, c := range d.r.list() {
+	for _, c := range d.ref.r.list() {
 		if c == info.Digest || cache.UncompressedDigest(c) != info.Digest {
 			continue
 		}
@@ -169,8 +168,8 @@ func (d *reuseDest) compressFromSource(ctx context.Context, info types.BlobInfo,
 		return false, types.BlobInfo{}, nil // copy.Image opens it too, and reports the error
 	}
 	select {
-	case d.r.busy <- struct{}{}:
-		defer func() { <-d.r.busy }()
+	case d.ref.r.busy <- struct{}{}:
+		defer func() { <-d.ref.r.busy }()
 	case <-ctx.Done():
 		return false, types.BlobInfo{}, ctx.Err()
 	}
@@ -192,7 +191,7 @@ func (d *reuseDest) compressFromSource(ctx context.Context, info types.BlobInfo,
 		if d.sys != nil {
 			level = d.sys.CompressionLevel
 		}
-		_ = pw.CloseWithError(d.r.gzip.compress(pw, body, level))
+		_ = pw.CloseWithError(d.ref.r.gzip.compress(pw, body, level))
 	}()
 	bi, err := d.ImageDestination.PutBlob(ctx, pr, types.BlobInfo{Size: -1}, cache, false)
 	_ = pr.Close()
@@ -201,6 +200,6 @@ func (d *reuseDest) compressFromSource(ctx context.Context, info types.BlobInfo,
 		return false, types.BlobInfo{}, fmt.Errorf("layer %s: %w", info.Digest, err)
 	}
 	cache.RecordDigestUncompressedPair(bi.Digest, info.Digest)
-	d.r.add(bi.Digest)
+	d.ref.r.add(bi.Digest)
 	return true, types.BlobInfo{Digest: bi.Digest, Size: bi.Size, CompressionOperation: types.Compress, CompressionAlgorithm: &compression.Gzip}, nil
 }
