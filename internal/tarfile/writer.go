@@ -8,7 +8,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
@@ -209,20 +208,16 @@ func (w *Writer) copyData(r io.Reader, h *digester, size int64) (int64, error) {
 			w.bufs[i] = make([]byte, copyBufSize)
 		}
 	}
-	// A buffer goes back to free when both the hasher and the writer are done with it.
 	free := make(chan []byte, len(w.bufs))
-	refs := make(map[*byte]*atomic.Int32, len(w.bufs))
 	for _, b := range w.bufs {
 		free <- b
-		refs[&b[0]] = new(atomic.Int32)
 	}
-	release := func(chunk []byte) {
-		if refs[&chunk[0]].Add(-1) == 0 {
-			free <- chunk[:cap(chunk)]
-		}
-	}
+	// Both helpers take the chunks in the order they were read. The hasher says when it is
+	// done with each; the writer, done with the same chunk, waits for that word before it
+	// gives the buffer back.
 	toHash := make(chan []byte, len(w.bufs))
 	toWrite := make(chan []byte, len(w.bufs))
+	hashed := make(chan struct{}, len(w.bufs))
 	var werr error                // the writer goroutine's first error; read after wg.Wait
 	failed := make(chan struct{}) // closed on werr
 	var wg sync.WaitGroup
@@ -231,7 +226,7 @@ func (w *Writer) copyData(r io.Reader, h *digester, size int64) (int64, error) {
 		defer wg.Done()
 		for chunk := range toHash {
 			h.Write(chunk)
-			release(chunk)
+			hashed <- struct{}{}
 		}
 	}()
 	go func() {
@@ -242,7 +237,8 @@ func (w *Writer) copyData(r io.Reader, h *digester, size int64) (int64, error) {
 					close(failed)
 				}
 			}
-			release(chunk)
+			<-hashed
+			free <- chunk[:cap(chunk)]
 		}
 	}()
 	finish := func(n int64, err error) (int64, error) {
@@ -274,7 +270,6 @@ func (w *Writer) copyData(r io.Reader, h *digester, size int64) (int64, error) {
 				free <- buf
 				return finish(n, fmt.Errorf("%w: more than the declared %d bytes", ErrSizeMismatch, size))
 			}
-			refs[&buf[0]].Store(2)
 			toHash <- chunk[:m]
 			toWrite <- chunk[:m]
 			n += int64(m)
