@@ -22,7 +22,8 @@ type imageDestination struct {
 	ref   archiveReference
 	a     *WritableArchive
 	slot  *slot
-	owned bool // the archive was created for this destination: Commit and Close finish it
+	owned bool          // the archive was created for this destination: Commit and Close finish it
+	from  *directSource // set by CopyFrom: layers may be copied straight from there
 
 	config       []byte
 	configDigest digest.Digest
@@ -45,7 +46,7 @@ func (a *WritableArchive) newDestination(r archiveReference, sys *types.SystemCo
 	if err != nil {
 		return nil, err
 	}
-	return &imageDestination{ref: r, a: a, slot: s, owned: owned}, nil
+	return &imageDestination{ref: r, a: a, slot: s, owned: owned, from: r.from}, nil
 }
 
 // additionalTags converts sys.DockerArchiveAdditionalTags, which containers/image's own
@@ -94,7 +95,7 @@ func newStandaloneDestination(r archiveReference, sys *types.SystemContext) (*im
 	if err == nil {
 		var d *imageDestination
 		if d, err = a.newDestination(wref.(archiveReference), sys, true); err == nil {
-			d.ref = r
+			d.ref, d.from = r, r.from
 			return d, nil
 		}
 	}
@@ -320,7 +321,9 @@ func (d *imageDestination) spool(r io.Reader, info types.BlobInfo) (types.BlobIn
 
 // TryReusingBlob reports a blob this archive already holds (written, or waiting for its
 // turn) so that it is not written again. In LayoutDocker, with canSubstitute, a compressed
-// blob whose uncompressed digest the cache knows is reused as that uncompressed layer.
+// blob whose uncompressed digest the cache knows is reused as that uncompressed layer. A
+// destination paired with a source image by CopyFrom copies a layer it lacks straight from
+// the source archive, and reports it as reused.
 func (d *imageDestination) TryReusingBlob(ctx context.Context, info types.BlobInfo, cache types.BlobInfoCache, canSubstitute bool) (bool, types.BlobInfo, error) {
 	if err := d.usable(); err != nil {
 		return false, types.BlobInfo{}, err
@@ -336,6 +339,19 @@ func (d *imageDestination) TryReusingBlob(ctx context.Context, info types.BlobIn
 	if err != nil || ok {
 		return ok, types.BlobInfo{Digest: info.Digest, Size: sizeOf(m)}, err
 	}
+	if ok, bi, err := d.reuseUncompressed(info, cache, canSubstitute); err != nil || ok {
+		return ok, bi, err
+	}
+	if d.from != nil {
+		return d.copyDirect(ctx, info, canSubstitute)
+	}
+	return false, types.BlobInfo{}, nil
+}
+
+// reuseUncompressed reuses, in LayoutDocker, the uncompressed layer the cache says a
+// compressed blob holds, when the archive has it and canSubstitute allows it.
+func (d *imageDestination) reuseUncompressed(info types.BlobInfo, cache types.BlobInfoCache, canSubstitute bool) (bool, types.BlobInfo, error) {
+	a := d.a
 	if a.layout != LayoutDocker || !canSubstitute || cache == nil {
 		return false, types.BlobInfo{}, nil
 	}
@@ -343,7 +359,7 @@ func (d *imageDestination) TryReusingBlob(ctx context.Context, info types.BlobIn
 	if u == "" || u == info.Digest || checkDigest(u) != nil {
 		return false, types.BlobInfo{}, nil
 	}
-	m, ok, err = a.lookupAndUse(d.slot, a.layerName(u))
+	m, ok, err := a.lookupAndUse(d.slot, a.layerName(u))
 	if err != nil || !ok {
 		return false, types.BlobInfo{}, err
 	}

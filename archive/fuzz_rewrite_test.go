@@ -21,7 +21,8 @@ const fuzzRewriteMax = 4 << 20
 
 // FuzzRewrite: an archive that opens and verifies without errors re-writes, through a
 // WritableArchive, to one that opens and verifies to the same images, in order, with the
-// same tags, IDs and diffIDs, and AddImage writes byte for byte what copy.Image writes. The
+// same tags, IDs and diffIDs, and the copy with destinations paired with their sources
+// (CopyFrom) writes byte for byte what plain copy.Image writes. The
 // expectation follows the writer's contract: an image listed
 // twice (the same config) becomes one entry with the tags of both, and a tag given to two
 // images stays with the later one.
@@ -109,24 +110,31 @@ func FuzzRewrite(f *testing.F) {
 		}
 		t.Logf("re-wrote %d images as %d entries", len(refs), len(want))
 
-		// AddImage, member to member, must write the very same archive.
-		added := filepath.Join(dir, "added.tar")
-		w2, err := archive.Create(added)
+		// Paired with the source for direct copies, copy.Image must write the very same
+		// archive.
+		paired := filepath.Join(dir, "paired.tar")
+		w2, err := archive.Create(paired)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer w2.Close()
 		for i, info := range r.Images() {
-			sel, _ := reference.IndexSelector(i)
-			if _, err := w2.AddImage(ctx, r, sel, archive.AddOptions{Tags: info.Tags}); err != nil {
-				t.Fatalf("image @%d copies but AddImage fails: %v", i, err)
+			dst, err := w2.NewReference(info.Tags...)
+			if err == nil {
+				dst, err = archive.CopyFrom(dst, refs[i], archive.CopyFromOptions{})
+			}
+			if err != nil {
+				t.Fatalf("image @%d: %v", i, err)
+			}
+			if _, err := copy.Image(ctx, policyContext(t), dst, refs[i], opts); err != nil {
+				t.Fatalf("image @%d copies but not paired with its source: %v", i, err)
 			}
 		}
 		if err := w2.Commit(); err != nil {
-			t.Fatalf("Commit after AddImage: %v", err)
+			t.Fatalf("Commit of the paired copy: %v", err)
 		}
-		if !bytes.Equal(wtReadFile(t, out), wtReadFile(t, added)) {
-			t.Error("AddImage wrote another archive than copy.Image")
+		if !bytes.Equal(wtReadFile(t, out), wtReadFile(t, paired)) {
+			t.Error("the paired copy wrote another archive than plain copy.Image")
 		}
 	})
 }

@@ -70,6 +70,9 @@ type archiveReference struct {
 	// the struct stays comparable, as interface values compared with == must be.
 	writer *WritableArchive
 	slot   int
+	// from, set by CopyFrom on a destination reference, is the source image layers may be
+	// copied from directly.
+	from *directSource
 }
 
 var _ types.ImageReference = archiveReference{}

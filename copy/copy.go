@@ -13,7 +13,6 @@ import (
 	distref "github.com/distribution/reference"
 	digest "github.com/opencontainers/go-digest"
 	cicopy "go.podman.io/image/v5/copy"
-	"go.podman.io/image/v5/image"
 	"go.podman.io/image/v5/manifest"
 	"go.podman.io/image/v5/signature"
 	"go.podman.io/image/v5/types"
@@ -393,10 +392,13 @@ type Source struct {
 	Tags []distref.NamedTagged
 }
 
-// Save copies every source into w, each with its tags, and returns one Result per source.
-// When every source is a docker-archive image (filtering or merging archives), the images
-// go member to member, one at a time (see Merge); otherwise through copy.Image, the first
-// alone and then WithParallel at once.
+// Save copies every source into w, each with its tags, and returns one Result per source,
+// through containers/image's copy.Image. An archive named by several sources is opened
+// once, and each of its images is paired with its destination (archive.CopyFrom): a layer w
+// lacks is copied straight from the archive's member, read and hashed once. When every
+// source is a docker-archive image (filtering or merging archives) the images go one at a
+// time, since w writes one image at a time and a second copy at once would only spool;
+// otherwise the first goes alone and then WithParallel at once.
 // It does not commit w: the caller commits when the error is nil (or when it accepts the
 // images that did succeed) and always closes it. The error joins every image's failure.
 func Save(ctx context.Context, w *archive.WritableArchive, sources []Source, opts ...Option) ([]Result, error) {
@@ -406,24 +408,35 @@ func Save(ctx context.Context, w *archive.WritableArchive, sources []Source, opt
 	}
 	r := newRun(o)
 	defer r.close()
-	if memberToMember(sources) && (o.sys == nil || len(o.sys.DockerArchiveAdditionalTags) == 0) {
-		return r.addEach(ctx, w, sources)
-	}
+	opened := openArchives{run: r}
+	defer opened.close()
 	results := make([]Result, len(sources))
+	srcs := make([]types.ImageReference, len(sources))
 	dsts := make([]types.ImageReference, len(sources))
+	direct := make([]*directReads, len(sources))
+	fromArchives := 0
 	// References are taken in input order before any copy starts: the writer orders images
 	// by them, so the archive does not depend on which copy finishes first.
 	for i, s := range sources {
 		results[i] = Result{Index: i, Source: refString(s.Ref)}
-		dsts[i], results[i].Err = s.reference(w, &results[i])
+		if _, _, _, ok := archive.SourceOf(s.Ref); ok {
+			fromArchives++
+		}
+		srcs[i], dsts[i], direct[i], results[i].Err = r.planSave(w, s, &opened, &results[i])
 	}
-	parallelAfterFirst(ctx, len(sources), o.parallel, func(ctx context.Context, i int) {
+	parallel := o.parallel
+	if fromArchives == len(sources) {
+		parallel = 1
+	}
+	parallelAfterFirst(ctx, len(sources), parallel, func(ctx context.Context, i int) {
 		res := &results[i]
 		if res.Err != nil {
 			r.emit(Event{Kind: ImageFailed, Image: i, Source: res.Source, Err: res.Err})
 			return
 		}
-		if err := r.copyOne(ctx, sources[i].Ref, dsts[i:i+1], res); err != nil {
+		err := r.copyOne(ctx, srcs[i], dsts[i:i+1], res)
+		res.Bytes += direct[i].bytes()
+		if err != nil {
 			res.Err = err
 			r.emit(Event{Kind: ImageFailed, Image: i, Source: res.Source, Err: err})
 			return
@@ -431,6 +444,94 @@ func Save(ctx context.Context, w *archive.WritableArchive, sources []Source, opt
 		r.emit(Event{Kind: ImageDone, Image: i, Source: res.Source})
 	})
 	return results, joinErrors(results)
+}
+
+// planSave returns the source and destination references of copying s into w. The image of
+// a docker-archive is taken from its archive opened once (in opened) and paired with its
+// destination for a direct copy, whose reads are counted in reads.
+func (r *run) planSave(w *archive.WritableArchive, s Source, opened *openArchives, res *Result) (src, dst types.ImageReference, reads *directReads, err error) {
+	src = s.Ref
+	a, path, sel, ok := archive.SourceOf(s.Ref)
+	if ok && a == nil {
+		if a, err = opened.open(path); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	if ok {
+		if src, err = a.Reference(sel); err != nil {
+			return nil, nil, nil, err
+		}
+		s.Ref = src
+	}
+	if dst, err = s.reference(w, res); err != nil {
+		return nil, nil, nil, err
+	}
+	if ok {
+		dst, reads, err = r.pairDirect(dst, src, res.Index, res.Source)
+	}
+	return src, dst, reads, err
+}
+
+// pairDirect pairs dst with the archive image src (archive.CopyFrom): the layers it copies
+// straight from the archive are reported as the progress of image index (named source), and
+// counted in the directReads returned.
+func (r *run) pairDirect(dst, src types.ImageReference, index int, source string) (types.ImageReference, *directReads, error) {
+	reads := &directReads{last: map[digest.Digest]int64{}}
+	dst, err := archive.CopyFrom(dst, src, archive.CopyFromOptions{Progress: func(d digest.Digest, done, size int64) {
+		reads.add(d, done)
+		r.emit(Event{Kind: BlobProgress, Image: index, Source: source, Digest: d, Offset: done, Size: size})
+	}})
+	return dst, reads, err
+}
+
+// directReads counts the bytes of one image's blobs that were read straight from its archive.
+type directReads struct {
+	mu    sync.Mutex
+	last  map[digest.Digest]int64 // bytes read so far, by blob
+	total int64
+}
+
+func (d *directReads) add(blob digest.Digest, done int64) {
+	d.mu.Lock()
+	d.total += done - d.last[blob]
+	d.last[blob] = done
+	d.mu.Unlock()
+}
+
+func (d *directReads) bytes() int64 {
+	if d == nil {
+		return 0
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.total
+}
+
+// openArchives opens each archive path once, for every image of it that is copied.
+type openArchives struct {
+	run    *run
+	byPath map[string]*archive.ReadableArchive
+}
+
+func (o *openArchives) open(path string) (*archive.ReadableArchive, error) {
+	if a := o.byPath[path]; a != nil {
+		return a, nil
+	}
+	a, err := o.run.openArchive(path)
+	if err != nil {
+		return nil, err
+	}
+	if o.byPath == nil {
+		o.byPath = map[string]*archive.ReadableArchive{}
+	}
+	o.byPath[path] = a
+	return a, nil
+}
+
+func (o *openArchives) close() {
+	for _, a := range o.byPath {
+		_ = a.Close()
+	}
 }
 
 // Load copies images of a to dest: all of them, or those the selectors pick (in selector
@@ -521,84 +622,6 @@ func (o options) planLoad(dest Destination, name string, index int, id digest.Di
 	return res, refs
 }
 
-// memberToMember reports whether every source is an image of a docker-archive (of this
-// package's transport): then archive.WritableArchive.AddImage copies them, without
-// copy.Image (unless the system context asks for DockerArchiveAdditionalTags, which only the
-// copy.Image destination applies).
-func memberToMember(sources []Source) bool {
-	if len(sources) == 0 {
-		return false
-	}
-	for _, s := range sources {
-		if _, _, _, ok := archive.SourceOf(s.Ref); !ok {
-			return false
-		}
-	}
-	return true
-}
-
-// addEach copies sources into w one after the other with AddImage: each new blob is read
-// once and hashed once as it is written. One at a time, because w writes one image at a time
-// and the sources are local files: a second copy at once would only spool. An archive named
-// by several sources is opened once. An image AddImage does not take
-// (archive.ErrLayoutUnsupported) goes through copy.Image.
-func (r *run) addEach(ctx context.Context, w *archive.WritableArchive, sources []Source) ([]Result, error) {
-	results := make([]Result, len(sources))
-	opened := map[string]*archive.ReadableArchive{}
-	defer func() {
-		for _, a := range opened {
-			_ = a.Close()
-		}
-	}()
-	for i, s := range sources {
-		res := &results[i]
-		*res = Result{Index: i, Source: refString(s.Ref)}
-		if err := ctx.Err(); err != nil {
-			res.Err = err
-		} else {
-			r.emit(Event{Kind: ImageStarted, Image: i, Source: res.Source})
-			res.Err = r.addSource(ctx, w, s, opened, res)
-		}
-		kind := ImageDone
-		if res.Err != nil {
-			kind = ImageFailed
-		}
-		r.emit(Event{Kind: kind, Image: i, Source: res.Source, Err: res.Err})
-	}
-	return results, joinErrors(results)
-}
-
-// addSource copies the archive image s names into w: with AddImage, or copy.Image for an
-// image AddImage does not take. opened holds the archives opened so far, by path.
-func (r *run) addSource(ctx context.Context, w *archive.WritableArchive, s Source, opened map[string]*archive.ReadableArchive, res *Result) error {
-	a, path, sel, _ := archive.SourceOf(s.Ref)
-	if a == nil {
-		if a = opened[path]; a == nil {
-			var err error
-			if a, err = r.openArchive(path); err != nil {
-				return err
-			}
-			opened[path] = a
-		}
-	}
-	// A reference sharing the open archive: the policy check and a copy.Image fallback read
-	// it instead of opening the file again.
-	ref, err := a.Reference(sel)
-	if err != nil {
-		return err
-	}
-	err = r.addImage(ctx, w, a, sel, ref, s.Tags, res)
-	if !errors.Is(err, archive.ErrLayoutUnsupported) {
-		return err
-	}
-	s.Ref = ref
-	dst, err := s.reference(w, res)
-	if err != nil {
-		return err
-	}
-	return r.copyImage(ctx, ref, []types.ImageReference{dst}, res)
-}
-
 // reference makes the reference in w that s is copied to, with its tags (the source's own
 // when s.Tags is nil), and records the tags in res.
 func (s Source) reference(w *archive.WritableArchive, res *Result) (types.ImageReference, error) {
@@ -620,9 +643,8 @@ func (s Source) reference(w *archive.WritableArchive, res *Result) (types.ImageR
 // across as they are stored and are verified on the way; a blob already in w is not copied
 // again. Like Save, it does not commit w.
 //
-// Images go member to member through archive.WritableArchive.AddImage, one at a time: each
-// new blob is read once and hashed once while it is written (an image AddImage does not
-// take goes through copy.Image).
+// Images go one at a time through copy.Image, each paired with its archive for a direct
+// copy (see Save): each new blob is read once and hashed once while it is written.
 func Merge(ctx context.Context, w *archive.WritableArchive, inputs []*archive.ReadableArchive, opts ...Option) ([]Result, error) {
 	var sources []Source
 	for _, a := range inputs {
@@ -631,51 +653,6 @@ func Merge(ctx context.Context, w *archive.WritableArchive, inputs []*archive.Re
 		}
 	}
 	return Save(ctx, w, sources, opts...)
-}
-
-// addImage copies image sel of a (ref names it) into w with archive.WritableArchive.AddImage,
-// after checking it against the signature policy when one was given (as copy.Image would).
-// tags nil gives the image its own tags.
-func (r *run) addImage(ctx context.Context, w *archive.WritableArchive, a *archive.ReadableArchive, sel reference.Selector, ref types.ImageReference, tags []distref.NamedTagged, res *Result) error {
-	if r.o.policy != nil {
-		if err := r.allowed(ctx, ref); err != nil {
-			return err
-		}
-	}
-	added, err := w.AddImage(ctx, a, sel, archive.AddOptions{
-		Tags: tags,
-		Progress: func(d digest.Digest, done, size int64) {
-			r.emit(Event{Kind: BlobProgress, Image: res.Index, Source: res.Source, Digest: d, Offset: done, Size: size})
-		},
-	})
-	for _, t := range added.Tags {
-		res.Tags = append(res.Tags, t.String())
-	}
-	if err != nil {
-		return err
-	}
-	res.Bytes = added.Bytes
-	res.Destinations = []string{refString(added.Reference)}
-	res.ImageID, res.Manifest = added.ImageID, added.Manifest
-	return nil
-}
-
-// allowed checks the policy's verdict on the image ref names, as copy.Image does first.
-func (r *run) allowed(ctx context.Context, ref types.ImageReference) error {
-	pc, err := signature.NewPolicyContext(r.policy)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = pc.Destroy() }()
-	src, err := ref.NewImageSource(ctx, r.sys())
-	if err != nil {
-		return err
-	}
-	defer func() { _ = src.Close() }()
-	if _, err := pc.IsRunningImageAllowed(ctx, image.UnparsedInstance(src, nil)); err != nil {
-		return fmt.Errorf("source image rejected: %w", err)
-	}
-	return nil
 }
 
 // countingRef wraps a source reference so the bytes its blobs yield are counted.

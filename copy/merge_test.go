@@ -152,7 +152,7 @@ func TestMergeKeepsGoingAfterAFailure(t *testing.T) {
 }
 
 // TestMergeHonoursPolicy: a signature policy that rejects docker-archive sources stops every
-// image, as copy.Image would, though Merge does not go through it.
+// image.
 func TestMergeHonoursPolicy(t *testing.T) {
 	podman := openFixture(t, "podman-save-m.tar")
 	w, err := archive.Create(filepath.Join(t.TempDir(), "merged.tar"))
@@ -176,8 +176,9 @@ func TestMergeHonoursPolicy(t *testing.T) {
 }
 
 // TestSaveFilterMatchesCopyImage filters images out of an archive the way `darc save -o OUT
-// docker-archive:IN:@N …` does (string references, one with tags of its own): the images go
-// member to member, and the archive is byte for byte what copy.Image writes for them.
+// docker-archive:IN:@N …` does (string references, one with tags of its own): each image is
+// paired with its archive for direct copies, and the archive is byte for byte what plain
+// copy.Image writes for them.
 func TestSaveFilterMatchesCopyImage(t *testing.T) {
 	in := filepath.Join(fixtures, "podman-save-m.tar")
 	specs := []struct {
@@ -260,8 +261,9 @@ func TestSaveFilterMatchesCopyImage(t *testing.T) {
 	}
 }
 
-// TestMergeOCIFallsBack merges an archive with xz layer members, which AddImage leaves to
-// copy.Image in the oci layout, beside a plain one: every image arrives and verifies.
+// TestMergeOCIFallsBack merges an archive with xz layer members, which the destination leaves
+// to copy.Image to read in the oci layout, beside a plain one: every image arrives and
+// verifies.
 func TestMergeOCIFallsBack(t *testing.T) {
 	data, err := archivetest.BuildBytes(mergeImages(), archivetest.Options{Layout: archivetest.Docker24, XzMembers: true})
 	if err != nil {

@@ -345,9 +345,9 @@ once. To take only some images, use "darc save -o OUT docker-archive:IN:@INDEX .
 
 The default layout, auto, is oci when an input stores compressed layers (crane's archives,
 Docker 25+ with the containerd store), so they are kept as they are, and docker otherwise;
-the docker layout holds plain tars and would have to decompress them. Images go across
-member to member, one after the other, each new blob read once and hashed as it is
-written; --parallel does not apply.`,
+the docker layout holds plain tars and would have to decompress them. Images go one after
+the other, each new blob read straight from its input once and hashed as it is written;
+--parallel does not apply.`,
 		Example: `  darc merge -o all.tar base.tar apps.tar
   darc merge -o all.tar --layout oci a.tar.gz b.tar.zst`,
 		Args: cobra.MinimumNArgs(1),
