@@ -1,9 +1,11 @@
 package copy_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/darc-dev/darc/archive"
 	dcopy "github.com/darc-dev/darc/copy"
+	"github.com/darc-dev/darc/internal/archivetest"
 	"github.com/darc-dev/darc/internal/testtools"
 	"github.com/darc-dev/darc/reference"
 )
@@ -282,4 +285,178 @@ func TestRegistryAuth(t *testing.T) {
 	if len(results) != 1 || !strings.HasSuffix(results[0].Destinations[0], "/darc/a:1") {
 		t.Errorf("got %+v", results)
 	}
+}
+
+// TestLoadStreamMountsFromStaging checks, from the registry's own access log, what LoadStream
+// into a registry promises and what bic.go exists for: two images sharing a layer, streamed
+// into a fresh registry, get every layer uploaded exactly once, to the staging repository,
+// and every image's repository gets its layers by cross-repository mounts that trace back to
+// that upload. (containers/image mounts from the location its cache saw last: the shared
+// layer may come to the second image's repository from the first's, which got it from the
+// staging repository.)
+func TestLoadStreamMountsFromStaging(t *testing.T) {
+	reg := testtools.StartRegistry(t, "")
+	shared := archivetest.Layer(11, 2, 3000)
+	images := []archivetest.Image{
+		{Tags: []string{"example.com/mnt/one:1"}, Layers: [][]byte{shared, archivetest.Layer(12, 1, 2000)}},
+		{Tags: []string{"example.com/mnt/two:1"}, Layers: [][]byte{shared, archivetest.Layer(13, 1, 2000)}},
+	}
+	data, err := archivetest.BuildBytes(images, archivetest.Options{Layout: archivetest.ContainersImage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	results, err := dcopy.LoadStream(context.Background(), bytes.NewReader(data), mustDest(t, "docker://"+reg.Addr+"/ns"), nil, dcopy.WithSystemContext(insecureSys()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 2 {
+		t.Fatalf("%d results, want 2", len(results))
+	}
+	staging := "ns/" + dcopy.DefaultStagingRepository
+
+	// The layers each repository's manifest lists.
+	repos := []string{"ns/mnt/one", "ns/mnt/two"}
+	want := map[string][]string{} // repository: its layers' digests, sorted
+	layers := map[string]bool{}
+	for _, repo := range repos {
+		for _, l := range remoteLayers(t, reg.Addr, repo, "1") {
+			want[repo] = append(want[repo], l.String())
+			layers[l.String()] = true
+		}
+		slices.Sort(want[repo])
+		if len(want[repo]) != 2 {
+			t.Fatalf("%s: %d layers, want 2", repo, len(want[repo]))
+		}
+	}
+	if len(layers) != 3 {
+		t.Fatalf("%d distinct layers in the two manifests, want 3 (one shared)", len(layers))
+	}
+
+	uploads, mounts := reg.BlobUploads(t)
+	for d, n := range uploads {
+		if n != 1 {
+			t.Errorf("blob %s uploaded %d times, want once", d, n)
+		}
+	}
+	// Where each layer is, from the log: its upload, then mounts from a repository holding it.
+	holders := map[string]map[string]bool{} // digest: repositories
+	events := registryBlobEvents(t, reg)
+	for _, e := range events {
+		if e.from == "" && layers[e.digest] {
+			if e.repo != staging {
+				t.Errorf("layer %s uploaded to %s, want %s", e.digest, e.repo, staging)
+			}
+			holders[e.digest] = map[string]bool{e.repo: true}
+		}
+	}
+	// Order-independent: the log is written as requests finish, which for requests running
+	// side by side need not be the order they were served in.
+	for changed := true; changed; {
+		changed = false
+		for _, e := range events {
+			if e.from != "" && holders[e.digest][e.from] && !holders[e.digest][e.repo] {
+				holders[e.digest][e.repo], changed = true, true
+			}
+		}
+	}
+	got := map[string][]string{} // repository: digests mounted into it
+	nMounts := 0
+	for _, e := range events {
+		if e.from == "" {
+			continue
+		}
+		nMounts++
+		if !holders[e.digest][e.from] {
+			t.Errorf("%s mounted into %s from %s, which never got it from %s", e.digest, e.repo, e.from, staging)
+		}
+		got[e.repo] = append(got[e.repo], e.digest)
+	}
+	for _, repo := range repos {
+		slices.Sort(got[repo])
+		if !slices.Equal(got[repo], want[repo]) {
+			t.Errorf("%s: mounted %q, want its layers %q", repo, got[repo], want[repo])
+		}
+	}
+	if len(got) != len(repos) {
+		t.Errorf("mounts into %d repositories, want %d: %q", len(got), len(repos), got)
+	}
+	total := 0
+	for _, n := range mounts {
+		total += n
+	}
+	if total != nMounts || total != 4 {
+		t.Errorf("%d mounts counted, %d listed; want 4 (two layers into each repository)", total, nMounts)
+	}
+}
+
+// remoteLayers reads a manifest from the registry and returns its layers' digests.
+func remoteLayers(t *testing.T, addr, repo, tag string) []digest.Digest {
+	t.Helper()
+	ref, err := dcopy.ParseReference(fmt.Sprintf("docker://%s/%s:%s", addr, repo, tag))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := ref.NewImageSource(context.Background(), insecureSys())
+	if err != nil {
+		t.Fatalf("%s/%s:%s: %v", addr, repo, tag, err)
+	}
+	defer src.Close()
+	mb, mt, err := src.GetManifest(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := manifest.FromBlob(mb, mt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []digest.Digest
+	for _, l := range m.LayerInfos() {
+		out = append(out, l.Digest)
+	}
+	return out
+}
+
+// blobEvent is a blob the registry received into a repository: an upload (from empty), or a
+// cross-repository mount from another repository.
+type blobEvent struct{ repo, digest, from string }
+
+// registryBlobEvents lists, from the registry's access log, the blobs it received and into
+// which repository: the completed uploads ("PUT /v2/REPO/blobs/uploads/ID?…digest=D") and the
+// cross-repository mounts ("POST /v2/REPO/blobs/uploads/?mount=D&from=FROM"), both answered
+// 201 Created. (A registry that does not mount answers 202 and starts an upload instead.)
+// Registry.BlobUploads counts the same requests by digest; this keeps their repositories.
+func registryBlobEvents(t *testing.T, reg *testtools.Registry) []blobEvent {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(reg.Dir, "registry.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []blobEvent
+	for _, line := range strings.Split(string(data), "\n") {
+		_, req, ok := strings.Cut(line, "] \"")
+		if !ok {
+			continue
+		}
+		method, req, _ := strings.Cut(req, " ")
+		uri, rest, ok := strings.Cut(req, " HTTP/")
+		if !ok || !strings.Contains(rest, "\" 201 ") || (method != "PUT" && method != "POST") {
+			continue
+		}
+		u, err := url.Parse(uri)
+		if err != nil {
+			t.Fatalf("registry log: %q: %v", line, err)
+		}
+		repo, _, ok := strings.Cut(strings.TrimPrefix(u.Path, "/v2/"), "/blobs/uploads/")
+		if !ok {
+			continue
+		}
+		q := u.Query()
+		switch {
+		case method == "PUT" && q.Get("digest") != "":
+			out = append(out, blobEvent{repo: repo, digest: q.Get("digest")})
+		case method == "POST" && q.Get("mount") != "" && q.Get("from") != "":
+			out = append(out, blobEvent{repo: repo, digest: q.Get("mount"), from: q.Get("from")})
+		}
+	}
+	return out
 }

@@ -227,9 +227,10 @@ func newStager(ctx context.Context, run *run, dest Destination) (*stager, error)
 	}
 	cache := memory.New()
 	if dest.transport == "docker" {
-		// Without the compression of a staged blob, the registry destination would not mount it.
-		if err := recordCompressor(memory.New(), digest.FromString(""), compressiontypes.GzipAlgorithmName); err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrStreamUnsupported, dest, err)
+		// Without the compression of a staged blob in the cache, no image's repository would
+		// mount it (see bic.go): fail before anything is read or uploaded.
+		if err := compressorRecordable(cache); err != nil {
+			return nil, fmt.Errorf("%w: %s: layers staged in the registry could not be mounted: recording their compression in containers/image's blob-info cache: %v", ErrStreamUnsupported, dest, err)
 		}
 	}
 	staging, err := ref.NewImageDestination(ctx, sys)
@@ -350,15 +351,17 @@ func (st *stager) put(s *staged, m tarfile.Member, stored tarfile.Compression, b
 		}
 		return
 	}
-	s.blob = types.BlobInfo{Digest: info.Digest, Size: info.Size}
 	if st.dest.transport == "docker" {
-		base := compressionUncompressed
-		if s.alg != nil {
-			base = s.alg.BaseVariantName()
+		// A blob whose compression is not recorded is not mounted into any image's
+		// repository. That is this blob's failure, like a layer that does not decompress:
+		// images without it are still written, so the stream goes on (the method itself was
+		// checked by newStager, before anything was read).
+		if err := recordCompressor(st.cache, info.Digest, s.alg); err != nil {
+			s.err = fmt.Errorf("member %q: sent to %s, but cannot be mounted from there: %w", m.Name, refString(st.staging.Reference()), err)
+			return
 		}
-		// Checked to work in newStager.
-		_ = recordCompressor(st.cache, info.Digest, base)
 	}
+	s.blob = types.BlobInfo{Digest: info.Digest, Size: info.Size}
 }
 
 // sourceError marks a failure to read a member (a layer that does not decompress), as
