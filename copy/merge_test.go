@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	cicopy "go.podman.io/image/v5/copy"
 	"go.podman.io/image/v5/signature"
+	"go.podman.io/image/v5/types"
 
 	"github.com/darc-dev/darc/archive"
 	dcopy "github.com/darc-dev/darc/copy"
@@ -329,4 +331,48 @@ func commitAndOpen(t *testing.T, w *archive.WritableArchive, out string) *archiv
 		t.Errorf("%s does not verify: %v", out, probs)
 	}
 	return merged
+}
+
+// TestMergeKeepsNoBlobInfoCache: merging into an archive leaves containers/image's default
+// blob-info cache (an SQLite file that is committed after every blob) alone, whether the
+// process runs as root (cache under RootForImplicitAbsolutePaths) or not (under
+// XDG_DATA_HOME); a cache directory the caller names is still used.
+func TestMergeKeepsNoBlobInfoCache(t *testing.T) {
+	podman := openFixture(t, "podman-save-m.tar")
+	root, home := t.TempDir(), t.TempDir()
+	t.Setenv("XDG_DATA_HOME", home)
+	t.Setenv("HOME", home)
+	named := t.TempDir()
+	for _, tc := range []struct {
+		name      string
+		sys       types.SystemContext
+		wantCache bool
+	}{
+		{"default cache", types.SystemContext{RootForImplicitAbsolutePaths: root}, false},
+		{"cache directory named", types.SystemContext{RootForImplicitAbsolutePaths: root, BlobInfoCacheDir: named}, true},
+	} {
+		w, err := archive.Create(filepath.Join(t.TempDir(), "merged.tar"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := dcopy.Merge(context.Background(), w, []*archive.ReadableArchive{podman}, dcopy.WithSystemContext(&tc.sys)); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		_ = w.Close()
+		var files []string
+		for _, dir := range []string{root, home, named} {
+			_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+				if err == nil && !d.IsDir() {
+					files = append(files, p)
+				}
+				return nil
+			})
+		}
+		if got := len(files) > 0; got != tc.wantCache {
+			t.Errorf("%s: files written: %q; want a cache: %v", tc.name, files, tc.wantCache)
+		}
+	}
 }
