@@ -37,7 +37,7 @@ func addSources(t *testing.T) map[string]string {
 
 // writeWithCopyImage writes every image of src into a new archive at out through
 // containers/image's copy.Image, each with its own tags.
-func writeWithCopyImage(t *testing.T, src *archive.ReadableArchive, out string, opts ...archive.Option) {
+func writeWithCopyImage(t *testing.T, src *archive.ReadableArchive, out string, opts ...archive.CreateOption) {
 	t.Helper()
 	w, err := archive.Create(out, opts...)
 	if err != nil {
@@ -70,7 +70,7 @@ func copyImageInto(t *testing.T, w *archive.WritableArchive, ref types.ImageRefe
 
 // writeWithAddImage writes every image of src into a new archive at out with AddImage and
 // returns what it reported.
-func writeWithAddImage(t *testing.T, src *archive.ReadableArchive, out string, opts ...archive.Option) []archive.Added {
+func writeWithAddImage(t *testing.T, src *archive.ReadableArchive, out string, opts ...archive.CreateOption) []archive.Added {
 	t.Helper()
 	w, err := archive.Create(out, opts...)
 	if err != nil {
@@ -110,7 +110,7 @@ func TestAddImageMatchesCopyImage(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer src.Close()
-			for k, opts := range [][]archive.Option{nil, {archive.WithLegacyDirs(true)}, {archive.WithLayout(archive.LayoutOCI)}} {
+			for k, opts := range [][]archive.CreateOption{nil, {archive.WithLegacyDirs(true)}, {archive.WithLayout(archive.LayoutOCI)}} {
 				dir := t.TempDir()
 				viaCopy, viaAdd := filepath.Join(dir, "copy.tar"), filepath.Join(dir, "add.tar")
 				writeWithCopyImage(t, src, viaCopy, opts...)

@@ -78,9 +78,9 @@ func newStandaloneDestination(r archiveReference, sys *types.SystemContext) (*im
 	if err := ref.ForWriting(); err != nil {
 		return nil, err
 	}
-	var opts []Option
+	var opts []CreateOption
 	if sys != nil && sys.BigFilesTemporaryDir != "" {
-		opts = append(opts, WithTempDir(sys.BigFilesTemporaryDir))
+		opts = append(opts, WithWriteTempDir(sys.BigFilesTemporaryDir))
 	}
 	a, err := Create(r.path, opts...)
 	if err != nil {

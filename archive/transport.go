@@ -118,7 +118,7 @@ func (r archiveReference) NewImage(ctx context.Context, sys *types.SystemContext
 func (r archiveReference) NewImageSource(ctx context.Context, sys *types.SystemContext) (types.ImageSource, error) {
 	a, owned := r.reader, false
 	if a == nil {
-		var opts []Option
+		var opts []OpenOption
 		if sys != nil && sys.BigFilesTemporaryDir != "" {
 			opts = append(opts, WithTempDir(sys.BigFilesTemporaryDir))
 		}

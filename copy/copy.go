@@ -379,7 +379,7 @@ func (r *run) image(ctx context.Context, src, dst types.ImageReference, res *Res
 // openArchive opens the archive at path, spooling it (a stream or compressed file) into the
 // system context's BigFilesTemporaryDir, as the transport's own image source would.
 func (r *run) openArchive(path string) (*archive.ReadableArchive, error) {
-	var opts []archive.Option
+	var opts []archive.OpenOption
 	if dir := r.sys().BigFilesTemporaryDir; dir != "" {
 		opts = append(opts, archive.WithTempDir(dir))
 	}
