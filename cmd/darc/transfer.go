@@ -76,10 +76,11 @@ func (f *transferFlags) options(stderr io.Writer, labels func(int) string) ([]dc
 		opts = append(opts, dcopy.WithParallel(f.parallel))
 	}
 	if f.platform != "" {
-		if err := dcopy.ParsePlatform(f.platform); err != nil {
+		p, err := dcopy.ParsePlatform(f.platform)
+		if err != nil {
 			return nil, nil, err
 		}
-		opts = append(opts, dcopy.WithPlatform(f.platform))
+		opts = append(opts, dcopy.WithPlatform(p))
 	}
 	if f.quiet {
 		return opts, func() {}, nil
@@ -317,7 +318,7 @@ give the same bytes.`,
 			}
 			var sources []dcopy.Source
 			for _, a := range args {
-				ref, err := dcopy.ParseReference(a)
+				ref, err := dcopy.ParseSource(a)
 				if err != nil {
 					return err
 				}
@@ -552,7 +553,7 @@ single-image archive; the file must not exist yet.`,
   darc cp --tls-verify=false docker-archive:bundle.tar:busybox docker://localhost:5000/busybox:1`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			src, err := dcopy.ParseReference(args[0])
+			src, err := dcopy.ParseSource(args[0])
 			if err != nil {
 				return err
 			}
