@@ -163,10 +163,10 @@ func (s *scanReader) Seek(offset int64, whence int) (int64, error) {
 	case io.SeekEnd:
 		offset += s.size
 	default:
-		return 0, errors.New("tarfile: invalid whence")
+		return 0, errors.New("archive: invalid whence")
 	}
 	if offset < 0 {
-		return 0, errors.New("tarfile: negative position")
+		return 0, errors.New("archive: negative position")
 	}
 	s.pos = offset
 	return offset, nil

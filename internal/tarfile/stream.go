@@ -524,7 +524,7 @@ func (p *chunkPipe) Read(b []byte) (int, error) {
 }
 
 // errNotKept is what reading a forwarded member's bytes gives.
-var errNotKept = errors.New("tarfile: the member was streamed on, not kept in memory (it does not look like metadata)")
+var errNotKept = errors.New("archive: the member was streamed on, not kept in memory (it does not look like metadata)")
 
 // keptData is the io.ReaderAt of a streamed archive's index: it serves the members kept in
 // memory, at their offsets in the stream, and nothing else.

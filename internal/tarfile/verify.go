@@ -91,7 +91,7 @@ func (v *verifier) abortCheck() {
 func (v *verifier) Close() error {
 	v.abortCheck()
 	if v.err == nil {
-		v.err = errors.New("tarfile: read after close")
+		v.err = errors.New("archive: read after close")
 	}
 	return v.src.Close()
 }
@@ -105,7 +105,7 @@ type diffIDCheck struct {
 	diffID digest.Digest
 }
 
-var errCheckAborted = errors.New("tarfile: check aborted")
+var errCheckAborted = errors.New("archive: check aborted")
 
 func startDiffIDCheck(c Compression, diffID digest.Digest) *diffIDCheck {
 	pr, pw := io.Pipe()
