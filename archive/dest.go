@@ -129,7 +129,7 @@ func (d *imageDestination) SupportedManifestMIMETypes() []string {
 }
 
 func (d *imageDestination) SupportsSignatures(ctx context.Context) error {
-	return errors.New("docker-archive: storing signatures is not supported")
+	return fmt.Errorf("archive %q: storing signatures is not supported", d.a.name)
 }
 
 // DesiredLayerCompression: LayoutDocker stores layers uncompressed and names them by diffID,
@@ -380,7 +380,7 @@ func (d *imageDestination) PutManifest(ctx context.Context, m []byte, instanceDi
 
 func (d *imageDestination) PutSignatures(ctx context.Context, signatures [][]byte, instanceDigest *digest.Digest) error {
 	if len(signatures) > 0 {
-		return errors.New("docker-archive: storing signatures is not supported")
+		return fmt.Errorf("archive %q: storing signatures is not supported", d.a.name)
 	}
 	return nil
 }
