@@ -372,7 +372,7 @@ func (d *imageDestination) PutManifest(ctx context.Context, m []byte, instanceDi
 	}
 	parsed, err := manifest.FromBlob(m, mt)
 	if err != nil {
-		return fmt.Errorf("%s: %w: %v", d.label(), ErrInvalidManifest, err)
+		return fmt.Errorf("%s: %w: %w", d.label(), ErrInvalidManifest, err)
 	}
 	d.manifest, d.manifestType, d.parsed = append([]byte(nil), m...), mt, parsed
 	return nil

@@ -508,7 +508,7 @@ func (a *WritableArchive) configName(d digest.Digest) string {
 
 func checkDigest(d digest.Digest) error {
 	if err := d.Validate(); err != nil {
-		return fmt.Errorf("%w: digest %q: %v", ErrInvalidManifest, d, err)
+		return fmt.Errorf("%w: digest %q: %w", ErrInvalidManifest, d, err)
 	}
 	if d.Algorithm() != digest.SHA256 {
 		return fmt.Errorf("%w: digest %q: only sha256 blobs can be stored in a docker-archive", ErrInvalidManifest, d)
@@ -962,7 +962,7 @@ func (a *WritableArchive) metadataLocked() ([]metaFile, error) {
 func (a *WritableArchive) legacyMembers(config []byte, configDigest digest.Digest, diffIDs []digest.Digest) ([]*member, string, error) {
 	var cfg map[string]json.RawMessage
 	if err := json.Unmarshal(config, &cfg); err != nil {
-		return nil, "", fmt.Errorf("%w: image config: %v", ErrInvalidManifest, err)
+		return nil, "", fmt.Errorf("%w: image config: %w", ErrInvalidManifest, err)
 	}
 	epoch, _ := json.Marshal(time.Unix(0, 0).UTC())
 	var out []*member

@@ -240,7 +240,7 @@ func newStager(ctx context.Context, run *run, dest Destination) (*stager, error)
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: staging: %v", ErrInvalidDestination, dest, err)
+		return nil, fmt.Errorf("%w: %s: staging: %w", ErrInvalidDestination, dest, err)
 	}
 	cache := memory.New()
 	if dest.transport == "docker" {

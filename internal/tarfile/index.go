@@ -201,7 +201,7 @@ func BuildIndex(r io.ReaderAt, size int64, maxMembers int) (*Index, error) {
 			}
 			if err != nil {
 				if len(ix.members) == 0 && errors.Is(err, tar.ErrHeader) {
-					return nil, fmt.Errorf("%w: not a tar file: %v", ErrNotDockerArchive, err)
+					return nil, fmt.Errorf("%w: not a tar file: %w", ErrNotDockerArchive, err)
 				}
 				return nil, fmt.Errorf("reading tar header at offset %d: %w", hdrStart, err)
 			}

@@ -90,7 +90,7 @@ func (s *MemberStream) Next() (StreamMember, error) {
 			}
 			if err != nil {
 				if s.n == 0 && len(s.insecure) == 0 && errors.Is(err, tar.ErrHeader) {
-					return StreamMember{}, fmt.Errorf("%w: not a tar file: %v", ErrNotDockerArchive, err)
+					return StreamMember{}, fmt.Errorf("%w: not a tar file: %w", ErrNotDockerArchive, err)
 				}
 				return StreamMember{}, fmt.Errorf("reading tar header at offset %d: %w", hdrStart, err)
 			}

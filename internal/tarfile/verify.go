@@ -134,7 +134,7 @@ func decompressedDigestIs(r io.Reader, c Compression, want digest.Digest) error 
 func decompressedDigest(r io.Reader, c Compression) (digest.Digest, error) {
 	dec, closeDec, err := Decompress(r, c)
 	if err != nil {
-		return "", fmt.Errorf("%w: layer is not valid %s data: %v", ErrDigestMismatch, c, err)
+		return "", fmt.Errorf("%w: layer is not valid %s data: %w", ErrDigestMismatch, c, err)
 	}
 	defer closeDec()
 	h := sha256.New()
@@ -142,7 +142,7 @@ func decompressedDigest(r io.Reader, c Compression) (digest.Digest, error) {
 		if errors.Is(err, errCheckAborted) {
 			return "", err
 		}
-		return "", fmt.Errorf("%w: decompressing %s layer: %v", ErrDigestMismatch, c, err)
+		return "", fmt.Errorf("%w: decompressing %s layer: %w", ErrDigestMismatch, c, err)
 	}
 	return digest.NewDigest(digest.SHA256, h), nil
 }

@@ -455,7 +455,7 @@ func hasher(want digest.Digest) (*digester, error) {
 	alg := digest.Canonical
 	if want != "" {
 		if err := want.Validate(); err != nil {
-			return nil, fmt.Errorf("%w: declared digest %q: %v", ErrInvalidManifest, want, err)
+			return nil, fmt.Errorf("%w: declared digest %q: %w", ErrInvalidManifest, want, err)
 		}
 		alg = want.Algorithm()
 	}
@@ -537,7 +537,7 @@ func putBase256(f []byte, v int64) {
 func ConfigDiffIDs(data []byte) ([]digest.Digest, error) {
 	c, err := parseConfig(data)
 	if err != nil {
-		return nil, fmt.Errorf("%w: image config: %v", ErrInvalidManifest, err)
+		return nil, fmt.Errorf("%w: image config: %w", ErrInvalidManifest, err)
 	}
 	return c.RootFS.DiffIDs, nil
 }
