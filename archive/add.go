@@ -18,7 +18,7 @@ import (
 // ErrLayoutUnsupported is returned by AddImage for an image it cannot write into the
 // archive's layout directly (xz or bzip2 layer members bound for LayoutOCI), before it writes
 // anything; copy that image with containers/image's copy.Image instead.
-var ErrLayoutUnsupported = errors.New("archive: layout not supported by AddImage")
+var ErrLayoutUnsupported = errors.New("layout not supported by AddImage")
 
 // AddOptions configures AddImage.
 type AddOptions struct {
