@@ -62,7 +62,7 @@ func TestBenchChild(t *testing.T) {
 // other (the same calls as the containers/image variant), or with darc's copy.Save.
 func writeDarc(ctx context.Context, env *benchwork.Env, layout archive.Layout, save bool) (benchwork.Outcome, error) {
 	out := filepath.Join(env.OutDir, "out.tar")
-	a, err := archive.Create(out, archive.WithLayout(layout), archive.WithTempDir(env.TempDir))
+	a, err := archive.Create(out, archive.WithLayout(layout), archive.WithWriteTempDir(env.TempDir))
 	if err != nil {
 		return benchwork.Outcome{}, err
 	}

@@ -79,9 +79,9 @@ func newStandaloneDestination(r archiveReference, sys *types.SystemContext) (*im
 	if err := ref.ForWriting(); err != nil {
 		return nil, err
 	}
-	var opts []Option
+	var opts []CreateOption
 	if sys != nil && sys.BigFilesTemporaryDir != "" {
-		opts = append(opts, WithTempDir(sys.BigFilesTemporaryDir))
+		opts = append(opts, WithWriteTempDir(sys.BigFilesTemporaryDir))
 	}
 	a, err := Create(r.path, opts...)
 	if err != nil {
@@ -130,7 +130,7 @@ func (d *imageDestination) SupportedManifestMIMETypes() []string {
 }
 
 func (d *imageDestination) SupportsSignatures(ctx context.Context) error {
-	return errors.New("docker-archive: storing signatures is not supported")
+	return fmt.Errorf("archive %q: storing signatures is not supported", d.a.name)
 }
 
 // DesiredLayerCompression: LayoutDocker stores layers uncompressed and names them by diffID,
@@ -329,7 +329,7 @@ func (d *imageDestination) TryReusingBlob(ctx context.Context, info types.BlobIn
 		return false, types.BlobInfo{}, err
 	}
 	if info.Digest == "" {
-		return false, types.BlobInfo{}, errors.New("docker-archive: cannot reuse a blob of unknown digest")
+		return false, types.BlobInfo{}, fmt.Errorf("%s: cannot reuse a blob of unknown digest", d.label())
 	}
 	if checkDigest(info.Digest) != nil {
 		return false, types.BlobInfo{}, nil
@@ -388,7 +388,7 @@ func (d *imageDestination) PutManifest(ctx context.Context, m []byte, instanceDi
 	}
 	parsed, err := manifest.FromBlob(m, mt)
 	if err != nil {
-		return fmt.Errorf("%s: %w: %v", d.label(), ErrInvalidManifest, err)
+		return fmt.Errorf("%s: %w: %w", d.label(), ErrInvalidManifest, err)
 	}
 	d.manifest, d.manifestType, d.parsed = append([]byte(nil), m...), mt, parsed
 	return nil
@@ -396,7 +396,7 @@ func (d *imageDestination) PutManifest(ctx context.Context, m []byte, instanceDi
 
 func (d *imageDestination) PutSignatures(ctx context.Context, signatures [][]byte, instanceDigest *digest.Digest) error {
 	if len(signatures) > 0 {
-		return errors.New("docker-archive: storing signatures is not supported")
+		return fmt.Errorf("archive %q: storing signatures is not supported", d.a.name)
 	}
 	return nil
 }

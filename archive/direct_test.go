@@ -88,7 +88,7 @@ func copyInto(t *testing.T, ctx context.Context, w *archive.WritableArchive, ref
 
 // writeAll writes every image of src into a new archive at out, paired or not, and returns
 // what each copy read.
-func writeAll(t *testing.T, src *archive.ReadableArchive, out string, paired bool, opts ...archive.Option) []*directCopy {
+func writeAll(t *testing.T, src *archive.ReadableArchive, out string, paired bool, opts ...archive.CreateOption) []*directCopy {
 	t.Helper()
 	w, err := archive.Create(out, opts...)
 	if err != nil {
@@ -123,7 +123,7 @@ func TestCopyFromMatchesCopyImage(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer src.Close()
-			for k, opts := range [][]archive.Option{nil, {archive.WithLegacyDirs(true)}, {archive.WithLayout(archive.LayoutOCI)}} {
+			for k, opts := range [][]archive.CreateOption{nil, {archive.WithLegacyDirs(true)}, {archive.WithLayout(archive.LayoutOCI)}} {
 				label := []string{"docker", "docker with legacy dirs", "oci"}[k]
 				dir := t.TempDir()
 				plain, paired := filepath.Join(dir, "plain.tar"), filepath.Join(dir, "paired.tar")

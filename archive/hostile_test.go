@@ -179,7 +179,7 @@ func ociIndexChain(depth int) []byte {
 type hostileCase struct {
 	name string
 	data []byte
-	opts []archive.Option
+	opts []archive.OpenOption
 	// wantErr is what open, or failing that verify, must report; nil means the archive is
 	// harmless and must open and verify cleanly.
 	wantErr error
@@ -272,10 +272,10 @@ func hostileCases(t *testing.T) []hostileCase {
 		{"one image with 20,000 distinct tags", manyTags(p, 20_000), nil, nil},
 		{"5,000 images sharing one 1 MiB config that its name does not digest", sharedBigConfig(p, 5_000), nil, nil},
 		// Limits, set low.
-		{"manifest.json over the limit", valid, []archive.Option{archive.WithMaxManifestSize(50)}, archive.ErrTooLarge},
-		{"config over the limit", valid, []archive.Option{archive.WithMaxConfigSize(50)}, archive.ErrTooLarge},
-		{"more members than the limit", valid, []archive.Option{archive.WithMaxMembers(2)}, archive.ErrTooLarge},
-		{"gzip bomb past the spool limit", gzipBomb, []archive.Option{archive.WithMaxSpoolSize(1 << 20)}, archive.ErrTooLarge},
+		{"manifest.json over the limit", valid, []archive.OpenOption{archive.WithMaxManifestSize(50)}, archive.ErrTooLarge},
+		{"config over the limit", valid, []archive.OpenOption{archive.WithMaxConfigSize(50)}, archive.ErrTooLarge},
+		{"more members than the limit", valid, []archive.OpenOption{archive.WithMaxMembers(2)}, archive.ErrTooLarge},
+		{"gzip bomb past the spool limit", gzipBomb, []archive.OpenOption{archive.WithMaxSpoolSize(1 << 20)}, archive.ErrTooLarge},
 		// Not archives.
 		{"empty file", nil, nil, archive.ErrNotDockerArchive},
 		{"only end-of-archive blocks", make([]byte, 1024), nil, archive.ErrNotDockerArchive},
@@ -335,7 +335,7 @@ func TestHostileArchives(t *testing.T) {
 // openAndVerify opens data from a file next to nothing else and verifies it; it returns the
 // open error or the first verify error. It checks the spool directory and TMPDIR are empty
 // after Close and that the archive's directory holds only the archive.
-func openAndVerify(t *testing.T, env damageEnv, data []byte, opts ...archive.Option) error {
+func openAndVerify(t *testing.T, env damageEnv, data []byte, opts ...archive.OpenOption) error {
 	t.Helper()
 	dir, err := os.MkdirTemp(env.files, "case")
 	if err != nil {
@@ -351,7 +351,7 @@ func openAndVerify(t *testing.T, env damageEnv, data []byte, opts ...archive.Opt
 			t.Errorf("the archive's directory holds %d entries", len(left))
 		}
 	}()
-	a, err := archive.Open(file, append([]archive.Option{archive.WithTempDir(env.spool)}, opts...)...)
+	a, err := archive.Open(file, append([]archive.OpenOption{archive.WithTempDir(env.spool)}, opts...)...)
 	if err != nil {
 		if classify(err) == "" {
 			t.Errorf("unclassified error: %v", err)

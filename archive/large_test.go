@@ -38,7 +38,7 @@ type largeCase struct {
 	name string
 	// make writes the input to path.
 	make func(t *testing.T, path string)
-	opts []archive.Option
+	opts []archive.OpenOption
 	// wantErr is what open or verify must report; nil: the archive must open and verify.
 	wantErr error
 	// maxRSS, if set, bounds the child's peak RSS in MiB: for inputs whose cost must not
@@ -57,11 +57,11 @@ func largeCases() []largeCase {
 	return []largeCase{
 		{name: "baseline: open an empty file", make: func(t *testing.T, p string) { writeFile(t, p, nil) }, wantErr: archive.ErrNotDockerArchive},
 		{name: "1,000,000 members, default limit", make: writeManyMembers},
-		{name: "1,000,000 members, limit 500,000", make: writeManyMembers, opts: []archive.Option{archive.WithMaxMembers(500_000)}, wantErr: archive.ErrTooLarge},
+		{name: "1,000,000 members, limit 500,000", make: writeManyMembers, opts: []archive.OpenOption{archive.WithMaxMembers(500_000)}, wantErr: archive.ErrTooLarge},
 		{name: "100 MB manifest.json", make: writeHugeManifest, wantErr: archive.ErrTooLarge, maxRSS: 64},
-		{name: "gzip bomb 100 MB, spool limit 10 MB", make: writeBomb("gzip"), opts: []archive.Option{archive.WithMaxSpoolSize(bombLimit)}, wantErr: archive.ErrTooLarge, maxRSS: 128},
-		{name: "zstd bomb 100 MB, spool limit 10 MB", make: writeBomb("zstd"), opts: []archive.Option{archive.WithMaxSpoolSize(bombLimit)}, wantErr: archive.ErrTooLarge, maxRSS: 128},
-		{name: "xz bomb 100 MB, spool limit 10 MB", make: writeBomb("xz"), opts: []archive.Option{archive.WithMaxSpoolSize(bombLimit)}, wantErr: archive.ErrTooLarge, maxRSS: 128},
+		{name: "gzip bomb 100 MB, spool limit 10 MB", make: writeBomb("gzip"), opts: []archive.OpenOption{archive.WithMaxSpoolSize(bombLimit)}, wantErr: archive.ErrTooLarge, maxRSS: 128},
+		{name: "zstd bomb 100 MB, spool limit 10 MB", make: writeBomb("zstd"), opts: []archive.OpenOption{archive.WithMaxSpoolSize(bombLimit)}, wantErr: archive.ErrTooLarge, maxRSS: 128},
+		{name: "xz bomb 100 MB, spool limit 10 MB", make: writeBomb("xz"), opts: []archive.OpenOption{archive.WithMaxSpoolSize(bombLimit)}, wantErr: archive.ErrTooLarge, maxRSS: 128},
 		{name: "zstd frame header asking for a 256 MiB window", make: writeZstdWindow(28), wantErr: archive.ErrNotDockerArchive, maxRSS: 64},
 		{name: "zstd frame header asking for a 2 GiB window", make: writeZstdWindow(31), wantErr: archive.ErrNotDockerArchive, maxRSS: 64},
 		{name: "xz block header asking for a 4 GiB dictionary", make: writeXzDict, wantErr: io.ErrUnexpectedEOF},
@@ -327,8 +327,8 @@ func TestLargeInputChild(t *testing.T) {
 
 // openVerifyCount opens and verifies the archive at path, describing what it found in
 // outcome; it returns the open error or the first verify error.
-func openVerifyCount(path, spool string, outcome *string, opts ...archive.Option) error {
-	a, err := archive.Open(path, append([]archive.Option{archive.WithTempDir(spool)}, opts...)...)
+func openVerifyCount(path, spool string, outcome *string, opts ...archive.OpenOption) error {
+	a, err := archive.Open(path, append([]archive.OpenOption{archive.WithTempDir(spool)}, opts...)...)
 	if err != nil {
 		return err
 	}

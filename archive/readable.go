@@ -30,41 +30,82 @@ var (
 	ErrAmbiguous        = tarfile.ErrAmbiguous        // a selector matches several images
 )
 
-// Option configures Open, OpenStream and Create.
-type Option func(*options)
+// OpenOption configures Open and OpenStream. Create and NewWriter take CreateOption, so a
+// reading limit cannot be given to a writer, where it would mean nothing.
+type OpenOption func(*openOptions)
 
-type options struct {
-	open  tarfile.OpenOptions
-	write writeOptions // Create and NewWriter; see writable.go
+// openOptions are the settings of Open and OpenStream. A limit is nil unless its option was
+// given, so that a given zero is refused rather than taken for the default.
+type openOptions struct {
+	tempDir         string
+	maxMembers      *int
+	maxManifestSize *int64
+	maxConfigSize   *int64
+	maxSpoolSize    *int64
 }
 
-func makeOptions(opts []Option) options {
-	var o options
+func makeOpenOptions(opts []OpenOption) (tarfile.OpenOptions, error) {
+	var o openOptions
 	for _, f := range opts {
 		f(&o)
 	}
-	return o
+	out := tarfile.OpenOptions{TempDir: o.tempDir}
+	if o.maxMembers != nil {
+		if err := checkLimit("WithMaxMembers", int64(*o.maxMembers)); err != nil {
+			return out, err
+		}
+		out.Limits.MaxMembers = *o.maxMembers
+	}
+	if o.maxManifestSize != nil {
+		if err := checkLimit("WithMaxManifestSize", *o.maxManifestSize); err != nil {
+			return out, err
+		}
+		out.Limits.MaxManifestSize = *o.maxManifestSize
+	}
+	if o.maxConfigSize != nil {
+		if err := checkLimit("WithMaxConfigSize", *o.maxConfigSize); err != nil {
+			return out, err
+		}
+		out.Limits.MaxConfigSize = *o.maxConfigSize
+	}
+	if o.maxSpoolSize != nil {
+		if err := checkLimit("WithMaxSpoolSize", *o.maxSpoolSize); err != nil {
+			return out, err
+		}
+		out.Limits.MaxSpoolSize = *o.maxSpoolSize
+	}
+	return out, nil
 }
 
-// WithTempDir sets where a stream or compressed input is spooled. The default is
-// os.TempDir(), which honours TMPDIR.
-func WithTempDir(dir string) Option { return func(o *options) { o.open.TempDir = dir } }
+// checkLimit refuses a limit below 1: zero would otherwise be taken for "the default".
+func checkLimit(option string, n int64) error {
+	if n < 1 {
+		return fmt.Errorf("archive: %s(%d): the limit must be at least 1", option, n)
+	}
+	return nil
+}
 
-// WithMaxMembers limits the number of tar members (default 1,000,000).
-func WithMaxMembers(n int) Option { return func(o *options) { o.open.Limits.MaxMembers = n } }
+// WithTempDir sets where Open and OpenStream spool a stream or compressed input. The default
+// (and "") is os.TempDir(), which honours TMPDIR. WithWriteTempDir is its counterpart for
+// Create and NewWriter.
+func WithTempDir(dir string) OpenOption { return func(o *openOptions) { o.tempDir = dir } }
+
+// WithMaxMembers limits the number of tar members (default 1,000,000). It must be at least 1.
+func WithMaxMembers(n int) OpenOption { return func(o *openOptions) { o.maxMembers = &n } }
 
 // WithMaxManifestSize limits manifest.json, repositories, index.json and OCI manifests
-// (default 64 MiB).
-func WithMaxManifestSize(n int64) Option {
-	return func(o *options) { o.open.Limits.MaxManifestSize = n }
+// (default 64 MiB). It must be at least 1.
+func WithMaxManifestSize(n int64) OpenOption {
+	return func(o *openOptions) { o.maxManifestSize = &n }
 }
 
-// WithMaxConfigSize limits one image config (default 8 MiB).
-func WithMaxConfigSize(n int64) Option { return func(o *options) { o.open.Limits.MaxConfigSize = n } }
+// WithMaxConfigSize limits one image config read from the archive (default 8 MiB). It must
+// be at least 1. WithWriteMaxConfigSize is its counterpart for Create and NewWriter.
+func WithMaxConfigSize(n int64) OpenOption { return func(o *openOptions) { o.maxConfigSize = &n } }
 
 // WithMaxSpoolSize limits how many bytes a stream or compressed input may expand to when it
-// is spooled (default 1 TiB), the guard against decompression bombs.
-func WithMaxSpoolSize(n int64) Option { return func(o *options) { o.open.Limits.MaxSpoolSize = n } }
+// is spooled (default 1 TiB), the guard against decompression bombs. It must be at least 1.
+func WithMaxSpoolSize(n int64) OpenOption { return func(o *openOptions) { o.maxSpoolSize = &n } }
 
 // ReadableArchive is an open docker-archive. It owns the file (or the spooled copy of a
 // stream or compressed input), the member index and the parsed manifest.json, and is shared
@@ -80,9 +121,12 @@ type ReadableArchive struct {
 // Open opens the docker-archive at path; "-" reads standard input. Whole-archive gzip, zstd,
 // xz and bzip2 compression is recognized from the content. An uncompressed regular file is
 // read in place; anything else is spooled once to a temp file that Close removes.
-func Open(path string, opts ...Option) (*ReadableArchive, error) {
-	o := makeOptions(opts)
-	r, err := tarfile.OpenFile(path, o.open)
+func Open(path string, opts ...OpenOption) (*ReadableArchive, error) {
+	o, err := makeOpenOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	r, err := tarfile.OpenFile(path, o)
 	if err != nil {
 		return nil, err
 	}
@@ -91,9 +135,12 @@ func Open(path string, opts ...Option) (*ReadableArchive, error) {
 
 // OpenStream reads a docker-archive from r (possibly compressed), spooling it once to a temp
 // file that Close removes.
-func OpenStream(r io.Reader, opts ...Option) (*ReadableArchive, error) {
-	o := makeOptions(opts)
-	tr, err := tarfile.OpenStream("-", r, o.open)
+func OpenStream(r io.Reader, opts ...OpenOption) (*ReadableArchive, error) {
+	o, err := makeOpenOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := tarfile.OpenStream("-", r, o)
 	if err != nil {
 		return nil, err
 	}

@@ -2,7 +2,6 @@ package archive
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 
@@ -38,7 +37,7 @@ func (archiveTransport) ParseReference(s string) (types.ImageReference, error) {
 // ValidatePolicyConfigurationScope accepts no scope: like containers/image's docker-archive,
 // references have no policy identity, so only the transport's default policy applies.
 func (archiveTransport) ValidatePolicyConfigurationScope(scope string) error {
-	return errors.New(`docker-archive: does not support any scopes except the default "" one`)
+	return fmt.Errorf(`archive: scope %q: the docker-archive transport supports only the default scope ""`, scope)
 }
 
 // ParseReference parses a full "docker-archive:PATH[:…]" string.
@@ -121,7 +120,7 @@ func (r archiveReference) NewImage(ctx context.Context, sys *types.SystemContext
 func (r archiveReference) NewImageSource(ctx context.Context, sys *types.SystemContext) (types.ImageSource, error) {
 	a, owned := r.reader, false
 	if a == nil {
-		var opts []Option
+		var opts []OpenOption
 		if sys != nil && sys.BigFilesTemporaryDir != "" {
 			opts = append(opts, WithTempDir(sys.BigFilesTemporaryDir))
 		}
@@ -156,7 +155,7 @@ func (r archiveReference) NewImageDestination(ctx context.Context, sys *types.Sy
 }
 
 func (r archiveReference) DeleteImage(ctx context.Context, sys *types.SystemContext) error {
-	return errors.New("docker-archive: deleting an image from an archive is not supported")
+	return fmt.Errorf("archive %q: deleting an image from an archive is not supported", r.path)
 }
 
 // imageSource serves one image of an archive.

@@ -56,55 +56,94 @@ const (
 	DefaultLayout = LayoutDocker
 )
 
-// writeOptions are the options of Create and NewWriter.
-type writeOptions struct {
-	layout     Layout
-	overwrite  bool
-	legacyDirs bool
-	modTime    time.Time
+// CreateOption configures Create and NewWriter. Open and OpenStream take OpenOption, so a
+// writing setting cannot be given to a reader, where it would mean nothing.
+type CreateOption func(*createOptions)
+
+// createOptions are the settings of Create and NewWriter.
+type createOptions struct {
+	layout        Layout
+	overwrite     bool
+	legacyDirs    bool
+	modTime       time.Time
+	tempDir       string
+	maxConfigSize *int64 // nil unless WithWriteMaxConfigSize was given
 	// wrapOutput wraps the output, for tests that inject write failures.
 	wrapOutput func(io.Writer) io.Writer
 }
 
 // WithLayout chooses the layout of a written archive (default DefaultLayout).
-func WithLayout(l Layout) Option { return func(o *options) { o.write.layout = l } }
+func WithLayout(l Layout) CreateOption { return func(o *createOptions) { o.layout = l } }
 
 // WithOverwrite lets Create replace an existing file. The file is replaced only by Commit,
-// in one rename; until then, and if anything fails, it is left as it was.
-func WithOverwrite(overwrite bool) Option {
-	return func(o *options) { o.write.overwrite = overwrite }
+// in one rename; until then, and if anything fails, it is left as it was. NewWriter and
+// Create("-"), which have no file to replace, refuse WithOverwrite(true).
+func WithOverwrite(overwrite bool) CreateOption {
+	return func(o *createOptions) { o.overwrite = overwrite }
 }
 
 // WithLegacyDirs adds the pre-1.10 Docker directories (<v1id>/VERSION, json, layer.tar) to an
 // archive in LayoutDocker. Only Docker older than 1.10 needs them.
-func WithLegacyDirs(legacy bool) Option { return func(o *options) { o.write.legacyDirs = legacy } }
+func WithLegacyDirs(legacy bool) CreateOption {
+	return func(o *createOptions) { o.legacyDirs = legacy }
+}
 
 // WithSourceDateEpoch sets the modification time of every member (whole seconds). The default
 // is the Unix epoch, which like any fixed time gives reproducible output. The library does not
 // read the SOURCE_DATE_EPOCH environment variable itself; a program that honours it passes
 // it here.
-func WithSourceDateEpoch(t time.Time) Option { return func(o *options) { o.write.modTime = t } }
-
-// withOutputWrapper wraps the output writer; tests use it to inject failures.
-func withOutputWrapper(f func(io.Writer) io.Writer) Option {
-	return func(o *options) { o.write.wrapOutput = f }
+func WithSourceDateEpoch(t time.Time) CreateOption {
+	return func(o *createOptions) { o.modTime = t }
 }
 
-func (o *writeOptions) validate() error {
+// WithWriteTempDir sets where Create and NewWriter spool blobs: those of images waiting for
+// their turn, and on a stream those of unknown size or digest. The default (and "") is
+// os.TempDir(), which honours TMPDIR. WithTempDir is its counterpart for Open and OpenStream.
+func WithWriteTempDir(dir string) CreateOption {
+	return func(o *createOptions) { o.tempDir = dir }
+}
+
+// WithWriteMaxConfigSize limits the size of an image config that an image destination
+// accepts (default 8 MiB, as for reading); configs are held in memory until the archive is
+// committed. It must be at least 1. WithMaxConfigSize is its counterpart for Open and
+// OpenStream.
+func WithWriteMaxConfigSize(n int64) CreateOption {
+	return func(o *createOptions) { o.maxConfigSize = &n }
+}
+
+// withOutputWrapper wraps the output writer; tests use it to inject failures.
+func withOutputWrapper(f func(io.Writer) io.Writer) CreateOption {
+	return func(o *createOptions) { o.wrapOutput = f }
+}
+
+// makeCreateOptions applies opts and checks the result; forWriter is set for NewWriter.
+func makeCreateOptions(opts []CreateOption, forWriter bool) (createOptions, error) {
+	var o createOptions
+	for _, f := range opts {
+		f(&o)
+	}
 	switch o.layout {
 	case "":
 		o.layout = DefaultLayout
 	case LayoutDocker, LayoutOCI:
 	default:
-		return fmt.Errorf("archive: unknown layout %q (want %q or %q)", o.layout, LayoutDocker, LayoutOCI)
+		return o, fmt.Errorf("archive: unknown layout %q (want %q or %q)", o.layout, LayoutDocker, LayoutOCI)
 	}
 	if o.legacyDirs && o.layout != LayoutDocker {
-		return fmt.Errorf("archive: legacy directories need layout %q, not %q", LayoutDocker, o.layout)
+		return o, fmt.Errorf("archive: legacy directories need layout %q, not %q", LayoutDocker, o.layout)
 	}
 	if t := o.modTime; !t.IsZero() && (t.Unix() < 0 || t.Unix() > 1<<33-1) {
-		return fmt.Errorf("archive: modification time %s is outside what a tar header holds (1970 to 2242)", t)
+		return o, fmt.Errorf("archive: modification time %s is outside what a tar header holds (1970 to 2242)", t)
 	}
-	return nil
+	if o.overwrite && forWriter {
+		return o, errors.New("archive: WithOverwrite(true) applies only to Create with a path, not to NewWriter or standard output")
+	}
+	if o.maxConfigSize != nil {
+		if err := checkLimit("WithWriteMaxConfigSize", *o.maxConfigSize); err != nil {
+			return o, err
+		}
+	}
+	return o, nil
 }
 
 // WritableArchive is a docker-archive being written. Images are added with containers/image's
@@ -145,8 +184,9 @@ func (o *writeOptions) validate() error {
 //
 // To keep that order when images are copied concurrently, only the image whose turn it is
 // (the earliest reference whose image is neither committed nor abandoned) writes into the
-// output; the others spool their new blobs to temp files (WithTempDir) that are copied in when
-// their turn comes. Copying images in the order of their references therefore spools nothing.
+// output; the others spool their new blobs to temp files (WithWriteTempDir) that are copied
+// in when their turn comes. Copying images in the order of their references therefore spools
+// nothing.
 // A reference that is never used holds back the images after it until Commit; a destination
 // that is closed without being committed gives up its turn.
 //
@@ -279,9 +319,9 @@ type layerRecord struct {
 // directory and renamed to path by Commit; an existing file at path is refused with ErrExists
 // unless WithOverwrite(true) is given, and it is left untouched until Commit. "-" writes to
 // standard output, as NewWriter(os.Stdout) does.
-func Create(path string, opts ...Option) (*WritableArchive, error) {
-	o := makeOptions(opts)
-	if err := o.write.validate(); err != nil {
+func Create(path string, opts ...CreateOption) (*WritableArchive, error) {
+	o, err := makeCreateOptions(opts, path == "-")
+	if err != nil {
 		return nil, err
 	}
 	if path == "-" {
@@ -294,7 +334,7 @@ func Create(path string, opts ...Option) (*WritableArchive, error) {
 		if st.IsDir() {
 			return nil, fmt.Errorf("archive %q: is a directory", path)
 		}
-		if !o.write.overwrite {
+		if !o.overwrite {
 			return nil, fmt.Errorf("archive %q: %w (use WithOverwrite to replace it)", path, ErrExists)
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -319,22 +359,22 @@ func Create(path string, opts ...Option) (*WritableArchive, error) {
 // of the archive and neither syncs nor closes w. Close without Commit cuts a file back to
 // where it started; bytes already written to a stream cannot be taken back, so a consumer sees
 // a tar without manifest.json.
-func NewWriter(w io.Writer, opts ...Option) (*WritableArchive, error) {
-	o := makeOptions(opts)
-	if err := o.write.validate(); err != nil {
+func NewWriter(w io.Writer, opts ...CreateOption) (*WritableArchive, error) {
+	o, err := makeCreateOptions(opts, true)
+	if err != nil {
 		return nil, err
 	}
 	return newWritable("-", "", nil, w, o)
 }
 
-func newWritable(name, path string, file *os.File, w io.Writer, o options) (*WritableArchive, error) {
-	if o.write.wrapOutput != nil {
-		w = o.write.wrapOutput(w)
+func newWritable(name, path string, file *os.File, w io.Writer, o createOptions) (*WritableArchive, error) {
+	if o.wrapOutput != nil {
+		w = o.wrapOutput(w)
 	}
 	if f, ok := w.(*os.File); ok && file != nil && f == file {
 		w = &writebackFile{File: f} // Create's temp file, which Commit syncs
 	}
-	tw, err := tarfile.NewWriter(w, tarfile.WriterOptions{ModTime: o.write.modTime})
+	tw, err := tarfile.NewWriter(w, tarfile.WriterOptions{ModTime: o.modTime})
 	if err != nil {
 		return nil, fmt.Errorf("archive %q: %w", name, err)
 	}
@@ -342,13 +382,16 @@ func newWritable(name, path string, file *os.File, w io.Writer, o options) (*Wri
 		name:      name,
 		path:      path,
 		file:      file,
-		overwrite: o.write.overwrite,
-		layout:    o.write.layout,
-		legacy:    o.write.legacyDirs,
-		tempDir:   o.open.TempDir,
-		maxConfig: o.open.Limits.WithDefaults().MaxConfigSize,
+		overwrite: o.overwrite,
+		layout:    o.layout,
+		legacy:    o.legacyDirs,
+		tempDir:   o.tempDir,
+		maxConfig: tarfile.DefaultMaxConfigSize,
 		tw:        tw,
 		members:   map[string]*member{},
+	}
+	if o.maxConfigSize != nil {
+		a.maxConfig = *o.maxConfigSize
 	}
 	a.idle = sync.NewCond(&a.mu)
 	return a, nil
@@ -465,7 +508,7 @@ func (a *WritableArchive) configName(d digest.Digest) string {
 
 func checkDigest(d digest.Digest) error {
 	if err := d.Validate(); err != nil {
-		return fmt.Errorf("%w: digest %q: %v", ErrInvalidManifest, d, err)
+		return fmt.Errorf("%w: digest %q: %w", ErrInvalidManifest, d, err)
 	}
 	if d.Algorithm() != digest.SHA256 {
 		return fmt.Errorf("%w: digest %q: only sha256 blobs can be stored in a docker-archive", ErrInvalidManifest, d)
@@ -919,7 +962,7 @@ func (a *WritableArchive) metadataLocked() ([]metaFile, error) {
 func (a *WritableArchive) legacyMembers(config []byte, configDigest digest.Digest, diffIDs []digest.Digest) ([]*member, string, error) {
 	var cfg map[string]json.RawMessage
 	if err := json.Unmarshal(config, &cfg); err != nil {
-		return nil, "", fmt.Errorf("%w: image config: %v", ErrInvalidManifest, err)
+		return nil, "", fmt.Errorf("%w: image config: %w", ErrInvalidManifest, err)
 	}
 	epoch, _ := json.Marshal(time.Unix(0, 0).UTC())
 	var out []*member

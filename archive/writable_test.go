@@ -272,11 +272,11 @@ const (
 )
 
 // wtWrite copies specs into a new archive at path and returns the archive's stats.
-func wtWrite(t *testing.T, path string, srcs map[string]types.ImageReference, specs []wtSpec, mode int, opts ...archive.Option) archive.WriteStats {
+func wtWrite(t *testing.T, path string, srcs map[string]types.ImageReference, specs []wtSpec, mode int, opts ...archive.CreateOption) archive.WriteStats {
 	t.Helper()
 	ctx := context.Background()
 	tmp := t.TempDir()
-	a, err := archive.Create(path, append([]archive.Option{archive.WithTempDir(tmp)}, opts...)...)
+	a, err := archive.Create(path, append([]archive.CreateOption{archive.WithWriteTempDir(tmp)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,16 +351,16 @@ func TestWriteLayouts(t *testing.T) {
 	}
 	tests := []struct {
 		name string
-		opts []archive.Option
+		opts []archive.CreateOption
 		// layer reports whether a member is a layer; legacy, whether legacy dirs are expected.
 		layer  func(wtMember) bool
 		legacy bool
 	}{
 		{"default is docker", nil, func(m wtMember) bool { return strings.HasSuffix(m.Name, ".tar") && !strings.Contains(m.Name, "/") }, false},
-		{"docker", []archive.Option{archive.WithLayout(archive.LayoutDocker)}, func(m wtMember) bool { return strings.HasSuffix(m.Name, ".tar") && !strings.Contains(m.Name, "/") }, false},
-		{"docker with legacy dirs", []archive.Option{archive.WithLegacyDirs(true)}, func(m wtMember) bool { return strings.HasSuffix(m.Name, ".tar") && !strings.Contains(m.Name, "/") }, true},
+		{"docker", []archive.CreateOption{archive.WithLayout(archive.LayoutDocker)}, func(m wtMember) bool { return strings.HasSuffix(m.Name, ".tar") && !strings.Contains(m.Name, "/") }, false},
+		{"docker with legacy dirs", []archive.CreateOption{archive.WithLegacyDirs(true)}, func(m wtMember) bool { return strings.HasSuffix(m.Name, ".tar") && !strings.Contains(m.Name, "/") }, true},
 		// Configs and manifests are small JSON blobs; layers are tars of 1024 bytes or more.
-		{"oci", []archive.Option{archive.WithLayout(archive.LayoutOCI)}, func(m wtMember) bool { return strings.HasPrefix(m.Name, "blobs/") && m.Data[0] != '{' }, false},
+		{"oci", []archive.CreateOption{archive.WithLayout(archive.LayoutOCI)}, func(m wtMember) bool { return strings.HasPrefix(m.Name, "blobs/") && m.Data[0] != '{' }, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -708,7 +708,7 @@ func TestWriteStream(t *testing.T) {
 
 	write := func(t *testing.T, w io.Writer) {
 		tmp := t.TempDir()
-		a, err := archive.NewWriter(w, archive.WithTempDir(tmp))
+		a, err := archive.NewWriter(w, archive.WithWriteTempDir(tmp))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -257,7 +257,7 @@ func mergeDarc(ctx context.Context, env *benchwork.Env, opts ...dcopy.Option) (b
 		ins = append(ins, a)
 	}
 	out := filepath.Join(env.OutDir, "merged.tar")
-	w, err := archive.Create(out, archive.WithTempDir(env.TempDir))
+	w, err := archive.Create(out, archive.WithWriteTempDir(env.TempDir))
 	if err != nil {
 		return benchwork.Outcome{}, err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,13 +26,20 @@ import (
 
 // Errors callers branch on.
 var (
-	// ErrInvalidDestination means a transport reference or load destination cannot be used.
+	// ErrInvalidDestination means a destination reference or load destination cannot be
+	// used.
 	ErrInvalidDestination = errors.New("copy: invalid destination")
+	// ErrInvalidSource means a source reference cannot be used.
+	ErrInvalidSource = errors.New("copy: invalid source")
 	// ErrUntagged means an image has no tag to derive a destination name from and none was
 	// given; the image is skipped.
 	ErrUntagged = errors.New("copy: untagged image needs a name")
-	// ErrInvalidPlatform means a platform string is not os/arch[/variant].
+	// ErrInvalidPlatform means a platform string is not os/arch[/variant], or a Platform
+	// lacks its OS or architecture.
 	ErrInvalidPlatform = errors.New("copy: invalid platform")
+	// ErrInvalidOption means an option has a value it cannot take, or was given to a
+	// function that does not use it (a Load option to Save, for example).
+	ErrInvalidOption = errors.New("copy: invalid option")
 	// ErrStreamUnsupported means LoadStream cannot load into a destination in one pass: a
 	// dir: destination (one directory per image, written in order), a registry when this
 	// containers/image's blob-info cache cannot be told how a staged blob is compressed, or
@@ -40,14 +48,16 @@ var (
 	ErrStreamUnsupported = errors.New("copy: destination cannot be loaded in a single pass")
 )
 
-// Option configures Save, Load and Merge.
+// Option configures Image, Save, Merge, Load and LoadStream. An option that only some of them
+// use (its doc says which) makes the others fail with ErrInvalidOption instead of being
+// ignored.
 type Option func(*options)
 
 type options struct {
 	sys      *types.SystemContext
 	policy   *signature.Policy
 	parallel int
-	platform *platform
+	platform *Platform
 	progress func(Event)
 	names    map[int][]distref.NamedTagged
 	baseOnly bool
@@ -57,17 +67,54 @@ type options struct {
 	sourceName   string
 	streamMemory int64
 	staging      string
+
+	// scoped names the options given that not every function uses, in the order given.
+	scoped []scopedOption
 }
 
-type platform struct{ os, arch, variant string }
+// optionScope is the set of functions that use an option.
+type optionScope int
 
-func makeOptions(opts []Option) (options, error) {
+const (
+	forAll    optionScope = iota // Image, Save, Merge, Load and LoadStream
+	forLoad                      // Load and LoadStream
+	forStream                    // LoadStream
+)
+
+type scopedOption struct {
+	name  string
+	scope optionScope
+}
+
+// mark records that the option name, which only the functions of scope use, was given.
+func (o *options) mark(name string, scope optionScope) {
+	o.scoped = append(o.scoped, scopedOption{name, scope})
+}
+
+// makeOptions applies opts for Image, Save and Merge, which use no Load option.
+func makeOptions(opts []Option) (options, error) { return makeOptionsFor(opts, forAll) }
+
+// makeOptionsFor applies opts for a function that uses the options of scope and those of
+// every scope before it (forStream: all of them).
+func makeOptionsFor(opts []Option, scope optionScope) (options, error) {
 	o := options{parallel: 2}
 	for _, f := range opts {
 		f(&o)
 	}
 	if o.parallel < 1 {
-		return o, fmt.Errorf("copy: parallel must be at least 1, got %d", o.parallel)
+		return o, fmt.Errorf("%w: WithParallel(%d): must be at least 1", ErrInvalidOption, o.parallel)
+	}
+	if p := o.platform; p != nil && (p.OS == "" || p.Architecture == "") {
+		return o, fmt.Errorf("%w: WithPlatform(%q): the OS and the architecture are both needed", ErrInvalidPlatform, p.String())
+	}
+	for _, so := range o.scoped {
+		if so.scope > scope {
+			users := "Load and LoadStream"
+			if so.scope == forStream {
+				users = "LoadStream"
+			}
+			return o, fmt.Errorf("%w: %s applies only to %s", ErrInvalidOption, so.name, users)
+		}
 	}
 	return o, nil
 }
@@ -86,40 +133,50 @@ func WithPolicy(p *signature.Policy) Option { return func(o *options) { o.policy
 // copied in parallel by containers/image as well.
 func WithParallel(n int) Option { return func(o *options) { o.parallel = n } }
 
-// WithPlatform chooses the platform taken from multi-platform sources, as "os/arch[/variant]".
-// The default is the host's.
-func WithPlatform(s string) Option {
-	return func(o *options) {
-		parts := strings.Split(s, "/")
-		p := &platform{}
-		if len(parts) >= 2 {
-			p.os, p.arch = parts[0], parts[1]
-		}
-		if len(parts) == 3 {
-			p.variant = parts[2]
-		}
-		o.platform = p
-	}
+// Platform is the platform to take from multi-platform sources, in the terms of an OCI image
+// index: OS and Architecture are required, Variant is optional.
+type Platform struct {
+	OS, Architecture, Variant string
 }
 
-// ParsePlatform checks a platform string for WithPlatform.
-func ParsePlatform(s string) error {
-	parts := strings.Split(s, "/")
-	if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" || (len(parts) == 3 && parts[2] == "") {
-		return fmt.Errorf("%w: %q: expected os/arch[/variant], e.g. linux/arm64/v8", ErrInvalidPlatform, s)
+// String is os/arch or os/arch/variant.
+func (p Platform) String() string {
+	if p.Variant != "" {
+		return p.OS + "/" + p.Architecture + "/" + p.Variant
 	}
-	return nil
+	return p.OS + "/" + p.Architecture
 }
+
+// ParsePlatform parses "os/arch[/variant]", such as "linux/amd64" or "linux/arm64/v8"; every
+// part must be non-empty. Its errors wrap ErrInvalidPlatform.
+func ParsePlatform(s string) (Platform, error) {
+	parts := strings.Split(s, "/")
+	if len(parts) < 2 || len(parts) > 3 || slices.Contains(parts, "") {
+		return Platform{}, fmt.Errorf("%w: %q: expected os/arch[/variant], e.g. linux/arm64/v8", ErrInvalidPlatform, s)
+	}
+	p := Platform{OS: parts[0], Architecture: parts[1]}
+	if len(parts) == 3 {
+		p.Variant = parts[2]
+	}
+	return p, nil
+}
+
+// WithPlatform chooses the platform taken from multi-platform sources (see ParsePlatform).
+// The default is the host's. A Platform without OS or Architecture makes the function it is
+// given to fail with ErrInvalidPlatform.
+func WithPlatform(p Platform) Option { return func(o *options) { o.platform = &p } }
 
 // WithProgress receives progress events. The function is called from one goroutine of its
 // own, never from the copy; when it falls behind, byte-progress events are dropped (start,
 // done and failure events never are), so a slow consumer cannot stall a copy.
 func WithProgress(f func(Event)) Option { return func(o *options) { o.progress = f } }
 
-// WithNames gives names to the image at index (its position in the archive) for Load,
-// replacing its tags; the way to load an untagged image into a registry or an OCI layout.
+// WithNames gives names to the image at index (its position in the archive) for Load and
+// LoadStream, replacing its tags; the way to load an untagged image into a registry or an OCI
+// layout. Other functions refuse it.
 func WithNames(index int, names ...distref.NamedTagged) Option {
 	return func(o *options) {
+		o.mark("WithNames", forLoad)
 		if o.names == nil {
 			o.names = map[int][]distref.NamedTagged{}
 		}
@@ -127,9 +184,15 @@ func WithNames(index int, names ...distref.NamedTagged) Option {
 	}
 }
 
-// WithBaseNameOnly makes Load keep only the last element of each repository path under a
-// registry destination's prefix: example.com/team/app:1 → HOST/PREFIX/app:1.
-func WithBaseNameOnly() Option { return func(o *options) { o.baseOnly = true } }
+// WithBaseNameOnly makes Load and LoadStream keep only the last element of each repository
+// path under a registry destination's prefix: example.com/team/app:1 → HOST/PREFIX/app:1.
+// Other functions refuse it.
+func WithBaseNameOnly() Option {
+	return func(o *options) {
+		o.mark("WithBaseNameOnly", forLoad)
+		o.baseOnly = true
+	}
+}
 
 // WithReportWriter passes containers/image's own progress output (bars on a terminal) to w.
 func WithReportWriter(w io.Writer) Option { return func(o *options) { o.report = w } }
@@ -227,7 +290,7 @@ func (r *run) sys() *types.SystemContext {
 		sys = *r.o.sys
 	}
 	if p := r.o.platform; p != nil {
-		sys.OSChoice, sys.ArchitectureChoice, sys.VariantChoice = p.os, p.arch, p.variant
+		sys.OSChoice, sys.ArchitectureChoice, sys.VariantChoice = p.OS, p.Architecture, p.Variant
 	}
 	return &sys
 }
@@ -398,7 +461,7 @@ func (r *run) image(ctx context.Context, src, dst types.ImageReference, res *Res
 // openArchive opens the archive at path, spooling it (a stream or compressed file) into the
 // system context's BigFilesTemporaryDir, as the transport's own image source would.
 func (r *run) openArchive(path string) (*archive.ReadableArchive, error) {
-	var opts []archive.Option
+	var opts []archive.OpenOption
 	if dir := r.sys().BigFilesTemporaryDir; dir != "" {
 		opts = append(opts, archive.WithTempDir(dir))
 	}
@@ -559,7 +622,7 @@ func (o *openArchives) close() {
 // Untagged images without WithNames are skipped and reported (Result.Skipped, ErrUntagged)
 // for registry and OCI destinations. The error joins every image's failure.
 func Load(ctx context.Context, a *archive.ReadableArchive, dest Destination, selectors []reference.Selector, opts ...Option) ([]Result, error) {
-	o, err := makeOptions(opts)
+	o, err := makeOptionsFor(opts, forLoad)
 	if err != nil {
 		return nil, err
 	}

@@ -18,22 +18,34 @@ import (
 	"github.com/darc-dev/darc/reference"
 )
 
-// Transports lists the transport prefixes ParseReference accepts.
+// transportNames lists the transport prefixes ParseSource and ParseReference accept.
 var transportNames = []string{"docker-archive", "docker", "oci", "oci-archive", "dir"}
+
+// ParseSource parses "TRANSPORT:REF", the reference of an image to copy from, for the
+// transports darc supports (see ParseReference). Its errors wrap ErrInvalidSource.
+func ParseSource(s string) (types.ImageReference, error) {
+	return parseReference(s, ErrInvalidSource)
+}
 
 // ParseReference parses "TRANSPORT:REF" for the transports darc supports: darc's own
 // docker-archive, and containers/image's docker (a registry, "docker://HOST/NAME:TAG"), oci (a
 // layout directory), oci-archive and dir. containers/image's global transport registry is not
-// used, so its own docker-archive transport never shadows darc's.
+// used, so its own docker-archive transport never shadows darc's. Its errors wrap
+// ErrInvalidDestination; parse a source with ParseSource, whose errors say so.
 func ParseReference(s string) (types.ImageReference, error) {
+	return parseReference(s, ErrInvalidDestination)
+}
+
+// parseReference parses s; its errors wrap invalid, which says the reference's role.
+func parseReference(s string, invalid error) (types.ImageReference, error) {
 	prefix, rest, ok := strings.Cut(s, ":")
 	if !ok || rest == "" {
-		return nil, fmt.Errorf("%w: %q: expected TRANSPORT:REFERENCE, TRANSPORT one of %s", ErrInvalidDestination, s, strings.Join(transportNames, ", "))
+		return nil, fmt.Errorf("%w: %q: expected TRANSPORT:REFERENCE, TRANSPORT one of %s", invalid, s, strings.Join(transportNames, ", "))
 	}
 	var t types.ImageTransport
 	switch prefix {
 	case reference.Transport:
-		return archive.Transport.ParseReference(rest)
+		t = archive.Transport
 	case "docker":
 		t = docker.Transport
 	case "oci":
@@ -43,11 +55,11 @@ func ParseReference(s string) (types.ImageReference, error) {
 	case "dir":
 		t = directory.Transport
 	default:
-		return nil, fmt.Errorf("%w: %q: unknown transport %q, expected one of %s", ErrInvalidDestination, s, prefix, strings.Join(transportNames, ", "))
+		return nil, fmt.Errorf("%w: %q: unknown transport %q, expected one of %s", invalid, s, prefix, strings.Join(transportNames, ", "))
 	}
 	ref, err := t.ParseReference(rest)
 	if err != nil {
-		return nil, fmt.Errorf("%q: %w", s, err)
+		return nil, fmt.Errorf("%w: %q: %w", invalid, s, err)
 	}
 	return ref, nil
 }
@@ -57,12 +69,12 @@ func ParseReference(s string) (types.ImageReference, error) {
 //
 //   - docker://HOST[:PORT][/PREFIX]: NAME:TAG is pushed as HOST[:PORT]/PREFIX/<path of NAME>:TAG,
 //     where the path is NAME without its registry (docker.io/library/busybox → library/busybox);
-//     with Options.BaseNameOnly only the last path element is kept (HOST/PREFIX/busybox:TAG).
+//     with WithBaseNameOnly only the last path element is kept (HOST/PREFIX/busybox:TAG).
 //   - oci:DIR: one OCI layout; each tag is stored under its full name as the ref name
 //     ("example.com/app:1").
 //   - dir:DIR: one directory per image, DIR/<index>, because dir: holds a single image.
 //
-// An untagged image has no name to derive: it needs Options.Names, or it is skipped and
+// An untagged image has no name to derive: it needs WithNames, or it is skipped and
 // reported.
 type Destination struct {
 	transport string // "docker", "oci" or "dir"
@@ -90,7 +102,7 @@ func ParseDestination(s string) (Destination, error) {
 		d := Destination{transport: "docker", host: host, prefix: pfx}
 		// Check that host and prefix make valid names, with a probe repository.
 		if _, err := d.dockerName("probe", "latest"); err != nil {
-			return Destination{}, fmt.Errorf("%w: %q: %v", ErrInvalidDestination, s, err)
+			return Destination{}, fmt.Errorf("%w: %q: %w", ErrInvalidDestination, s, err)
 		}
 		return d, nil
 	case "oci", "dir":

@@ -34,17 +34,34 @@ import (
 const DefaultStagingRepository = "darc-staging"
 
 // WithSourceName names the archive LoadStream reads, for results and messages (default "-").
-func WithSourceName(name string) Option { return func(o *options) { o.sourceName = name } }
+// Other functions refuse it.
+func WithSourceName(name string) Option {
+	return func(o *options) {
+		o.mark("WithSourceName", forStream)
+		o.sourceName = name
+	}
+}
 
 // WithStreamMemory bounds the metadata LoadStream keeps in memory while it reads (manifest.json,
 // configs, index.json, OCI manifests, tiny members); default 64 MiB. Past it the load fails with
-// archive.ErrTooLarge: nothing is ever spooled to disk.
-func WithStreamMemory(n int64) Option { return func(o *options) { o.streamMemory = n } }
+// archive.ErrTooLarge: nothing is ever spooled to disk. Other functions refuse it.
+func WithStreamMemory(n int64) Option {
+	return func(o *options) {
+		o.mark("WithStreamMemory", forStream)
+		o.streamMemory = n
+	}
+}
 
 // WithStagingRepository sets the repository, under a registry destination's prefix, that
 // LoadStream uploads layers to as they pass (default DefaultStagingRepository); every image's
 // repository then mounts them from there. The staging repository keeps links to the layers.
-func WithStagingRepository(path string) Option { return func(o *options) { o.staging = path } }
+// Other functions refuse it.
+func WithStagingRepository(path string) Option {
+	return func(o *options) {
+		o.mark("WithStagingRepository", forStream)
+		o.staging = path
+	}
+}
 
 // LoadStream loads images from an archive read once, front to back, from r: plain or with
 // whole-archive gzip, zstd, xz or bzip2 compression, detected from its first bytes and
@@ -75,7 +92,7 @@ func WithStagingRepository(path string) Option { return func(o *options) { o.sta
 // end: with selectors, blobs of unselected images stay in the layout (unreferenced) or in the
 // staging repository. A failed image does not stop the others; the error joins every failure.
 func LoadStream(ctx context.Context, r io.Reader, dest Destination, selectors []reference.Selector, opts ...Option) ([]Result, error) {
-	o, err := makeOptions(opts)
+	o, err := makeOptionsFor(opts, forStream)
 	if err != nil {
 		return nil, err
 	}
@@ -223,14 +240,14 @@ func newStager(ctx context.Context, run *run, dest Destination) (*stager, error)
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: staging: %v", ErrInvalidDestination, dest, err)
+		return nil, fmt.Errorf("%w: %s: staging: %w", ErrInvalidDestination, dest, err)
 	}
 	cache := memory.New()
 	if dest.transport == "docker" {
 		// Without the compression of a staged blob in the cache, no image's repository would
 		// mount it (see bic.go): fail before anything is read or uploaded.
 		if err := compressorRecordable(cache); err != nil {
-			return nil, fmt.Errorf("%w: %s: layers staged in the registry could not be mounted: recording their compression in containers/image's blob-info cache: %v", ErrStreamUnsupported, dest, err)
+			return nil, fmt.Errorf("%w: %s: layers staged in the registry could not be mounted: recording their compression in containers/image's blob-info cache: %w", ErrStreamUnsupported, dest, err)
 		}
 	}
 	staging, err := ref.NewImageDestination(ctx, sys)

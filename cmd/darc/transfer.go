@@ -76,10 +76,11 @@ func (f *transferFlags) options(stderr io.Writer, labels func(int) string) ([]dc
 		opts = append(opts, dcopy.WithParallel(f.parallel))
 	}
 	if f.platform != "" {
-		if err := dcopy.ParsePlatform(f.platform); err != nil {
+		p, err := dcopy.ParsePlatform(f.platform)
+		if err != nil {
 			return nil, nil, err
 		}
-		opts = append(opts, dcopy.WithPlatform(f.platform))
+		opts = append(opts, dcopy.WithPlatform(p))
 	}
 	if f.quiet {
 		return opts, func() {}, nil
@@ -185,7 +186,7 @@ func printResults(w io.Writer, asJSON bool, results []dcopy.Result) error {
 
 // createOutput opens the archive to write: a path (written to a temp file beside it and
 // renamed on commit) or "-" for standard output.
-func createOutput(path string, opts ...archive.Option) (*archive.WritableArchive, error) {
+func createOutput(path string, opts ...archive.CreateOption) (*archive.WritableArchive, error) {
 	if path == "" {
 		return nil, errors.New("no output: give -o FILE (or -o - for standard output)")
 	}
@@ -222,14 +223,18 @@ func storesCompressed(archives []*archive.ReadableArchive) bool {
 	return false
 }
 
-// writeOptions are the archive options of save and merge: the layout, --overwrite, and the
-// member time from SOURCE_DATE_EPOCH when it is set, as reproducible-build tools expect.
-func writeOptions(layout string, overwrite bool) ([]archive.Option, error) {
+// writeOptions are the archive options of save and merge writing to output: the layout,
+// --overwrite (which means nothing for standard output), and the member time from
+// SOURCE_DATE_EPOCH when it is set, as reproducible-build tools expect.
+func writeOptions(output, layout string, overwrite bool) ([]archive.CreateOption, error) {
 	lo, err := layoutOption(layout)
 	if err != nil {
 		return nil, err
 	}
-	opts := []archive.Option{lo, archive.WithOverwrite(overwrite)}
+	opts := []archive.CreateOption{lo}
+	if overwrite && output != "-" {
+		opts = append(opts, archive.WithOverwrite(true))
+	}
 	if v, ok := os.LookupEnv("SOURCE_DATE_EPOCH"); ok && v != "" {
 		secs, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || secs < 0 {
@@ -240,7 +245,7 @@ func writeOptions(layout string, overwrite bool) ([]archive.Option, error) {
 	return opts, nil
 }
 
-func layoutOption(s string) (archive.Option, error) {
+func layoutOption(s string) (archive.CreateOption, error) {
 	switch s {
 	case "docker":
 		return archive.WithLayout(archive.LayoutDocker), nil
@@ -253,7 +258,7 @@ func layoutOption(s string) (archive.Option, error) {
 // writeArchive creates the output, runs the copies into it, commits it when they all
 // succeeded, and prints the summary. With -o - the summary is not printed: standard output
 // holds the archive.
-func (f *transferFlags) writeArchive(cmd *cobra.Command, output string, wopts []archive.Option, labels func(int) string,
+func (f *transferFlags) writeArchive(cmd *cobra.Command, output string, wopts []archive.CreateOption, labels func(int) string,
 	copyInto func(*archive.WritableArchive, []dcopy.Option) ([]dcopy.Result, error)) error {
 	opts, wait, err := f.options(cmd.ErrOrStderr(), labels)
 	if err != nil {
@@ -307,13 +312,13 @@ give the same bytes.`,
   darc save -o - oci:./layout:app | zstd > app.tar.zst`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			wopts, err := writeOptions(layout, overwrite)
+			wopts, err := writeOptions(output, layout, overwrite)
 			if err != nil {
 				return err
 			}
 			var sources []dcopy.Source
 			for _, a := range args {
-				ref, err := dcopy.ParseReference(a)
+				ref, err := dcopy.ParseSource(a)
 				if err != nil {
 					return err
 				}
@@ -375,7 +380,7 @@ the other, each new blob read straight from its input once and hashed as it is w
 					layout = "oci"
 				}
 			}
-			wopts, err := writeOptions(layout, overwrite)
+			wopts, err := writeOptions(output, layout, overwrite)
 			if err != nil {
 				return err
 			}
@@ -548,7 +553,7 @@ single-image archive; the file must not exist yet.`,
   darc cp --tls-verify=false docker-archive:bundle.tar:busybox docker://localhost:5000/busybox:1`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			src, err := dcopy.ParseReference(args[0])
+			src, err := dcopy.ParseSource(args[0])
 			if err != nil {
 				return err
 			}

@@ -334,7 +334,7 @@ func newPlan(images []Image, opts Options) (*plan, error) {
 			e.config = GenerateConfig(diffIDs)
 		}
 		if err := json.Unmarshal(e.config, &e.cfg); err != nil {
-			return nil, fmt.Errorf("%w: image %d: config: %v", ErrInvalidImage, i, err)
+			return nil, fmt.Errorf("%w: image %d: config: %w", ErrInvalidImage, i, err)
 		}
 		if e.cfg.Created != nil {
 			e.created = e.cfg.Created.UTC()
@@ -345,7 +345,7 @@ func newPlan(images []Image, opts Options) (*plan, error) {
 		for _, t := range img.Tags {
 			ref, err := parseTag(t)
 			if err != nil {
-				return nil, fmt.Errorf("%w: image %d: tag %q: %v", ErrInvalidImage, i, t, err)
+				return nil, fmt.Errorf("%w: image %d: tag %q: %w", ErrInvalidImage, i, t, err)
 			}
 			e.addTag(t, ref)
 		}
@@ -456,7 +456,7 @@ func newBlob(c *compressor, raw []byte, d digest.Digest, given []byte, opts Opti
 	if registry != nil {
 		dec, err := decompressBlob(registry)
 		if err != nil || digest.FromBytes(dec) != d {
-			return nil, fmt.Errorf("%w: blob for layer %s does not decompress to it (%v)", ErrInvalidImage, d, err)
+			return nil, fmt.Errorf("%w: blob for layer %s does not decompress to it (%w)", ErrInvalidImage, d, err)
 		}
 	}
 	var err error

@@ -108,7 +108,7 @@ type ciLegacyLayer struct {
 func ciLegacyLayers(config []byte, layers []*blob) ([]ciLegacyLayer, error) {
 	var attrs map[string]*json.RawMessage
 	if err := json.Unmarshal(config, &attrs); err != nil {
-		return nil, fmt.Errorf("%w: config: %v", ErrInvalidImage, err)
+		return nil, fmt.Errorf("%w: config: %w", ErrInvalidImage, err)
 	}
 	chains := chainIDs(layers)
 	out := make([]ciLegacyLayer, len(layers))
@@ -201,7 +201,7 @@ func dockerConfigJSON(raw json.RawMessage) (json.RawMessage, error) {
 	}
 	var c dockerContainerConfig
 	if err := json.Unmarshal(raw, &c); err != nil {
-		return nil, fmt.Errorf("%w: config section: %v", ErrInvalidImage, err)
+		return nil, fmt.Errorf("%w: config section: %w", ErrInvalidImage, err)
 	}
 	return mustJSON(c), nil
 }
@@ -532,7 +532,7 @@ func (p *plan) craneLegacy() ([]member, error) {
 		var imgConfig craneConfig
 		if len(e.cfg.Config) > 0 {
 			if err := json.Unmarshal(e.cfg.Config, &imgConfig); err != nil {
-				return nil, fmt.Errorf("%w: config section: %v", ErrInvalidImage, err)
+				return nil, fmt.Errorf("%w: config section: %w", ErrInvalidImage, err)
 			}
 		}
 		prev := ""

@@ -228,11 +228,11 @@ func runChild(b *testing.B, variant string, opts ChildOptions) (Result, error) {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return Result{}, fmt.Errorf("child failed: %v\n%s", err, tail(out.String(), 4000))
+		return Result{}, fmt.Errorf("child failed: %w\n%s", err, tail(out.String(), 4000))
 	}
 	data, err := os.ReadFile(filepath.Join(work, "result.json"))
 	if err != nil {
-		return Result{}, fmt.Errorf("no result (%v); child output:\n%s", err, tail(out.String(), 4000))
+		return Result{}, fmt.Errorf("no result (%w); child output:\n%s", err, tail(out.String(), 4000))
 	}
 	var r Result
 	if err := json.Unmarshal(data, &r); err != nil {

@@ -2,33 +2,34 @@ package tarfile
 
 import "errors"
 
-// Errors that callers branch on. The public archive package re-exports them.
+// Errors that callers branch on. The public archive package re-exports them, so their text
+// carries its prefix: these are the values users of archive see.
 var (
 	// ErrNotDockerArchive means the input is not a tar, or is a tar that holds no image
 	// (a `docker export` of a container, a plain layer tar).
-	ErrNotDockerArchive = errors.New("tarfile: not a docker-archive")
+	ErrNotDockerArchive = errors.New("archive: not a docker-archive")
 	// ErrTooLarge means a configured limit (members, manifest size, config size, spooled size)
 	// was exceeded.
-	ErrTooLarge = errors.New("tarfile: limit exceeded")
+	ErrTooLarge = errors.New("archive: limit exceeded")
 	// ErrInsecurePath means a member name, a manifest path or a link target would leave the
 	// archive root.
-	ErrInsecurePath = errors.New("tarfile: insecure path")
+	ErrInsecurePath = errors.New("archive: insecure path")
 	// ErrBadLink means a link chain that loops, is too long, or points at a member that does
 	// not exist or is not a regular file.
-	ErrBadLink = errors.New("tarfile: unresolvable link")
+	ErrBadLink = errors.New("archive: unresolvable link")
 	// ErrMemberNotFound means a member named by manifest.json (or index.json, repositories)
 	// is not in the tar.
-	ErrMemberNotFound = errors.New("tarfile: member not found")
+	ErrMemberNotFound = errors.New("archive: member not found")
 	// ErrDigestMismatch means content does not hash to the digest that names it.
-	ErrDigestMismatch = errors.New("tarfile: digest mismatch")
+	ErrDigestMismatch = errors.New("archive: digest mismatch")
 	// ErrSizeMismatch means content is not as long as declared.
-	ErrSizeMismatch = errors.New("tarfile: size mismatch")
+	ErrSizeMismatch = errors.New("archive: size mismatch")
 	// ErrInvalidManifest means manifest.json, repositories, index.json or an image config is
 	// malformed or inconsistent.
-	ErrInvalidManifest = errors.New("tarfile: invalid manifest")
+	ErrInvalidManifest = errors.New("archive: invalid manifest")
 	// ErrImageNotFound means no image matches a selector.
-	ErrImageNotFound = errors.New("tarfile: image not found")
+	ErrImageNotFound = errors.New("archive: image not found")
 	// ErrAmbiguous means a selector matches more than one image, or none was given and the
 	// archive holds several.
-	ErrAmbiguous = errors.New("tarfile: ambiguous image selection")
+	ErrAmbiguous = errors.New("archive: ambiguous image selection")
 )

@@ -163,10 +163,10 @@ func (s *scanReader) Seek(offset int64, whence int) (int64, error) {
 	case io.SeekEnd:
 		offset += s.size
 	default:
-		return 0, errors.New("tarfile: invalid whence")
+		return 0, errors.New("archive: invalid whence")
 	}
 	if offset < 0 {
-		return 0, errors.New("tarfile: negative position")
+		return 0, errors.New("archive: negative position")
 	}
 	s.pos = offset
 	return offset, nil
@@ -201,7 +201,7 @@ func BuildIndex(r io.ReaderAt, size int64, maxMembers int) (*Index, error) {
 			}
 			if err != nil {
 				if len(ix.members) == 0 && errors.Is(err, tar.ErrHeader) {
-					return nil, fmt.Errorf("%w: not a tar file: %v", ErrNotDockerArchive, err)
+					return nil, fmt.Errorf("%w: not a tar file: %w", ErrNotDockerArchive, err)
 				}
 				return nil, fmt.Errorf("reading tar header at offset %d: %w", hdrStart, err)
 			}

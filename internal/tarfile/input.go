@@ -178,7 +178,7 @@ func Spool(r io.Reader, dir string, maxSize int64) (f *os.File, size int64, c Co
 	c = DetectCompression(head)
 	src, closeDec, err := Decompress(br, c)
 	if err != nil {
-		return nil, 0, c, fmt.Errorf("%w: bad %s data: %v", ErrNotDockerArchive, c, err)
+		return nil, 0, c, fmt.Errorf("%w: bad %s data: %w", ErrNotDockerArchive, c, err)
 	}
 	defer closeDec()
 	if dir == "" {
@@ -224,7 +224,7 @@ func DecompressStream(r io.Reader) (io.Reader, Compression, func(), error) {
 	c := DetectCompression(head)
 	src, closeDec, err := Decompress(br, c)
 	if err != nil {
-		return nil, c, nil, fmt.Errorf("%w: bad %s data: %v", ErrNotDockerArchive, c, err)
+		return nil, c, nil, fmt.Errorf("%w: bad %s data: %w", ErrNotDockerArchive, c, err)
 	}
 	return src, c, closeDec, nil
 }

@@ -53,7 +53,7 @@ func (c *legacyCache) v1Image(r *Reader, id string) (v1Image, error) {
 	if err != nil {
 		e.err = fmt.Errorf("v1 image %q: %w", id, err)
 	} else if err := json.Unmarshal(data, &e.v); err != nil {
-		e.err = fmt.Errorf("v1 image %q: %w: %v", id, ErrInvalidManifest, err)
+		e.err = fmt.Errorf("v1 image %q: %w: %w", id, ErrInvalidManifest, err)
 	}
 	e.v.ID = id
 	c.v1[id] = e
@@ -221,7 +221,7 @@ func (r *Reader) diffIDOf(m Member) (digest.Digest, error) {
 func legacyConfig(top []byte, chain []v1Image, diffIDs []digest.Digest) ([]byte, error) {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(top, &fields); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidManifest, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidManifest, err)
 	}
 	for _, k := range []string{"id", "parent", "Size", "parent_id", "layer_id", "throwaway", "checksum"} {
 		delete(fields, k)

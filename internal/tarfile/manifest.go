@@ -28,7 +28,7 @@ type Repositories map[string]map[string]string
 func ParseManifest(data []byte) ([]ManifestItem, error) {
 	var items []ManifestItem
 	if err := strictUnmarshal(data, &items); err != nil {
-		return nil, fmt.Errorf("%w: manifest.json: %v", ErrInvalidManifest, err)
+		return nil, fmt.Errorf("%w: manifest.json: %w", ErrInvalidManifest, err)
 	}
 	return items, nil
 }
@@ -46,7 +46,7 @@ func MarshalManifest(items []ManifestItem) ([]byte, error) {
 func ParseRepositories(data []byte) (Repositories, error) {
 	var r Repositories
 	if err := strictUnmarshal(data, &r); err != nil {
-		return nil, fmt.Errorf("%w: repositories: %v", ErrInvalidManifest, err)
+		return nil, fmt.Errorf("%w: repositories: %w", ErrInvalidManifest, err)
 	}
 	return r, nil
 }
@@ -55,7 +55,7 @@ func ParseRepositories(data []byte) (Repositories, error) {
 func ParseOCIIndex(data []byte) (*imgspecv1.Index, error) {
 	var idx imgspecv1.Index
 	if err := strictUnmarshal(data, &idx); err != nil {
-		return nil, fmt.Errorf("%w: index: %v", ErrInvalidManifest, err)
+		return nil, fmt.Errorf("%w: index: %w", ErrInvalidManifest, err)
 	}
 	return &idx, nil
 }
@@ -82,7 +82,7 @@ func parseConfig(data []byte) (*imageConfig, error) {
 	}
 	for _, d := range c.RootFS.DiffIDs {
 		if err := d.Validate(); err != nil {
-			return nil, fmt.Errorf("rootfs.diff_ids: %v", err)
+			return nil, fmt.Errorf("rootfs.diff_ids: %w", err)
 		}
 	}
 	return &c, nil

@@ -95,7 +95,7 @@ func (r *Reader) parseOCILayout() (*ociLayout, error) {
 // readBlob reads a blob of the layout, checking its digest and declared size.
 func (r *Reader) readBlob(d imgspecv1.Descriptor) ([]byte, error) {
 	if err := d.Digest.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: descriptor digest %q: %v", ErrInvalidManifest, d.Digest, err)
+		return nil, fmt.Errorf("%w: descriptor digest %q: %w", ErrInvalidManifest, d.Digest, err)
 	}
 	// The size is checked before reading, so that a descriptor with a wrong size costs no read.
 	if m, err := r.ix.Resolve(blobName(d.Digest)); err != nil {

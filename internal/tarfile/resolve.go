@@ -104,7 +104,7 @@ func (img *Image) resolve() (*Resolved, error) {
 		return nil, fmt.Errorf("config %q: %w: content is %s, its name says %s", img.ConfigName, ErrDigestMismatch, got, img.ID)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("config %q: %w: %v", img.ConfigName, ErrInvalidManifest, err)
+		return nil, fmt.Errorf("config %q: %w: %w", img.ConfigName, ErrInvalidManifest, err)
 	}
 	res.Config, res.Architecture, res.OS, res.Variant = cfgData, cfg.Architecture, cfg.OS, cfg.Variant
 	diffIDs := cfg.RootFS.DiffIDs

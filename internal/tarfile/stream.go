@@ -90,7 +90,7 @@ func (s *MemberStream) Next() (StreamMember, error) {
 			}
 			if err != nil {
 				if s.n == 0 && len(s.insecure) == 0 && errors.Is(err, tar.ErrHeader) {
-					return StreamMember{}, fmt.Errorf("%w: not a tar file: %v", ErrNotDockerArchive, err)
+					return StreamMember{}, fmt.Errorf("%w: not a tar file: %w", ErrNotDockerArchive, err)
 				}
 				return StreamMember{}, fmt.Errorf("reading tar header at offset %d: %w", hdrStart, err)
 			}
@@ -524,7 +524,7 @@ func (p *chunkPipe) Read(b []byte) (int, error) {
 }
 
 // errNotKept is what reading a forwarded member's bytes gives.
-var errNotKept = errors.New("tarfile: the member was streamed on, not kept in memory (it does not look like metadata)")
+var errNotKept = errors.New("archive: the member was streamed on, not kept in memory (it does not look like metadata)")
 
 // keptData is the io.ReaderAt of a streamed archive's index: it serves the members kept in
 // memory, at their offsets in the stream, and nothing else.

@@ -91,7 +91,7 @@ func (v *verifier) abortCheck() {
 func (v *verifier) Close() error {
 	v.abortCheck()
 	if v.err == nil {
-		v.err = errors.New("tarfile: read after close")
+		v.err = errors.New("archive: read after close")
 	}
 	return v.src.Close()
 }
@@ -105,7 +105,7 @@ type diffIDCheck struct {
 	diffID digest.Digest
 }
 
-var errCheckAborted = errors.New("tarfile: check aborted")
+var errCheckAborted = errors.New("archive: check aborted")
 
 func startDiffIDCheck(c Compression, diffID digest.Digest) *diffIDCheck {
 	pr, pw := io.Pipe()
@@ -134,7 +134,7 @@ func decompressedDigestIs(r io.Reader, c Compression, want digest.Digest) error 
 func decompressedDigest(r io.Reader, c Compression) (digest.Digest, error) {
 	dec, closeDec, err := Decompress(r, c)
 	if err != nil {
-		return "", fmt.Errorf("%w: layer is not valid %s data: %v", ErrDigestMismatch, c, err)
+		return "", fmt.Errorf("%w: layer is not valid %s data: %w", ErrDigestMismatch, c, err)
 	}
 	defer closeDec()
 	h := sha256.New()
@@ -142,7 +142,7 @@ func decompressedDigest(r io.Reader, c Compression) (digest.Digest, error) {
 		if errors.Is(err, errCheckAborted) {
 			return "", err
 		}
-		return "", fmt.Errorf("%w: decompressing %s layer: %v", ErrDigestMismatch, c, err)
+		return "", fmt.Errorf("%w: decompressing %s layer: %w", ErrDigestMismatch, c, err)
 	}
 	return digest.NewDigest(digest.SHA256, h), nil
 }

@@ -70,7 +70,7 @@ func NewWriter(w io.Writer, o WriterOptions) (*Writer, error) {
 		mtime = o.ModTime.Unix()
 	}
 	if mtime < 0 || mtime > maxOctal11 {
-		return nil, fmt.Errorf("tarfile: modification time %s cannot be stored in a tar header", o.ModTime)
+		return nil, fmt.Errorf("archive: modification time %s cannot be stored in a tar header", o.ModTime)
 	}
 	tw := &Writer{out: w, mtime: mtime}
 	if f, ok := w.(File); ok {
@@ -149,7 +149,7 @@ func (w *Writer) StreamBlob(r io.Reader, size int64, want digest.Digest, name fu
 	}
 	known := size >= 0 && want != ""
 	if !known && w.file == nil {
-		return WrittenMember{}, errors.New("tarfile: a blob of unknown size or digest needs a seekable output; spool it first")
+		return WrittenMember{}, errors.New("archive: a blob of unknown size or digest needs a seekable output; spool it first")
 	}
 	h, err := hasher(want)
 	if err != nil {
@@ -324,11 +324,11 @@ func (w *Writer) CutBack(off int64) error {
 		return w.err
 	}
 	if w.file == nil {
-		w.err = errors.New("tarfile: cannot cut back a member written to a stream")
+		w.err = errors.New("archive: cannot cut back a member written to a stream")
 		return w.err
 	}
 	if off < 0 || off > w.off {
-		return fmt.Errorf("tarfile: cut back to %d, outside the %d bytes written", off, w.off)
+		return fmt.Errorf("archive: cut back to %d, outside the %d bytes written", off, w.off)
 	}
 	if err := w.cutBack(off); err != nil {
 		w.err = err
@@ -339,10 +339,10 @@ func (w *Writer) CutBack(off int64) error {
 
 func (w *Writer) cutBack(off int64) error {
 	if err := w.file.Truncate(w.base + off); err != nil {
-		return fmt.Errorf("tarfile: cutting back to offset %d: %w", off, err)
+		return fmt.Errorf("archive: cutting back to offset %d: %w", off, err)
 	}
 	if _, err := w.file.Seek(w.base+off, io.SeekStart); err != nil {
-		return fmt.Errorf("tarfile: cutting back to offset %d: %w", off, err)
+		return fmt.Errorf("archive: cutting back to offset %d: %w", off, err)
 	}
 	w.off = off
 	return nil
@@ -376,7 +376,7 @@ func (w *Writer) failed(start int64, err error) error {
 		return err // nothing of the member was written
 	}
 	if w.file == nil {
-		w.err = fmt.Errorf("tarfile: output stream left with a partial member: %w", err)
+		w.err = fmt.Errorf("archive: output stream left with a partial member: %w", err)
 		return w.err
 	}
 	if cerr := w.cutBack(start); cerr != nil {
@@ -455,7 +455,7 @@ func hasher(want digest.Digest) (*digester, error) {
 	alg := digest.Canonical
 	if want != "" {
 		if err := want.Validate(); err != nil {
-			return nil, fmt.Errorf("%w: declared digest %q: %v", ErrInvalidManifest, want, err)
+			return nil, fmt.Errorf("%w: declared digest %q: %w", ErrInvalidManifest, want, err)
 		}
 		alg = want.Algorithm()
 	}
@@ -470,13 +470,13 @@ func padding(n int64) int64 { return (blockSize - n%blockSize) % blockSize }
 // tarfile all read that form.
 func header(name string, typ byte, size int64, linkname string, mtime int64) ([]byte, error) {
 	if name == "" || len(name) > maxNameLen || strings.IndexByte(name, 0) >= 0 {
-		return nil, fmt.Errorf("tarfile: member name %q: must be 1 to %d bytes without NUL", name, maxNameLen)
+		return nil, fmt.Errorf("archive: member name %q: must be 1 to %d bytes without NUL", name, maxNameLen)
 	}
 	if len(linkname) > maxNameLen || strings.IndexByte(linkname, 0) >= 0 {
-		return nil, fmt.Errorf("tarfile: link target %q: must be at most %d bytes without NUL", linkname, maxNameLen)
+		return nil, fmt.Errorf("archive: link target %q: must be at most %d bytes without NUL", linkname, maxNameLen)
 	}
 	if size < 0 {
-		return nil, fmt.Errorf("tarfile: member %q: negative size", name)
+		return nil, fmt.Errorf("archive: member %q: negative size", name)
 	}
 	b := make([]byte, blockSize)
 	copy(b[0:100], name)
@@ -537,7 +537,7 @@ func putBase256(f []byte, v int64) {
 func ConfigDiffIDs(data []byte) ([]digest.Digest, error) {
 	c, err := parseConfig(data)
 	if err != nil {
-		return nil, fmt.Errorf("%w: image config: %v", ErrInvalidManifest, err)
+		return nil, fmt.Errorf("%w: image config: %w", ErrInvalidManifest, err)
 	}
 	return c.RootFS.DiffIDs, nil
 }
