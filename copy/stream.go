@@ -6,23 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
-	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/docker"
-	"go.podman.io/image/v5/image"
-	"go.podman.io/image/v5/manifest"
 	ocilayout "go.podman.io/image/v5/oci/layout"
 	"go.podman.io/image/v5/pkg/blobinfocache/memory"
 	"go.podman.io/image/v5/pkg/compression"
 	compressiontypes "go.podman.io/image/v5/pkg/compression/types"
-	"go.podman.io/image/v5/signature"
 	"go.podman.io/image/v5/types"
-	"go.podman.io/storage/pkg/chunked/toc"
 
 	"github.com/darc-dev/darc/archive"
 	"github.com/darc-dev/darc/internal/tarfile"
@@ -67,7 +61,8 @@ func WithStagingRepository(path string) Option {
 // whole-archive gzip, zstd, xz or bzip2 compression, detected from its first bytes and
 // decompressed on the fly. Nothing is written to a temp file. The destination must accept
 // blobs before it knows their images: an OCI layout (oci:DIR) or a registry
-// (docker://HOST[/PREFIX]); dir: is ErrStreamUnsupported.
+// (docker://HOST[/PREFIX]); dir: is ErrStreamUnsupported, and so is a system context asking
+// for zstd:chunked compression (the table of contents of a layer would be lost).
 //
 // Layers are hashed and sent to the destination while they pass — compressed on the way when
 // the destination wants compressed layers, as containers/image's copy does — into the
@@ -75,12 +70,12 @@ func WithStagingRepository(path string) Option {
 // WithStagingRepository) from which each image's repositories mount them. Metadata is kept in
 // memory (see WithStreamMemory). Once the archive has been read, the images are worked out as
 // Load works them out; each selected one is verified (every layer against its digest and its
-// config's diffID, the config against the image ID) and gets its config and manifest at every
-// destination reference. The configs and manifests are the ones Load writes, byte for byte,
-// for the same archive and options (except where the destination already holds the
-// uncompressed form of a layer: copy.Image then reuses it as is, LoadStream sends the
-// compressed form). If the archive cannot be read to its end, no image is written; layers
-// already sent stay in the layout's blobs/ or the staging repository.
+// config's diffID, the config against the image ID) and copied to every destination reference
+// by containers/image's copy.Image, from a source holding only its manifest and config: each
+// layer is offered to copy.Image as a blob the destination already has, as it was sent. So
+// the configs and manifests are the ones Load writes, byte for byte, for the same archive and
+// options. If the archive cannot be read to its end, no image is written; layers already sent
+// stay in the layout's blobs/ or the staging repository.
 //
 // Progress (WithProgress) reports the stream itself as image -1: ImageStarted, BlobProgress
 // events whose Offset is the number of bytes sent to the destination so far, then ImageDone
@@ -169,9 +164,10 @@ func LoadStream(ctx context.Context, r io.Reader, dest Destination, selectors []
 	return results, joinErrors(results)
 }
 
-// stager sends layers to the destination as the archive streams past and, at the end,
-// writes each image: it stands in for containers/image's copy.Image, which needs a source it
-// can read blobs from when it wants them.
+// stager sends layers to the destination as the archive streams past, the one thing
+// containers/image's copy.Image cannot do (it reads a blob from its source when it wants it,
+// and a stream has passed by then), and, at the end, has copy.Image write each image from
+// what was sent (see finish).
 type stager struct {
 	// ctx is the reading's: abort cancels it, with the destination's error as the cause.
 	ctx   context.Context
@@ -206,11 +202,8 @@ type staged struct {
 	once sync.Once // for members kept in memory, sent when an image first needs them
 	blob types.BlobInfo
 	op   blobOp
-	// alg is the compression of the blob sent (nil: none); annotations those the compressor
-	// produced (zstd:chunked).
-	alg         *compressiontypes.Algorithm
-	annotations map[string]string
-	err         error
+	alg  *compressiontypes.Algorithm // the compression of the blob sent (nil: none)
+	err  error
 }
 
 // blobOp is what happened to a layer on its way, as containers/image's copy decides it.
@@ -225,6 +218,11 @@ const (
 
 func newStager(ctx context.Context, run *run, dest Destination) (*stager, error) {
 	sys := run.sys()
+	if c := sys.CompressionFormat; c != nil && c.Name() == compressiontypes.ZstdChunkedAlgorithmName {
+		// Each image's layers reach copy.Image as reused blobs, and containers/image drops
+		// the annotations of a reused blob, which for zstd:chunked carry its table of contents.
+		return nil, fmt.Errorf("%w: %s: layers compressed as %s", ErrStreamUnsupported, dest, c.Name())
+	}
 	var ref types.ImageReference
 	var err error
 	if dest.transport == "oci" {
@@ -341,13 +339,13 @@ func (st *stager) put(s *staged, m tarfile.Member, stored tarfile.Compression, b
 	body = sourceReader{body}
 	var wait func()
 	if compressTo != nil {
-		s.alg, s.annotations, size = compressTo, map[string]string{}, -1
+		s.alg, size = compressTo, -1
 		pr, pw := io.Pipe()
 		done := make(chan struct{})
 		src := body
 		go func() {
 			defer close(done)
-			_ = pw.CloseWithError(st.compressStream(pw, src, s.annotations, *compressTo, st.level))
+			_ = pw.CloseWithError(st.compressStream(pw, src, *compressTo, st.level))
 		}()
 		body = pr
 		// The compressor must be done with its input before put returns: the input belongs to
@@ -401,11 +399,11 @@ func (s sourceReader) Read(p []byte) (int, error) {
 // compressStream is containers/image's copy.doCompression: the same compressor and level,
 // so that a layer compresses to the same bytes (and digest) as copy.Image makes. Gzip
 // writers are reused from one layer to the next (see gzipWriters).
-func (st *stager) compressStream(dest io.Writer, src io.Reader, metadata map[string]string, alg compressiontypes.Algorithm, level *int) error {
+func (st *stager) compressStream(dest io.Writer, src io.Reader, alg compressiontypes.Algorithm, level *int) error {
 	if alg.Name() == compressiontypes.GzipAlgorithmName {
 		return st.gzip.compress(dest, src, level)
 	}
-	c, err := compression.CompressStreamWithMetadata(dest, metadata, alg, level)
+	c, err := compression.CompressStreamWithMetadata(dest, map[string]string{}, alg, level)
 	if err != nil {
 		return err
 	}
@@ -457,8 +455,9 @@ func (p *progressReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// finish verifies one image and writes it to each of its references, the way copy.Image
-// would have from an archive source: layers first, then the config, then the manifest.
+// finish verifies one image and copies it to each of its references with copy.Image, from a
+// source that serves its manifest and config from memory: every layer is at the destination
+// already, and each reference's destination offers it as a reused blob (see stagedDest).
 func (st *stager) finish(ctx context.Context, img *tarfile.Image, refs []types.ImageReference, res *Result) error {
 	if err := img.VerifyStreamed(); err != nil {
 		return err
@@ -467,239 +466,99 @@ func (st *stager) finish(ctx context.Context, img *tarfile.Image, refs []types.I
 	if err != nil {
 		return err
 	}
-	sel, _ := reference.IndexSelector(img.Index)
-	srcRef, err := reference.New(st.rd.Name(), sel)
-	if err != nil {
-		srcRef = reference.Reference{} // "-" and paths with a colon have no string form
-	}
-	src := &memSource{ref: archive.NewReference(srcRef), manifest: tres.Manifest, mimeType: tres.ManifestType, config: tres.Config, configDigest: img.ID}
-	unparsed := image.UnparsedInstance(src, nil)
-	// A policy context of this image's own: a PolicyContext is not safe for concurrent use.
-	pc, err := signature.NewPolicyContext(st.run.policy)
-	if err != nil {
-		return err
-	}
-	allowed, err := pc.IsRunningImageAllowed(ctx, unparsed)
-	_ = pc.Destroy()
-	if !allowed || err != nil {
-		return fmt.Errorf("source image rejected: %w", err)
-	}
-	layers := make([]*staged, len(tres.Layers))
+	layers := map[digest.Digest]*staged{}
+	size := int64(len(tres.Config))
 	for j, l := range tres.Layers {
 		s := st.blob(l.Member)
 		if s.err != nil {
 			return fmt.Errorf("layer %d %q: %w", j, l.Name, s.err)
 		}
-		layers[j] = s
-		res.Bytes += l.Member.Size
+		layers[l.Digest] = s
+		size += l.Member.Size
 	}
-	res.Bytes += int64(len(tres.Config))
-	var chosen *written
+	sel, _ := reference.IndexSelector(img.Index)
+	srcRef, err := reference.New(st.rd.Name(), sel)
+	if err != nil {
+		srcRef = reference.Reference{} // "-" and paths with a colon have no string form
+	}
+	src := memRef{ImageReference: archive.NewReference(srcRef), manifest: tres.Manifest, mimeType: tres.ManifestType, config: tres.Config, configDigest: img.ID}
+	dsts := make([]types.ImageReference, len(refs))
 	for i, ref := range refs {
-		err := func() error {
-			d, err := ref.NewImageDestination(ctx, st.sys)
-			if err != nil {
-				return err
-			}
-			defer d.Close()
-			for j, s := range layers {
-				ok, _, err := d.TryReusingBlob(ctx, s.blob, st.cache, false)
-				if err != nil {
-					return fmt.Errorf("layer %d %q: %w", j, tres.Layers[j].Name, err)
-				}
-				if !ok {
-					return fmt.Errorf("layer %d %q: blob %s was sent to %s but cannot be reused at %s", j, tres.Layers[j].Name, s.blob.Digest, refString(st.staging.Reference()), refString(ref))
-				}
-			}
-			if chosen == nil {
-				if chosen, err = st.putImage(ctx, d, unparsed, tres, layers); err != nil {
-					return err
-				}
-			} else if err := chosen.put(ctx, d, st.cache); err != nil {
-				return err
-			}
-			return d.Commit(ctx, unparsed)
-		}()
-		if err != nil {
-			return fmt.Errorf("copying %s to %s: %w", res.Source, refString(ref), err)
-		}
-		res.Destinations = append(res.Destinations, refString(ref))
-		if i == 0 {
-			res.Manifest, _ = manifest.Digest(chosen.manifest)
-			res.ImageID = chosen.config.Digest
-		}
+		dsts[i] = stagedRef{ImageReference: ref, st: st, layers: layers}
 	}
-	return nil
+	err = st.run.copyImage(ctx, src, dsts, res)
+	res.Bytes = size
+	return err
 }
 
-// written is the config and manifest written for an image, as its other references get them.
-type written struct {
-	config     types.BlobInfo
-	configBlob []byte
-	manifest   []byte
+// stagedRef is a destination of one image of a streamed archive, whose layers were sent to
+// the destination while the archive was read.
+type stagedRef struct {
+	types.ImageReference
+	st     *stager
+	layers map[digest.Digest]*staged // by the digest the image's manifest gives the layer
 }
 
-func (w *written) put(ctx context.Context, d types.ImageDestination, cache types.BlobInfoCache) error {
-	if _, err := d.PutBlob(ctx, bytes.NewReader(w.configBlob), w.config, cache, true); err != nil {
-		return fmt.Errorf("writing config: %w", err)
-	}
-	if err := d.PutManifest(ctx, w.manifest, nil); err != nil {
-		return fmt.Errorf("writing manifest: %w", err)
-	}
-	return nil
-}
-
-// putImage works out the config and manifest copy.Image would write to d — the source's
-// manifest with each layer's new digest, size and media type, converted to a type d supports
-// (which, from Docker schema2 to OCI, converts the config too) — and writes them, trying the
-// other candidate manifest types when d rejects one, as copy.Image does.
-func (st *stager) putImage(ctx context.Context, d types.ImageDestination, unparsed *image.UnparsedImage, tres *tarfile.Resolved, layers []*staged) (*written, error) {
-	srcImg, err := image.FromUnparsedImage(ctx, st.sys, unparsed)
+func (ref stagedRef) NewImageDestination(ctx context.Context, sys *types.SystemContext) (types.ImageDestination, error) {
+	d, err := ref.ImageReference.NewImageDestination(ctx, sys)
 	if err != nil {
 		return nil, err
 	}
-	srcInfos := srcImg.LayerInfos()
-	if len(srcInfos) != len(layers) {
-		return nil, fmt.Errorf("%w: the manifest lists %d layers, the image has %d", tarfile.ErrInvalidManifest, len(srcInfos), len(layers))
-	}
-	parsed, err := manifest.FromBlob(tres.Manifest, tres.ManifestType)
-	if err != nil {
-		return nil, err
-	}
-	destInfos := make([]types.BlobInfo, len(layers))
-	for j, s := range layers {
-		if s.op == opCompress || s.op == opRecompress {
-			mt := srcInfos[j].MediaType
-			if c, ok := parsed.(interface{ CanChangeLayerCompression(string) bool }); ok && !c.CanChangeLayerCompression(mt) {
-				return nil, fmt.Errorf("%w: layer %d has media type %q, whose compression cannot be changed, but it was compressed for the destination", ErrStreamUnsupported, j, mt)
-			}
-		}
-		destInfos[j], err = destBlobInfo(srcInfos[j], s)
-		if err != nil {
-			return nil, err
-		}
-	}
-	updates := types.ManifestUpdateOptions{InformationOnly: types.ManifestUpdateInformation{Destination: d, LayerInfos: destInfos}}
-	if !slices.EqualFunc(srcInfos, destInfos, func(a, b types.BlobInfo) bool { return a.Digest == b.Digest }) {
-		updates.LayerInfos = destInfos
-	}
-	candidates, err := manifestCandidates(tres.ManifestType, d.SupportedManifestMIMETypes(), st.requested)
-	if err != nil {
-		return nil, err
-	}
-	srcType := manifest.NormalizedMIMEType(tres.ManifestType)
-	var errs []error
-	for _, mt := range candidates {
-		u := updates
-		if mt != srcType {
-			u.ManifestMIMEType = mt
-		}
-		pending := srcImg
-		if u.LayerInfos != nil || u.ManifestMIMEType != "" {
-			if pending, err = srcImg.UpdatedImage(ctx, u); err != nil {
-				if _, ok := errors.AsType[manifest.ManifestLayerCompressionIncompatibilityError](err); ok {
-					errs = append(errs, fmt.Errorf("%s: %w", mt, err))
-					continue
-				}
-				return nil, fmt.Errorf("creating an updated image manifest: %w", err)
-			}
-		}
-		w := &written{config: pending.ConfigInfo()}
-		if w.manifest, _, err = pending.Manifest(ctx); err != nil {
-			return nil, err
-		}
-		if w.configBlob, err = pending.ConfigBlob(ctx); err != nil {
-			return nil, err
-		}
-		err := w.put(ctx, d, st.cache)
-		if err == nil {
-			return w, nil
-		}
-		if _, ok := errors.AsType[types.ManifestTypeRejectedError](err); !ok {
-			return nil, err
-		}
-		errs = append(errs, fmt.Errorf("%s: %w", mt, err))
-	}
-	return nil, fmt.Errorf("writing manifest failed for every type: %w", errors.Join(errs...))
+	return &stagedDest{ImageDestination: d, ref: ref}, nil
 }
 
-// destBlobInfo is the BlobInfo copy.Image hands to UpdatedImage for a layer it uploaded:
-// the uploaded digest and size, and the compression edit that sets the media type.
-func destBlobInfo(src types.BlobInfo, s *staged) (types.BlobInfo, error) {
-	out := types.BlobInfo{Digest: s.blob.Digest, Size: s.blob.Size, Annotations: map[string]string{}}
-	switch s.op {
-	case opCompress, opRecompress:
+// stagedDest offers copy.Image each staged layer as a blob it can reuse, as it was sent: the
+// layer's own blob, or the blob compressed for the destination as copy.Image would have.
+type stagedDest struct {
+	types.ImageDestination
+	ref stagedRef
+}
+
+var _ types.ImageDestination = (*stagedDest)(nil)
+
+// TryReusingBlob asks the destination first, as copy.Image does; failing that, it makes the
+// destination take the staged blob of the layer (an OCI layout finds it in its blobs/, a
+// registry mounts it from the staging repository) and reports it as the substitute.
+func (d *stagedDest) TryReusingBlob(ctx context.Context, info types.BlobInfo, cache types.BlobInfoCache, canSubstitute bool) (bool, types.BlobInfo, error) {
+	ok, bi, err := d.ImageDestination.TryReusingBlob(ctx, info, cache, canSubstitute)
+	s := d.ref.layers[info.Digest]
+	if err != nil || ok || s == nil {
+		return ok, bi, err
+	}
+	changed := s.op == opCompress || s.op == opRecompress
+	if changed && !canSubstitute {
+		return false, types.BlobInfo{}, fmt.Errorf("%w: layer %s has a media type whose compression cannot be changed, but it was compressed for the destination", ErrStreamUnsupported, info.Digest)
+	}
+	st := d.ref.st
+	found, have, err := d.ImageDestination.TryReusingBlob(ctx, s.blob, st.cache, false)
+	if err != nil {
+		return false, types.BlobInfo{}, err
+	}
+	if !found {
+		return false, types.BlobInfo{}, fmt.Errorf("layer %s: blob %s was sent to %s but cannot be reused at %s", info.Digest, s.blob.Digest, refString(st.staging.Reference()), refString(d.ref.ImageReference))
+	}
+	out := types.BlobInfo{Digest: s.blob.Digest, Size: have.Size}
+	if changed {
 		out.CompressionOperation, out.CompressionAlgorithm = types.Compress, s.alg
-		if s.op == opRecompress {
-			out.CompressionOperation = types.PreserveOriginal
-		}
-		for k, v := range s.annotations {
-			out.Annotations[k] = v
-		}
-		return out, nil
 	}
-	out.MediaType = src.MediaType
-	for k, v := range src.Annotations {
-		out.Annotations[k] = v
-	}
-	if s.op == opPreserveUncompressed {
-		out.CompressionOperation = types.Decompress
-		return out, nil
-	}
-	out.CompressionOperation, out.CompressionAlgorithm = types.PreserveOriginal, s.alg
-	if s.alg != nil && s.alg.Name() == compressiontypes.ZstdAlgorithmName {
-		// copy.Image calls a zstd layer that carries a TOC digest zstd:chunked.
-		d, err := toc.GetTOCDigest(src.Annotations)
-		if err != nil {
-			return types.BlobInfo{}, err
-		}
-		if d != nil {
-			out.CompressionAlgorithm = &compression.ZstdChunked
-		}
-	}
-	return out, nil
+	return true, out, nil
 }
 
-// manifestCandidates orders the manifest types to try, as copy.Image does: the source's own
-// type if the destination supports it, then Docker schema2, then whatever else the
-// destination lists. A requested zstd compression restricts the choice to OCI.
-func manifestCandidates(srcType string, destTypes []string, requested *compressiontypes.Algorithm) ([]string, error) {
-	srcType = manifest.NormalizedMIMEType(srcType)
-	if len(destTypes) == 0 {
-		destTypes = []string{imgspecv1.MediaTypeImageManifest, manifest.DockerV2Schema2MediaType, manifest.DockerV2Schema1SignedMediaType, manifest.DockerV2Schema1MediaType}
-	}
-	supported := func(t string) bool {
-		if !slices.Contains(destTypes, t) {
-			return false
-		}
-		if requested == nil || requested.Name() == compressiontypes.GzipAlgorithmName {
-			return true
-		}
-		return (requested.Name() == compressiontypes.ZstdAlgorithmName || requested.Name() == compressiontypes.ZstdChunkedAlgorithmName) &&
-			t == imgspecv1.MediaTypeImageManifest
-	}
-	var out []string
-	for _, t := range append([]string{srcType, manifest.DockerV2Schema2MediaType, manifest.DockerV2Schema1SignedMediaType}, destTypes...) {
-		if supported(t) && !slices.Contains(out, t) {
-			out = append(out, t)
-		}
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%w: no manifest type of the destination (%v) can describe the layers", ErrInvalidDestination, destTypes)
-	}
-	return out, nil
-}
-
-// memSource serves an image's manifest and config from memory: what containers/image's
-// image package needs to update and convert a manifest. Layers are not served; they are at
-// the destination already.
-type memSource struct {
-	ref          types.ImageReference
+// memRef is the source of one image of a streamed archive: its manifest and config, from
+// memory. Its layers are only at the destination (see stagedDest).
+type memRef struct {
+	types.ImageReference
 	manifest     []byte
 	mimeType     string
 	config       []byte
 	configDigest digest.Digest
 }
+
+func (r memRef) NewImageSource(ctx context.Context, sys *types.SystemContext) (types.ImageSource, error) {
+	return &memSource{ref: r}, nil
+}
+
+type memSource struct{ ref memRef }
 
 var _ types.ImageSource = (*memSource)(nil)
 
@@ -710,16 +569,16 @@ func (s *memSource) GetManifest(ctx context.Context, instanceDigest *digest.Dige
 	if instanceDigest != nil {
 		return nil, "", fmt.Errorf("%w: no manifest %s (the image is not a manifest list)", archive.ErrImageNotFound, *instanceDigest)
 	}
-	return s.manifest, s.mimeType, nil
+	return s.ref.manifest, s.ref.mimeType, nil
 }
 
 func (s *memSource) HasThreadSafeGetBlob() bool { return true }
 
 func (s *memSource) GetBlob(ctx context.Context, info types.BlobInfo, cache types.BlobInfoCache) (io.ReadCloser, int64, error) {
-	if info.Digest != s.configDigest {
+	if info.Digest != s.ref.configDigest {
 		return nil, 0, fmt.Errorf("%w: blob %s of a streamed archive is only at the destination", archive.ErrMemberNotFound, info.Digest)
 	}
-	return io.NopCloser(bytes.NewReader(s.config)), int64(len(s.config)), nil
+	return io.NopCloser(bytes.NewReader(s.ref.config)), int64(len(s.ref.config)), nil
 }
 
 func (s *memSource) GetSignatures(ctx context.Context, instanceDigest *digest.Digest) ([][]byte, error) {
