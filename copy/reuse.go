@@ -11,8 +11,6 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/pkg/compression"
 	"go.podman.io/image/v5/types"
-
-	"github.com/darc-dev/darc/internal/tarfile"
 )
 
 // OCI layouts and registries want compressed layers, and an archive's layers are mostly
@@ -182,7 +180,9 @@ func (d *reuseDest) compressFromSource(ctx context.Context, info types.BlobInfo,
 	if err != nil || decompressor != nil {
 		return false, types.BlobInfo{}, nil // unreadable (copy.Image reports it) or compressed already
 	}
-	body = tarfile.ProgressReader(body, info.Digest, size, d.ref.progress)
+	if progress := d.ref.progress; progress != nil {
+		body = &readReporter{r: body, report: func(done int64) { progress(info.Digest, done, size) }}
+	}
 	pr, pw := io.Pipe()
 	done := make(chan struct{})
 	go func() {
@@ -202,4 +202,21 @@ func (d *reuseDest) compressFromSource(ctx context.Context, info types.BlobInfo,
 	cache.RecordDigestUncompressedPair(bi.Digest, info.Digest)
 	d.ref.r.add(bi.Digest)
 	return true, types.BlobInfo{Digest: bi.Digest, Size: bi.Size, CompressionOperation: types.Compress, CompressionAlgorithm: &compression.Gzip}, nil
+}
+
+// readReporter tells report how many bytes have been read after every read that returned
+// data.
+type readReporter struct {
+	r      io.Reader
+	done   int64
+	report func(done int64)
+}
+
+func (p *readReporter) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.done += int64(n)
+		p.report(p.done)
+	}
+	return n, err
 }

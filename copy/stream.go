@@ -19,7 +19,6 @@ import (
 	"go.podman.io/image/v5/types"
 
 	"github.com/darc-dev/darc/archive"
-	"github.com/darc-dev/darc/internal/tarfile"
 	"github.com/darc-dev/darc/reference"
 )
 
@@ -111,10 +110,7 @@ func LoadStream(ctx context.Context, r io.Reader, dest Destination, selectors []
 	st.abort = abort
 	st.source = fmt.Sprintf("%s:%s", reference.Transport, name)
 	run.emit(Event{Kind: ImageStarted, Image: -1, Source: st.source})
-	rd, err := tarfile.ReadStream(rctx, name, r, tarfile.StreamOptions{
-		Limits:  tarfile.Limits{MaxStreamMemory: o.streamMemory},
-		Forward: st.forward,
-	})
+	rd, err := archive.ReadStream(rctx, name, r, archive.StreamOptions{MaxMemory: o.streamMemory, Forward: st.forward})
 	if err != nil {
 		if cause := context.Cause(rctx); ctx.Err() == nil && cause != nil && !errors.Is(cause, context.Canceled) {
 			err = fmt.Errorf("archive %q: %w", name, cause)
@@ -188,7 +184,7 @@ type stager struct {
 	level     *int
 	gzip      gzipWriters
 
-	rd     *tarfile.Reader // set once the archive has been read
+	rd     *archive.StreamedArchive // set once the archive has been read
 	source string          // the archive, as results name it
 
 	sent         atomic.Int64 // bytes sent to the destination so far
@@ -263,17 +259,17 @@ func newStager(ctx context.Context, run *run, dest Destination) (*stager, error)
 
 func (st *stager) close() { _ = st.staging.Close() }
 
-// forward is tarfile.StreamOptions.Forward: it sends one member to the staging destination.
-func (st *stager) forward(m tarfile.Member, stored tarfile.Compression, body io.Reader) {
+// forward is archive.StreamOptions.Forward: it sends one member to the staging destination.
+func (st *stager) forward(m archive.StreamMember, body io.Reader) {
 	s := &staged{}
-	s.once.Do(func() { st.put(s, m, stored, body) })
+	s.once.Do(func() { st.put(s, m, body) })
 	st.mu.Lock()
 	st.staged[m.Offset] = s
 	st.mu.Unlock()
 }
 
 // blob returns the staged blob of a layer member, sending it now if it was kept in memory.
-func (st *stager) blob(m tarfile.Member) *staged {
+func (st *stager) blob(m archive.StreamMember) *staged {
 	st.mu.Lock()
 	s, ok := st.staged[m.Offset]
 	if !ok {
@@ -282,13 +278,12 @@ func (st *stager) blob(m tarfile.Member) *staged {
 	}
 	st.mu.Unlock()
 	s.once.Do(func() {
-		data, ok := st.rd.KeptData(m)
-		f, fok := st.rd.StreamFacts(m)
-		if !ok || !fok {
-			s.err = fmt.Errorf("%w: member %q is not in the stream", tarfile.ErrMemberNotFound, m.Name)
+		data, ok := st.rd.Kept(m)
+		if !ok {
+			s.err = fmt.Errorf("%w: member %q is not in the stream", archive.ErrMemberNotFound, m.Name)
 			return
 		}
-		st.put(s, m, f.Compression, bytes.NewReader(data))
+		st.put(s, m, bytes.NewReader(data))
 	})
 	return s
 }
@@ -297,21 +292,21 @@ func (st *stager) blob(m tarfile.Member) *staged {
 // send the blob an archive source serves for it: xz and bzip2 members decompressed (no media
 // type describes them), then compressed if the destination wants compressed layers and the
 // blob is not, or recompressed if another format was requested.
-func (st *stager) put(s *staged, m tarfile.Member, stored tarfile.Compression, body io.Reader) {
+func (st *stager) put(s *staged, m archive.StreamMember, body io.Reader) {
 	size := m.Size
-	if stored == tarfile.Xz || stored == tarfile.Bzip2 {
-		dec, closeDec, err := tarfile.Decompress(body, stored)
-		if err != nil {
-			s.err = fmt.Errorf("member %q: %w", m.Name, err)
-			return
-		}
-		defer closeDec()
-		body, size = dec, -1
-	}
 	format, decompressor, body, err := compression.DetectCompressionFormat(body)
 	if err != nil {
 		s.err = fmt.Errorf("member %q: %w", m.Name, err)
 		return
+	}
+	if base := format.BaseVariantName(); decompressor != nil && base != compressiontypes.GzipAlgorithmName && base != compressiontypes.ZstdAlgorithmName {
+		dec, err := decompressor(body)
+		if err != nil {
+			s.err = fmt.Errorf("member %q: %w", m.Name, err)
+			return
+		}
+		defer dec.Close()
+		body, size, decompressor = dec, -1, nil
 	}
 	compressed := decompressor != nil
 	var compressTo *compressiontypes.Algorithm
@@ -324,12 +319,12 @@ func (st *stager) put(s *staged, m tarfile.Member, stored tarfile.Compression, b
 	case st.compress && compressed && st.requested != nil &&
 		st.requested.Name() != format.Name() && st.requested.Name() != format.BaseVariantName():
 		s.op, compressTo = opRecompress, st.requested
-		dec, closeDec, err := tarfile.Decompress(body, ourCompression(format))
+		dec, err := decompressor(body)
 		if err != nil {
 			s.err = fmt.Errorf("member %q: %w", m.Name, err)
 			return
 		}
-		defer closeDec()
+		defer dec.Close()
 		body = dec
 	case compressed:
 		s.op, s.alg = opPreserveCompressed, &format
@@ -410,20 +405,6 @@ func (st *stager) compressStream(dest io.Writer, src io.Reader, alg compressiont
 	return copyAndClose(c, src, make([]byte, 1<<20))
 }
 
-// ourCompression maps a containers/image algorithm to tarfile's.
-func ourCompression(a compressiontypes.Algorithm) tarfile.Compression {
-	switch a.BaseVariantName() {
-	case compressiontypes.GzipAlgorithmName:
-		return tarfile.Gzip
-	case compressiontypes.ZstdAlgorithmName:
-		return tarfile.Zstd
-	case compressiontypes.XzAlgorithmName:
-		return tarfile.Xz
-	case compressiontypes.Bzip2AlgorithmName:
-		return tarfile.Bzip2
-	}
-	return tarfile.Uncompressed
-}
 
 // progress counts a blob's bytes into the bytes sent so far, reported as progress of the
 // stream itself (Image -1) at most every progressInterval.
@@ -458,17 +439,18 @@ func (p *progressReader) Read(b []byte) (int, error) {
 // finish verifies one image and copies it to each of its references with copy.Image, from a
 // source that serves its manifest and config from memory: every layer is at the destination
 // already, and each reference's destination offers it as a reused blob (see stagedDest).
-func (st *stager) finish(ctx context.Context, img *tarfile.Image, refs []types.ImageReference, res *Result) error {
-	if err := img.VerifyStreamed(); err != nil {
+func (st *stager) finish(ctx context.Context, img archive.StreamedImage, refs []types.ImageReference, res *Result) error {
+	content, err := img.Verify()
+	if err != nil {
 		return err
 	}
-	tres, err := img.Resolve()
+	src, err := img.Reference()
 	if err != nil {
 		return err
 	}
 	layers := map[digest.Digest]*staged{}
-	size := int64(len(tres.Config))
-	for j, l := range tres.Layers {
+	size := content.ConfigSize
+	for j, l := range content.Layers {
 		s := st.blob(l.Member)
 		if s.err != nil {
 			return fmt.Errorf("layer %d %q: %w", j, l.Name, s.err)
@@ -476,12 +458,6 @@ func (st *stager) finish(ctx context.Context, img *tarfile.Image, refs []types.I
 		layers[l.Digest] = s
 		size += l.Member.Size
 	}
-	sel, _ := reference.IndexSelector(img.Index)
-	srcRef, err := reference.New(st.rd.Name(), sel)
-	if err != nil {
-		srcRef = reference.Reference{} // "-" and paths with a colon have no string form
-	}
-	src := memRef{ImageReference: archive.NewReference(srcRef), manifest: tres.Manifest, mimeType: tres.ManifestType, config: tres.Config, configDigest: img.ID}
 	dsts := make([]types.ImageReference, len(refs))
 	for i, ref := range refs {
 		dsts[i] = stagedRef{ImageReference: ref, st: st, layers: layers}
@@ -542,49 +518,4 @@ func (d *stagedDest) TryReusingBlob(ctx context.Context, info types.BlobInfo, ca
 		out.CompressionOperation, out.CompressionAlgorithm = types.Compress, s.alg
 	}
 	return true, out, nil
-}
-
-// memRef is the source of one image of a streamed archive: its manifest and config, from
-// memory. Its layers are only at the destination (see stagedDest).
-type memRef struct {
-	types.ImageReference
-	manifest     []byte
-	mimeType     string
-	config       []byte
-	configDigest digest.Digest
-}
-
-func (r memRef) NewImageSource(ctx context.Context, sys *types.SystemContext) (types.ImageSource, error) {
-	return &memSource{ref: r}, nil
-}
-
-type memSource struct{ ref memRef }
-
-var _ types.ImageSource = (*memSource)(nil)
-
-func (s *memSource) Reference() types.ImageReference { return s.ref }
-func (s *memSource) Close() error                    { return nil }
-
-func (s *memSource) GetManifest(ctx context.Context, instanceDigest *digest.Digest) ([]byte, string, error) {
-	if instanceDigest != nil {
-		return nil, "", fmt.Errorf("%w: no manifest %s (the image is not a manifest list)", archive.ErrImageNotFound, *instanceDigest)
-	}
-	return s.ref.manifest, s.ref.mimeType, nil
-}
-
-func (s *memSource) HasThreadSafeGetBlob() bool { return true }
-
-func (s *memSource) GetBlob(ctx context.Context, info types.BlobInfo, cache types.BlobInfoCache) (io.ReadCloser, int64, error) {
-	if info.Digest != s.ref.configDigest {
-		return nil, 0, fmt.Errorf("%w: blob %s of a streamed archive is only at the destination", archive.ErrMemberNotFound, info.Digest)
-	}
-	return io.NopCloser(bytes.NewReader(s.ref.config)), int64(len(s.ref.config)), nil
-}
-
-func (s *memSource) GetSignatures(ctx context.Context, instanceDigest *digest.Digest) ([][]byte, error) {
-	return nil, nil
-}
-
-func (s *memSource) LayerInfosForCopy(ctx context.Context, instanceDigest *digest.Digest) ([]types.BlobInfo, error) {
-	return nil, nil
 }
