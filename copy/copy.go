@@ -111,17 +111,18 @@ func ParsePlatform(s string) error {
 	return nil
 }
 
-// WithProgress sends progress events to f. f is called from one goroutine of its own, one
-// event at a time, never from a copying goroutine, and the copy never waits for it: while f
-// is busy, events queue up. ImageStarted, BlobDone, ImageDone, ImageFailed and ImageSkipped
-// are all delivered, each once, in the order they happened. A BlobProgress still queued is
-// replaced by a newer one for the same blob of the same image, so a slow f sees fewer byte
-// counts and the queue stays small.
+// WithProgress receives progress events. The function is called from one goroutine of its
+// own, one event at a time, never from a copying goroutine, and the copy never waits for it:
+// while it is busy, events queue up. ImageStarted, BlobDone, ImageDone, ImageFailed and
+// ImageSkipped are all delivered, each once, in the order they happened. A BlobProgress still
+// queued is replaced by a newer one for the same blob of the same image, so a slow function
+// sees fewer byte counts and the queue stays small.
 //
-// Save, Load, LoadStream, Merge and Image return only after f has returned for every event
-// of the call: f is never called after they return, so whatever f records is complete by
-// then. In exchange f MUST NOT wait for that call to return (or for anything that happens
-// only after it), which would deadlock; a slow f delays the return, never the copying.
+// Save, Load, LoadStream, Merge and Image return only after the function has returned for
+// every event of the call: it is never called after they return, so whatever it records is
+// complete by then. In exchange it MUST NOT wait for that call to return (or for anything
+// that happens only after it), which would deadlock; a slow function delays the return,
+// never the copying.
 func WithProgress(f func(Event)) Option { return func(o *options) { o.progress = f } }
 
 // WithNames gives names to the image at index (its position in the archive) for Load,
