@@ -42,10 +42,9 @@
 //     [LayoutDocker] (the default) or [LayoutOCI].
 //  2. Per image, [WritableArchive.NewReference] with the image's tags; the order of these
 //     calls is the order of the images in the archive.
-//  3. Copy each image into its reference with containers/image's copy.Image, which drives
-//     every image copy through this package's image destination; the image is in the
-//     archive once that copy has committed it. ([WritableArchive.AddImage] is a narrower
-//     shortcut between two archives, not needed for any of this.)
+//  3. Copy each image into its reference with containers/image's copy.Image: it drives every
+//     image copy, through this package's image destination, and the image is in the archive
+//     once that copy has committed it.
 //  4. [WritableArchive.Commit] writes manifest.json and the other metadata and, for Create,
 //     syncs the temp file and renames it onto the path. With no image committed it fails
 //     with [ErrNoImages], and with [ErrBusy] while an image destination is open and not
@@ -88,9 +87,9 @@
 // Conditions a caller may act on are sentinel errors: [ErrNotDockerArchive], [ErrTooLarge],
 // [ErrInsecurePath], [ErrBadLink], [ErrMemberNotFound], [ErrDigestMismatch],
 // [ErrSizeMismatch], [ErrInvalidManifest], [ErrImageNotFound] and [ErrAmbiguous] when
-// reading; [ErrExists], [ErrClosed], [ErrNoImages] and [ErrBusy] when writing;
-// [ErrLayoutUnsupported] from AddImage. Errors that report one of them wrap it with %w,
-// together with what they are about (the archive's path, the image, the member), so test
-// them with errors.Is, never by their text. A malformed reference wraps
-// reference.ErrInvalidReference.
+// reading; [ErrExists], [ErrClosed], [ErrNoImages] and [ErrBusy] when writing. A sentinel
+// that only one function returns is documented with that function. Errors that report one
+// of them wrap it with %w, together with what they are about (the archive's path, the
+// image, the member), so test them with errors.Is, never by their text. A malformed
+// reference wraps reference.ErrInvalidReference.
 package archive
