@@ -167,8 +167,17 @@ func ParsePlatform(s string) (Platform, error) {
 func WithPlatform(p Platform) Option { return func(o *options) { o.platform = &p } }
 
 // WithProgress receives progress events. The function is called from one goroutine of its
-// own, never from the copy; when it falls behind, byte-progress events are dropped (start,
-// done and failure events never are), so a slow consumer cannot stall a copy.
+// own, one event at a time, never from a copying goroutine, and the copy never waits for it:
+// while it is busy, events queue up. ImageStarted, BlobDone, ImageDone, ImageFailed and
+// ImageSkipped are all delivered, each once, in the order they happened. A BlobProgress still
+// queued is replaced by a newer one for the same blob of the same image, so a slow function
+// sees fewer byte counts and the queue stays small.
+//
+// Save, Load, LoadStream, Merge and Image return only after the function has returned for
+// every event of the call: it is never called after they return, so whatever it records is
+// complete by then. In exchange it MUST NOT wait for that call to return (or for anything
+// that happens only after it), which would deadlock; a slow function delays the return,
+// never the copying.
 func WithProgress(f func(Event)) Option { return func(o *options) { o.progress = f } }
 
 // WithNames gives names to the image at index (its position in the archive) for Load and
@@ -197,30 +206,6 @@ func WithBaseNameOnly() Option {
 // WithReportWriter passes containers/image's own progress output (bars on a terminal) to w.
 func WithReportWriter(w io.Writer) Option { return func(o *options) { o.report = w } }
 
-// EventKind says what an Event reports.
-type EventKind int
-
-// Event kinds.
-const (
-	ImageStarted EventKind = iota
-	BlobProgress           // Offset of Size bytes of blob Digest copied
-	BlobDone
-	ImageDone
-	ImageFailed
-	ImageSkipped
-)
-
-// Event is one progress report.
-type Event struct {
-	Kind   EventKind
-	Image  int    // the image's position in the inputs
-	Source string // source reference
-	Digest digest.Digest
-	Offset int64
-	Size   int64 // -1 when unknown
-	Err    error // for ImageFailed and ImageSkipped
-}
-
 // Result is what happened to one image.
 type Result struct {
 	Index        int      // position in the inputs
@@ -238,8 +223,7 @@ type Result struct {
 type run struct {
 	o      options
 	policy *signature.Policy
-	events chan Event
-	done   chan struct{}
+	events *progress // nil without WithProgress; stream.go tests it too
 }
 
 func newRun(o options) *run {
@@ -248,40 +232,9 @@ func newRun(o options) *run {
 		r.policy = &signature.Policy{Default: []signature.PolicyRequirement{signature.NewPRInsecureAcceptAnything()}}
 	}
 	if o.progress != nil {
-		r.events = make(chan Event, 1024)
-		r.done = make(chan struct{})
-		go func() {
-			defer close(r.done)
-			for e := range r.events {
-				o.progress(e)
-			}
-		}()
+		r.events = newProgress(o.progress)
 	}
 	return r
-}
-
-// close stops the progress goroutine after delivering what it holds.
-func (r *run) close() {
-	if r.events != nil {
-		close(r.events)
-		<-r.done
-	}
-}
-
-// emit delivers an event without ever blocking: a byte-progress event is dropped when the
-// consumer is behind; other events wait for room only in the buffer's slack.
-func (r *run) emit(e Event) {
-	if r.events == nil {
-		return
-	}
-	if e.Kind == BlobProgress {
-		select {
-		case r.events <- e:
-		default:
-		}
-		return
-	}
-	r.events <- e
 }
 
 func (r *run) sys() *types.SystemContext {

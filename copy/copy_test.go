@@ -102,41 +102,147 @@ func TestSaveKeepsGoingAfterAFailure(t *testing.T) {
 	}
 }
 
-// TestProgressNeverBlocks gives Load a progress consumer that is much slower than the copy:
-// the copy must not wait for it, and every image's start and end must still be reported.
+// TestProgressNeverBlocks loads an archive of many images while the progress consumer is stuck
+// on its first event, with more events than the 1,024-event channel that used to carry them
+// held: every image must still be copied, Load must then wait for the consumer (it is never called after Load returns), and
+// once released the consumer must see each image start once and finish once, in that order.
+// The waits are bounded so that a copy stalled behind the consumer fails the test instead of
+// hanging it; the bound is a deadlock detector, not a speed requirement.
 func TestProgressNeverBlocks(t *testing.T) {
-	a, err := archive.Open(filepath.Join(fixtures, "podman-save-m.tar"))
+	const images = 260 // five events each that are never dropped: start, two layers, config, done
+	const bound = 60 * time.Second
+	path := filepath.Join(t.TempDir(), "many.tar")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := archivetest.BigArchive(f, images, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	a, err := archive.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	dest, err := dcopy.ParseDestination("oci:" + filepath.Join(t.TempDir(), "layout"))
+	out := t.TempDir() // dir: wants the directory to exist
+	dest, err := dcopy.ParseDestination("dir:" + out)
 	if err != nil {
 		t.Fatal(err)
 	}
+
+	release := make(chan struct{})
 	var mu sync.Mutex
-	started, done := map[int]bool{}, map[int]bool{}
-	slow := func(e dcopy.Event) {
-		time.Sleep(20 * time.Millisecond)
+	var events []dcopy.Event
+	stuck := func(e dcopy.Event) {
+		<-release
 		mu.Lock()
 		defer mu.Unlock()
-		switch e.Kind {
-		case dcopy.ImageStarted:
-			started[e.Image] = true
-		case dcopy.ImageDone:
-			done[e.Image] = true
+		events = append(events, e)
+	}
+	type loaded struct {
+		results []dcopy.Result
+		err     error
+	}
+	finished := make(chan loaded, 1)
+	go func() {
+		results, err := dcopy.Load(context.Background(), a, dest, nil, dcopy.WithProgress(stuck))
+		finished <- loaded{results, err}
+	}()
+
+	// Every image is written (dir: puts its manifest last) while the consumer is stuck.
+	deadline := time.Now().Add(bound)
+	for written := 0; ; time.Sleep(20 * time.Millisecond) {
+		for written < images {
+			if _, err := os.Stat(filepath.Join(out, fmt.Sprint(written), "manifest.json")); err != nil {
+				break
+			}
+			written++
+		}
+		if written == images {
+			break
+		}
+		select {
+		case l := <-finished:
+			t.Fatalf("Load returned (err %v) before its stuck consumer got the events", l.err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v, images up to %d of %d written: the copy waits for the progress consumer", bound, written, images)
 		}
 	}
-	results, err := dcopy.Load(context.Background(), a, dest, nil, dcopy.WithProgress(slow))
-	if err != nil {
-		t.Fatal(err)
+	select {
+	case l := <-finished:
+		t.Fatalf("Load returned (err %v) before its stuck consumer got the events", l.err)
+	default:
 	}
+	close(release)
+	var l loaded
+	select {
+	case l = <-finished:
+	case <-time.After(bound):
+		t.Fatalf("Load did not return within %v of releasing its consumer", bound)
+	}
+	if l.err != nil {
+		t.Fatal(l.err)
+	}
+	if len(l.results) != images {
+		t.Fatalf("%d results, want %d", len(l.results), images)
+	}
+
 	mu.Lock()
 	defer mu.Unlock()
-	for _, r := range results {
-		if !started[r.Index] || !done[r.Index] {
-			t.Errorf("image %d: started=%v done=%v", r.Index, started[r.Index], done[r.Index])
+	checkImageEvents(t, events, images)
+}
+
+// checkImageEvents checks that each of images images has exactly one ImageStarted, then
+// exactly one ImageDone, with its blob events between them, and no failure or skip; and that
+// more than 1,024 events were delivered that may never be dropped (the old fixed buffer).
+func checkImageEvents(t *testing.T, events []dcopy.Event, images int) {
+	t.Helper()
+	const (
+		notStarted = iota
+		running
+		finished
+	)
+	state := make([]int, images)
+	kept := 0
+	for n, e := range events {
+		if e.Image < 0 || e.Image >= images {
+			t.Fatalf("event %d: %+v: image out of range", n, e)
 		}
+		if e.Kind != dcopy.BlobProgress {
+			kept++
+		}
+		switch st := &state[e.Image]; e.Kind {
+		case dcopy.ImageStarted:
+			if *st != notStarted {
+				t.Errorf("event %d: image %d started again", n, e.Image)
+			}
+			*st = running
+		case dcopy.BlobProgress, dcopy.BlobDone:
+			if *st != running {
+				t.Errorf("event %d: blob event of image %d outside its start and end", n, e.Image)
+			}
+		case dcopy.ImageDone:
+			if *st != running {
+				t.Errorf("event %d: image %d done without a start, or twice", n, e.Image)
+			}
+			*st = finished
+		default:
+			t.Errorf("event %d: image %d: unexpected %+v", n, e.Image, e)
+		}
+	}
+	for i, st := range state {
+		if st != finished {
+			t.Errorf("image %d: never reported done", i)
+		}
+	}
+	t.Logf("%d events, %d of them never dropped", len(events), kept)
+	if kept <= 1024 {
+		t.Errorf("only %d start, blob-done and done events: the test no longer outgrows a 1,024-event buffer", kept)
 	}
 }
 
