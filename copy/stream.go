@@ -185,7 +185,7 @@ type stager struct {
 	gzip      gzipWriters
 
 	rd     *archive.StreamedArchive // set once the archive has been read
-	source string          // the archive, as results name it
+	source string                   // the archive, as results name it
 
 	sent         atomic.Int64 // bytes sent to the destination so far
 	mu           sync.Mutex
@@ -404,7 +404,6 @@ func (st *stager) compressStream(dest io.Writer, src io.Reader, alg compressiont
 	}
 	return copyAndClose(c, src, make([]byte, 1<<20))
 }
-
 
 // progress counts a blob's bytes into the bytes sent so far, reported as progress of the
 // stream itself (Image -1) at most every progressInterval.
