@@ -1,88 +1,146 @@
 package archive_test
 
 import (
+	"bytes"
+	"context"
 	"errors"
-	"os"
-	"path/filepath"
-	"strings"
+	"io"
+	"sync"
 	"testing"
 
 	"github.com/darc-dev/darc/archive"
+	"github.com/darc-dev/darc/internal/archivetest"
+	"github.com/darc-dev/darc/reference"
 )
 
-// TestOpenStream reads every fixture from a plain io.Reader (not a file), compressed or not.
-func TestOpenStream(t *testing.T) {
-	for _, f := range loadExpected(t) {
-		t.Run(f.File, func(t *testing.T) {
-			in, err := os.Open(filepath.Join(fixtureDir, f.File))
+// TestReadStreamMatchesOpen reads every generated layout once as a stream: each member that
+// is not kept in memory is forwarded exactly once, with the bytes it has in the archive;
+// the images, their layers and the manifests and configs the streamed sources serve are
+// those of the same archive opened with Open.
+func TestReadStreamMatchesOpen(t *testing.T) {
+	for _, v := range archivetest.Variants() {
+		t.Run(v.Name, func(t *testing.T) {
+			data, err := archivetest.BuildBytes(archivetest.SharedImages(), v.Opts)
+			if err != nil {
+				t.Skipf("generator does not support this variant: %v", err)
+			}
+			opened, err := archive.Open(writeTemp(t, data))
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer in.Close()
-			dir := t.TempDir()
-			a, err := archive.OpenStream(struct{ *os.File }{in}, archive.WithTempDir(dir))
+			defer opened.Close()
+			var mu sync.Mutex
+			forwarded := map[int64][]byte{}
+			s, err := archive.ReadStream(context.Background(), "in.tar", bytes.NewReader(data), archive.StreamOptions{
+				Forward: func(m archive.StreamMember, body io.Reader) {
+					b, err := io.ReadAll(body)
+					mu.Lock()
+					defer mu.Unlock()
+					if _, seen := forwarded[m.Offset]; seen || err != nil || int64(len(b)) != m.Size {
+						t.Errorf("member %q forwarded again, cut short or with an error: %v", m.Name, err)
+					}
+					forwarded[m.Offset] = b
+				},
+			})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := len(a.Images()); got != len(f.Images) {
-				t.Errorf("got %d images, want %d", got, len(f.Images))
-			}
-			if err := a.Close(); err != nil {
+			imgs, err := s.SelectEach(nil)
+			if err != nil {
 				t.Fatal(err)
 			}
-			if err := a.Close(); err != nil {
-				t.Fatalf("second Close: %v", err)
+			if len(imgs) != len(opened.Images()) {
+				t.Fatalf("%d images streamed, %d opened", len(imgs), len(opened.Images()))
 			}
-			if left, _ := os.ReadDir(dir); len(left) != 0 {
-				t.Errorf("temp dir holds %d entries after Close", len(left))
+			for i, img := range imgs {
+				checkStreamedImage(t, s, img, opened, i, forwarded)
 			}
 		})
 	}
 }
 
-// TestSpoolHonoursTMPDIR shows a compressed input is spooled in TMPDIR (or WithTempDir): with
-// the directory missing, opening fails while creating the spool file; with it present,
-// opening works and leaves nothing behind.
-func TestSpoolHonoursTMPDIR(t *testing.T) {
-	path := filepath.Join(fixtureDir, "podman-save-m.tar.zst")
-	missing := filepath.Join(t.TempDir(), "missing")
-	t.Setenv("TMPDIR", missing)
-	if _, err := archive.Open(path); err == nil || !strings.Contains(err.Error(), "spool") || !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("with TMPDIR missing: got %v, want a spool-file error", err)
-	}
-	if _, err := archive.Open(path, archive.WithTempDir(missing)); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("with WithTempDir missing: got %v, want os.ErrNotExist", err)
-	}
-	dir := t.TempDir()
-	t.Setenv("TMPDIR", dir)
-	a, err := archive.Open(path)
+// checkStreamedImage compares image i of a streamed archive with the same archive opened.
+func checkStreamedImage(t *testing.T, s *archive.StreamedArchive, img archive.StreamedImage, opened *archive.ReadableArchive, i int, forwarded map[int64][]byte) {
+	t.Helper()
+	want, err := opened.Inspect(mustIndex(t, i))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if left, _ := os.ReadDir(dir); len(left) != 0 {
-		t.Errorf("spool file is visible in TMPDIR: %d entries", len(left))
+	if img.Index != i || img.ID != want.ID {
+		t.Errorf("@%d: streamed image @%d %s, opened %s", i, img.Index, img.ID, want.ID)
 	}
-	if err := a.Close(); err != nil {
+	content, err := img.Verify()
+	if err != nil {
+		t.Fatalf("@%d: %v", i, err)
+	}
+	if len(content.Layers) != len(want.Layers) || content.ConfigSize != int64(len(want.Config)) {
+		t.Fatalf("@%d: %d layers and a config of %d bytes, want %d and %d", i, len(content.Layers), content.ConfigSize, len(want.Layers), len(want.Config))
+	}
+	for j, l := range content.Layers {
+		body, ok := forwarded[l.Member.Offset]
+		if !ok {
+			body, ok = s.Kept(l.Member)
+		}
+		if !ok || int64(len(body)) != l.Member.Size {
+			t.Errorf("@%d layer %d: member %q neither forwarded nor kept", i, j, l.Member.Name)
+		}
+		if l.Digest != want.Layers[j].Digest {
+			t.Errorf("@%d layer %d: digest %s, opened %s", i, j, l.Digest, want.Layers[j].Digest)
+		}
+	}
+	ref, err := img.Reference()
+	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-// TestUncompressedFileReadInPlace: an uncompressed regular file is not spooled, so a missing
-// temp dir does not matter.
-func TestUncompressedFileReadInPlace(t *testing.T) {
-	t.Setenv("TMPDIR", filepath.Join(t.TempDir(), "missing"))
-	a, err := archive.Open(filepath.Join(fixtureDir, "podman-save-m.tar"))
+	src, err := ref.NewImageSource(context.Background(), nil)
 	if err != nil {
-		t.Fatalf("opening in place needed the temp dir: %v", err)
+		t.Fatal(err)
 	}
-	a.Close()
+	defer src.Close()
+	m, _, err := src.GetManifest(context.Background(), nil)
+	if err != nil || !bytes.Equal(m, want.Manifest) {
+		t.Errorf("@%d: streamed source serves another manifest (%v)", i, err)
+	}
+	rc, _, err := src.GetBlob(context.Background(), blobInfo(img.ID, -1), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	config, _ := io.ReadAll(rc)
+	rc.Close()
+	if !bytes.Equal(config, want.Config) {
+		t.Errorf("@%d: streamed source serves another config", i)
+	}
+	if len(content.Layers) > 0 {
+		if _, _, err := src.GetBlob(context.Background(), blobInfo(content.Layers[0].Digest, -1), nil); !errors.Is(err, archive.ErrMemberNotFound) {
+			t.Errorf("@%d: a layer of a streamed source: %v, want ErrMemberNotFound", i, err)
+		}
+	}
 }
 
-// TestSpoolLimit checks the decompression-bomb guard: a compressed archive expanding past the
-// limit is ErrTooLarge.
-func TestSpoolLimit(t *testing.T) {
-	_, err := archive.Open(filepath.Join(fixtureDir, "podman-save-m.tar.gz"), archive.WithMaxSpoolSize(10_000), archive.WithTempDir(t.TempDir()))
-	if !errors.Is(err, archive.ErrTooLarge) {
-		t.Fatalf("got %v, want ErrTooLarge", err)
+// TestReadStreamDamagedLayer: a layer whose bytes do not match its digest passes the stream
+// (it was forwarded already) and fails Verify with ErrDigestMismatch.
+func TestReadStreamDamagedLayer(t *testing.T) {
+	images := archivetest.SharedImages()
+	data, err := archivetest.BuildBytes(images, archivetest.Options{Layout: archivetest.ContainersImage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := images[2].Layers[1]
+	at := bytes.Index(data, own)
+	if at < 0 {
+		t.Fatal("layer not found")
+	}
+	data[at+len(own)/2] ^= 0xff
+	s, err := archive.ReadStream(context.Background(), "in.tar", bytes.NewReader(data), archive.StreamOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel, _ := reference.IndexSelector(2)
+	imgs, err := s.SelectEach([]reference.Selector{sel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := imgs[0].Verify(); !errors.Is(err, archive.ErrDigestMismatch) {
+		t.Errorf("Verify of the damaged image: %v, want ErrDigestMismatch", err)
 	}
 }
