@@ -10,6 +10,7 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/pkg/compression"
+	compressiontypes "go.podman.io/image/v5/pkg/compression/types"
 	"go.podman.io/image/v5/types"
 )
 
@@ -176,9 +177,18 @@ func (d *reuseDest) compressFromSource(ctx context.Context, info types.BlobInfo,
 		return false, types.BlobInfo{}, nil
 	}
 	defer rc.Close()
-	_, decompressor, body, err := compression.DetectCompressionFormat(rc)
-	if err != nil || decompressor != nil {
-		return false, types.BlobInfo{}, nil // unreadable (copy.Image reports it) or compressed already
+	format, decompressor, body, err := compression.DetectCompressionFormat(rc)
+	if err != nil {
+		return false, types.BlobInfo{}, nil // unreadable: copy.Image reports it
+	}
+	var requested *compressiontypes.Algorithm
+	if d.sys != nil {
+		requested = d.sys.CompressionFormat
+	}
+	// Only what copy.Image would compress with gzip is compressed here (see
+	// NewImageDestination).
+	if op, alg := planLayer(format, decompressor != nil, true, requested); op != opCompress || alg.Name() != compressiontypes.GzipAlgorithmName {
+		return false, types.BlobInfo{}, nil
 	}
 	if progress := d.ref.progress; progress != nil {
 		body = &readReporter{r: body, report: func(done int64) { progress(info.Digest, done, size) }}

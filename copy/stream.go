@@ -202,16 +202,6 @@ type staged struct {
 	err  error
 }
 
-// blobOp is what happened to a layer on its way, as containers/image's copy decides it.
-type blobOp int
-
-const (
-	opPreserveUncompressed blobOp = iota
-	opPreserveCompressed
-	opCompress   // an uncompressed layer, compressed for the destination
-	opRecompress // compressed in another format than the one requested
-)
-
 func newStager(ctx context.Context, run *run, dest Destination) (*stager, error) {
 	sys := run.sys()
 	if c := sys.CompressionFormat; c != nil && c.Name() == compressiontypes.ZstdChunkedAlgorithmName {
@@ -308,17 +298,12 @@ func (st *stager) put(s *staged, m archive.StreamMember, body io.Reader) {
 		defer dec.Close()
 		body, size, decompressor = dec, -1, nil
 	}
-	compressed := decompressor != nil
 	var compressTo *compressiontypes.Algorithm
-	switch {
-	case st.compress && !compressed:
-		s.op, compressTo = opCompress, st.requested
-		if compressTo == nil {
-			compressTo = &compression.Gzip
-		}
-	case st.compress && compressed && st.requested != nil &&
-		st.requested.Name() != format.Name() && st.requested.Name() != format.BaseVariantName():
-		s.op, compressTo = opRecompress, st.requested
+	s.op, s.alg = planLayer(format, decompressor != nil, st.compress, st.requested)
+	if s.op == opCompress || s.op == opRecompress {
+		compressTo = s.alg
+	}
+	if s.op == opRecompress {
 		dec, err := decompressor(body)
 		if err != nil {
 			s.err = fmt.Errorf("member %q: %w", m.Name, err)
@@ -326,21 +311,17 @@ func (st *stager) put(s *staged, m archive.StreamMember, body io.Reader) {
 		}
 		defer dec.Close()
 		body = dec
-	case compressed:
-		s.op, s.alg = opPreserveCompressed, &format
-	default:
-		s.op = opPreserveUncompressed
 	}
 	body = sourceReader{body}
 	var wait func()
 	if compressTo != nil {
-		s.alg, size = compressTo, -1
+		size = -1
 		pr, pw := io.Pipe()
 		done := make(chan struct{})
 		src := body
 		go func() {
 			defer close(done)
-			_ = pw.CloseWithError(st.compressStream(pw, src, *compressTo, st.level))
+			_ = pw.CloseWithError(st.gzip.compressAs(pw, src, *compressTo, st.level))
 		}()
 		body = pr
 		// The compressor must be done with its input before put returns: the input belongs to
@@ -389,20 +370,6 @@ func (s sourceReader) Read(p []byte) (int, error) {
 		err = sourceError{err}
 	}
 	return n, err
-}
-
-// compressStream is containers/image's copy.doCompression: the same compressor and level,
-// so that a layer compresses to the same bytes (and digest) as copy.Image makes. Gzip
-// writers are reused from one layer to the next (see gzipWriters).
-func (st *stager) compressStream(dest io.Writer, src io.Reader, alg compressiontypes.Algorithm, level *int) error {
-	if alg.Name() == compressiontypes.GzipAlgorithmName {
-		return st.gzip.compress(dest, src, level)
-	}
-	c, err := compression.CompressStreamWithMetadata(dest, map[string]string{}, alg, level)
-	if err != nil {
-		return err
-	}
-	return copyAndClose(c, src, make([]byte, 1<<20))
 }
 
 // progress counts a blob's bytes into the bytes sent so far, reported as progress of the
