@@ -45,6 +45,10 @@
 //  3. Copy each image into its reference with containers/image's copy.Image: it drives every
 //     image copy, through this package's image destination, and the image is in the archive
 //     once that copy has committed it.
+//     Between archives, pair the destination with its source first: [CopyFrom] makes the
+//     destination copy each layer it lacks straight from the source archive's member (read
+//     once, hashed once as it is written) when copy.Image asks whether it can reuse it. The
+//     archive written is the same, byte for byte; only the reading is cheaper.
 //  4. [WritableArchive.Commit] writes manifest.json and the other metadata and, for Create,
 //     syncs the temp file and renames it onto the path. With no image committed it fails
 //     with [ErrNoImages], and with [ErrBusy] while an image destination is open and not
@@ -53,6 +57,16 @@
 //     Commit, Create's temp file is removed, so nothing appears at the path and a file already
 //     there is left as it was; NewWriter on a file cuts it back to where it started; bytes
 //     already written to a stream cannot be taken back.
+//
+// # Reading in one pass
+//
+// [ReadStream] reads an archive once, front to back, handing each layer member's bytes to a
+// function as they pass ([StreamOptions].Forward) and keeping only the metadata in memory:
+// the way to load a piped or compressed archive into a destination that can take blobs
+// before it knows their images, with nothing written to disk. The [StreamedArchive] it
+// returns selects images as a ReadableArchive does; [StreamedImage.Verify] checks an image
+// against what passed, and [StreamedImage.Reference] is a copy.Image source serving its
+// manifest and config, for a destination that already holds its layers.
 //
 // # References
 //

@@ -43,8 +43,8 @@ var (
 	// ErrStreamUnsupported means LoadStream cannot load into a destination in one pass: a
 	// dir: destination (one directory per image, written in order), a registry when this
 	// containers/image's blob-info cache cannot be told how a staged blob is compressed, or
-	// a layer whose media type forbids the compression the destination wants. Load (after
-	// archive.Open or archive.OpenStream) handles these.
+	// a layer whose media type forbids the compression the destination wants, or zstd:chunked
+	// compression asked for. Load (after archive.Open or archive.OpenStream) handles these.
 	ErrStreamUnsupported = errors.New("copy: destination cannot be loaded in a single pass")
 )
 
