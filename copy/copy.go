@@ -388,27 +388,39 @@ func Image(ctx context.Context, src, dst types.ImageReference, opts ...Option) (
 	return res, nil
 }
 
-// image is Image's copy. From an archive into an OCI layout or a registry it does as Load
-// does: darc compresses the layers, with reused writers (see reuse.go), from the archive
-// opened once for both that and copy.Image.
+// image is Image's copy. From an archive into another archive it pairs the destination with
+// the source (archive.CopyFrom), as Save does; into an OCI layout or a registry it does as
+// Load does: darc compresses the layers, with reused writers (see reuse.go). Either way the
+// archive is opened once, for that and copy.Image.
 func (r *run) image(ctx context.Context, src, dst types.ImageReference, res *Result) error {
 	a, path, sel, ok := archive.SourceOf(src)
-	if t := dst.Transport().Name(); ok && (t == "oci" || t == "docker") {
-		if a == nil {
-			var err error
-			if a, err = r.openArchive(path); err != nil {
-				return err
-			}
-			defer a.Close()
-			if src, err = a.Reference(sel); err != nil {
-				return err
-			}
+	toArchive := dst.Transport() == archive.Transport
+	if t := dst.Transport().Name(); !ok || !(toArchive || t == "oci" || t == "docker") {
+		return r.copyOne(ctx, src, []types.ImageReference{dst}, res)
+	}
+	if a == nil {
+		var err error
+		if a, err = r.openArchive(path); err != nil {
+			return err
 		}
+		defer a.Close()
+		if src, err = a.Reference(sel); err != nil {
+			return err
+		}
+	}
+	if !toArchive {
 		dst = reuseRef{ImageReference: dst, r: newLayerReuse(), src: src, progress: func(d digest.Digest, done, size int64) {
 			r.emit(Event{Kind: BlobProgress, Source: res.Source, Digest: d, Offset: done, Size: size})
 		}}
+		return r.copyOne(ctx, src, []types.ImageReference{dst}, res)
 	}
-	return r.copyOne(ctx, src, []types.ImageReference{dst}, res)
+	dst, reads, err := r.pairDirect(dst, src, res.Index, res.Source)
+	if err != nil {
+		return err
+	}
+	err = r.copyOne(ctx, src, []types.ImageReference{dst}, res)
+	res.Bytes += reads.bytes()
+	return err
 }
 
 // openArchive opens the archive at path, spooling it (a stream or compressed file) into the

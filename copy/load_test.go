@@ -1,6 +1,7 @@
 package copy_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -193,5 +194,60 @@ func TestImageOCIMatchesCopyImage(t *testing.T) {
 	want, got := readLayout(t, filepath.Join(dir, "plain")), readLayout(t, filepath.Join(dir, "ours"))
 	if got["x"] != want["x"] || res.Manifest != want["x"].manifest {
 		t.Errorf("darc wrote %+v (result %s), copy.Image %+v", got["x"], res.Manifest, want["x"])
+	}
+}
+
+// TestImageArchiveMatchesCopyImage: `darc cp` from one archive into a new one pairs the
+// destination with its source, and writes the archive plain copy.Image writes, byte for byte;
+// the result counts the bytes read.
+func TestImageArchiveMatchesCopyImage(t *testing.T) {
+	src, err := dcopy.ParseReference("docker-archive:" + filepath.Join(fixtures, "podman-save-m.tar") + ":@1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	ours, err := dcopy.ParseReference("docker-archive:" + filepath.Join(dir, "ours.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := dcopy.Image(context.Background(), src, ours)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := dcopy.ParseReference("docker-archive:" + filepath.Join(dir, "plain.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := signature.NewPolicyContext(&signature.Policy{Default: []signature.PolicyRequirement{signature.NewPRInsecureAcceptAnything()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Destroy()
+	if _, err := cicopy.Image(context.Background(), pc, plain, src, nil); err != nil {
+		t.Fatal(err)
+	}
+	a, errA := os.ReadFile(filepath.Join(dir, "ours.tar"))
+	b, errB := os.ReadFile(filepath.Join(dir, "plain.tar"))
+	if errA != nil || errB != nil {
+		t.Fatal(errA, errB)
+	}
+	if !bytes.Equal(a, b) {
+		t.Errorf("darc cp wrote %d bytes, copy.Image %d: not the same archive", len(a), len(b))
+	}
+	in, err := archive.Open(filepath.Join(fixtures, "podman-save-m.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	d, err := in.Inspect(mustIndex(t, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := int64(len(d.Config))
+	for _, l := range d.Layers {
+		want += l.Size
+	}
+	if res.Bytes != want {
+		t.Errorf("result counts %d bytes read, the image has %d", res.Bytes, want)
 	}
 }
