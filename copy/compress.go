@@ -63,6 +63,22 @@ type gzipWriter struct {
 	buf   []byte
 }
 
+// compressing returns a reader of src compressed with alg at level (nil: the default), made
+// by a goroutine as it is read, and a function to call once the reader is no longer read: it
+// stops the compressor and waits until it is done with src.
+func (g *gzipWriters) compressing(src io.Reader, alg compressiontypes.Algorithm, level *int) (io.Reader, func()) {
+	pr, pw := io.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = pw.CloseWithError(g.compressAs(pw, src, alg, level))
+	}()
+	return pr, func() {
+		_ = pr.Close()
+		<-done
+	}
+}
+
 // compressAs writes src compressed with alg at level (nil: the default) to dest: gzip with a
 // reused writer, any other algorithm with containers/image's compressor.
 func (g *gzipWriters) compressAs(dest io.Writer, src io.Reader, alg compressiontypes.Algorithm, level *int) error {

@@ -267,10 +267,26 @@ func (r *run) destinationSys(dst types.ImageReference) *types.SystemContext {
 // memoryOnlyCacheDir is a directory no one can create: a path under the null device.
 const memoryOnlyCacheDir = os.DevNull + "/darc-blob-info-cache"
 
-// copyOne reports image res.Index started and copies it (see copyImage).
-func (r *run) copyOne(ctx context.Context, src types.ImageReference, dsts []types.ImageReference, res *Result) error {
+// track reports the life of the image res describes as progress events around copy, which
+// it runs: ImageStarted, then ImageDone, or ImageFailed with the error copy returned (which
+// it records in res). A result that failed or was skipped before its copy started is
+// reported as such (ImageFailed, ImageSkipped), and copy is not run.
+func (r *run) track(res *Result, copy func() error) {
+	if res.Err != nil {
+		kind := ImageFailed
+		if res.Skipped {
+			kind = ImageSkipped
+		}
+		r.emit(Event{Kind: kind, Image: res.Index, Source: res.Source, Err: res.Err})
+		return
+	}
 	r.emit(Event{Kind: ImageStarted, Image: res.Index, Source: res.Source})
-	return r.copyImage(ctx, src, dsts, res)
+	if err := copy(); err != nil {
+		res.Err = err
+		r.emit(Event{Kind: ImageFailed, Image: res.Index, Source: res.Source, Err: err})
+		return
+	}
+	r.emit(Event{Kind: ImageDone, Image: res.Index, Source: res.Source})
 }
 
 // copyImage copies src with copy.Image to every destination in dsts (the first fully, the
@@ -378,14 +394,8 @@ func Image(ctx context.Context, src, dst types.ImageReference, opts ...Option) (
 	r := newRun(o)
 	defer r.close()
 	res := Result{Source: refString(src)}
-	err = r.image(ctx, src, dst, &res)
-	if err != nil {
-		res.Err = err
-		r.emit(Event{Kind: ImageFailed, Source: res.Source, Err: err})
-		return res, err
-	}
-	r.emit(Event{Kind: ImageDone, Source: res.Source})
-	return res, nil
+	r.track(&res, func() error { return r.image(ctx, src, dst, &res) })
+	return res, res.Err
 }
 
 // image is Image's copy. From an archive into another archive it pairs the destination with
@@ -396,7 +406,7 @@ func (r *run) image(ctx context.Context, src, dst types.ImageReference, res *Res
 	a, path, sel, ok := archive.SourceOf(src)
 	toArchive := dst.Transport() == archive.Transport
 	if t := dst.Transport().Name(); !ok || !(toArchive || t == "oci" || t == "docker") {
-		return r.copyOne(ctx, src, []types.ImageReference{dst}, res)
+		return r.copyImage(ctx, src, []types.ImageReference{dst}, res)
 	}
 	if a == nil {
 		var err error
@@ -412,13 +422,13 @@ func (r *run) image(ctx context.Context, src, dst types.ImageReference, res *Res
 		dst = reuseRef{ImageReference: dst, r: newLayerReuse(), src: src, progress: func(d digest.Digest, done, size int64) {
 			r.emit(Event{Kind: BlobProgress, Source: res.Source, Digest: d, Offset: done, Size: size})
 		}}
-		return r.copyOne(ctx, src, []types.ImageReference{dst}, res)
+		return r.copyImage(ctx, src, []types.ImageReference{dst}, res)
 	}
 	dst, reads, err := r.pairDirect(dst, src, res.Index, res.Source)
 	if err != nil {
 		return err
 	}
-	err = r.copyOne(ctx, src, []types.ImageReference{dst}, res)
+	err = r.copyImage(ctx, src, []types.ImageReference{dst}, res)
 	res.Bytes += reads.bytes()
 	return err
 }
@@ -478,18 +488,11 @@ func Save(ctx context.Context, w *archive.WritableArchive, sources []Source, opt
 	}
 	parallelAfterFirst(ctx, len(sources), parallel, func(ctx context.Context, i int) {
 		res := &results[i]
-		if res.Err != nil {
-			r.emit(Event{Kind: ImageFailed, Image: i, Source: res.Source, Err: res.Err})
-			return
-		}
-		err := r.copyOne(ctx, srcs[i], dsts[i:i+1], res)
-		res.Bytes += direct[i].bytes()
-		if err != nil {
-			res.Err = err
-			r.emit(Event{Kind: ImageFailed, Image: i, Source: res.Source, Err: err})
-			return
-		}
-		r.emit(Event{Kind: ImageDone, Image: i, Source: res.Source})
+		r.track(res, func() error {
+			err := r.copyImage(ctx, srcs[i], dsts[i:i+1], res)
+			res.Bytes += direct[i].bytes()
+			return err
+		})
 	})
 	return results, joinErrors(results)
 }
@@ -631,20 +634,7 @@ func Load(ctx context.Context, a *archive.ReadableArchive, dest Destination, sel
 	}
 	parallelAfterFirst(ctx, len(picked), parallel, func(ctx context.Context, i int) {
 		res := &results[i]
-		if res.Err != nil {
-			kind := ImageFailed
-			if res.Skipped {
-				kind = ImageSkipped
-			}
-			r.emit(Event{Kind: kind, Image: res.Index, Source: res.Source, Err: res.Err})
-			return
-		}
-		if err := r.copyOne(ctx, srcs[i], refs[i], res); err != nil {
-			res.Err = err
-			r.emit(Event{Kind: ImageFailed, Image: res.Index, Source: res.Source, Err: err})
-			return
-		}
-		r.emit(Event{Kind: ImageDone, Image: res.Index, Source: res.Source})
+		r.track(res, func() error { return r.copyImage(ctx, srcs[i], refs[i], res) })
 	})
 	return results, joinErrors(results)
 }

@@ -193,19 +193,13 @@ func (d *reuseDest) compressFromSource(ctx context.Context, info types.BlobInfo,
 	if progress := d.ref.progress; progress != nil {
 		body = &readReporter{r: body, report: func(done int64) { progress(info.Digest, done, size) }}
 	}
-	pr, pw := io.Pipe()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		var level *int
-		if d.sys != nil {
-			level = d.sys.CompressionLevel
-		}
-		_ = pw.CloseWithError(d.ref.r.gzip.compress(pw, body, level))
-	}()
-	bi, err := d.ImageDestination.PutBlob(ctx, pr, types.BlobInfo{Size: -1}, cache, false)
-	_ = pr.Close()
-	<-done
+	var level *int
+	if d.sys != nil {
+		level = d.sys.CompressionLevel
+	}
+	compressed, stop := d.ref.r.gzip.compressing(body, compression.Gzip, level)
+	bi, err := d.ImageDestination.PutBlob(ctx, compressed, types.BlobInfo{Size: -1}, cache, false)
+	stop()
 	if err != nil {
 		return false, types.BlobInfo{}, fmt.Errorf("layer %s: %w", info.Digest, err)
 	}

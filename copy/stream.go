@@ -133,21 +133,7 @@ func LoadStream(ctx context.Context, r io.Reader, dest Destination, selectors []
 	}
 	finish := func(ctx context.Context, i int) {
 		res := &results[i]
-		if res.Err != nil {
-			kind := ImageFailed
-			if res.Skipped {
-				kind = ImageSkipped
-			}
-			run.emit(Event{Kind: kind, Image: res.Index, Source: res.Source, Err: res.Err})
-			return
-		}
-		run.emit(Event{Kind: ImageStarted, Image: res.Index, Source: res.Source})
-		if err := st.finish(ctx, picked[i], refs[i], res); err != nil {
-			res.Err = err
-			run.emit(Event{Kind: ImageFailed, Image: res.Index, Source: res.Source, Err: err})
-			return
-		}
-		run.emit(Event{Kind: ImageDone, Image: res.Index, Source: res.Source})
+		run.track(res, func() error { return st.finish(ctx, picked[i], refs[i], res) })
 	}
 	if dest.transport == "oci" {
 		// Every reference to an OCI layout rewrites its index.json on Commit: one at a time.
@@ -298,11 +284,7 @@ func (st *stager) put(s *staged, m archive.StreamMember, body io.Reader) {
 		defer dec.Close()
 		body, size, decompressor = dec, -1, nil
 	}
-	var compressTo *compressiontypes.Algorithm
 	s.op, s.alg = planLayer(format, decompressor != nil, st.compress, st.requested)
-	if s.op == opCompress || s.op == opRecompress {
-		compressTo = s.alg
-	}
 	if s.op == opRecompress {
 		dec, err := decompressor(body)
 		if err != nil {
@@ -313,28 +295,15 @@ func (st *stager) put(s *staged, m archive.StreamMember, body io.Reader) {
 		body = dec
 	}
 	body = sourceReader{body}
-	var wait func()
-	if compressTo != nil {
+	if s.op == opCompress || s.op == opRecompress {
+		// The compressor must be done with its input before put returns: the input belongs
+		// to the stream reader once Forward has returned.
+		var stop func()
+		body, stop = st.gzip.compressing(body, *s.alg, st.level)
+		defer stop()
 		size = -1
-		pr, pw := io.Pipe()
-		done := make(chan struct{})
-		src := body
-		go func() {
-			defer close(done)
-			_ = pw.CloseWithError(st.gzip.compressAs(pw, src, *compressTo, st.level))
-		}()
-		body = pr
-		// The compressor must be done with its input before put returns: the input belongs to
-		// the stream reader once Forward has returned.
-		wait = func() {
-			_ = pr.Close()
-			<-done
-		}
 	}
 	info, err := st.staging.PutBlob(st.ctx, st.progress(body), types.BlobInfo{Size: size}, st.cache, false)
-	if wait != nil {
-		wait()
-	}
 	if err != nil {
 		s.err = fmt.Errorf("member %q: sending to %s: %w", m.Name, st.dest, err)
 		if _, bad := errors.AsType[sourceError](err); !bad && st.abort != nil {
