@@ -156,6 +156,26 @@ func TestCopyFromMatchesCopyImage(t *testing.T) {
 	}
 }
 
+// damagedLayer is archivetest.SharedImages in the containers/image layout, and a copy with
+// one byte changed in the middle of the third image's own layer (1.2 MB), the only member
+// holding that run of bytes.
+func damagedLayer(t *testing.T) (good, damaged []byte) {
+	t.Helper()
+	images := archivetest.SharedImages()
+	good, err := archivetest.BuildBytes(images, archivetest.Options{Layout: archivetest.ContainersImage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := images[2].Layers[1]
+	at := bytes.Index(good, own)
+	if at < 0 || bytes.Index(good[at+1:], own) >= 0 {
+		t.Fatal("the layer is not stored exactly once")
+	}
+	damaged = bytes.Clone(good)
+	damaged[at+len(own)/2] ^= 0xff
+	return good, damaged
+}
+
 // servedDecompressed reports whether an image has xz or bzip2 layer members, which the
 // archive serves decompressed under their diffID.
 func servedDecompressed(d *archive.ImageDetails) bool {
@@ -209,20 +229,7 @@ func (c countingReader) Read(p []byte) (int, error) {
 // fails with ErrDigestMismatch and nothing of that layer stays in the archive, which, with a
 // good image added after, is byte for byte what writing the good image alone gives.
 func TestCopyFromDamagedLayer(t *testing.T) {
-	images := archivetest.SharedImages()
-	data, err := archivetest.BuildBytes(images, archivetest.Options{Layout: archivetest.ContainersImage})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The third image's own layer (1.2 MB, stored once) is the only member holding
-	// this run of its bytes; change one byte in its middle.
-	own := images[2].Layers[1]
-	at := bytes.Index(data, own)
-	if at < 0 || bytes.Index(data[at+1:], own) >= 0 {
-		t.Fatal("the layer is not stored exactly once")
-	}
-	damaged := bytes.Clone(data)
-	damaged[at+len(own)/2] ^= 0xff
+	data, damaged := damagedLayer(t)
 	src, err := archive.Open(writeTemp(t, damaged))
 	if err != nil {
 		t.Fatal(err)

@@ -72,6 +72,17 @@ func insecureSys() *types.SystemContext {
 // remoteDigests reads a manifest from the registry: its digest and its config digest.
 func remoteDigests(t *testing.T, addr, repo, tag string) (digest.Digest, digest.Digest) {
 	t.Helper()
+	mb, m := remoteManifest(t, addr, repo, tag)
+	md, err := manifest.Digest(mb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return md, m.ConfigInfo().Digest
+}
+
+// remoteManifest reads a manifest from the registry, as stored and parsed.
+func remoteManifest(t *testing.T, addr, repo, tag string) ([]byte, manifest.Manifest) {
+	t.Helper()
 	ref, err := dcopy.ParseReference(fmt.Sprintf("docker://%s/%s:%s", addr, repo, tag))
 	if err != nil {
 		t.Fatal(err)
@@ -89,11 +100,7 @@ func remoteDigests(t *testing.T, addr, repo, tag string) (digest.Digest, digest.
 	if err != nil {
 		t.Fatal(err)
 	}
-	md, err := manifest.Digest(mb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return md, m.ConfigInfo().Digest
+	return mb, m
 }
 
 func tagged(t *testing.T, s string) distref.NamedTagged {
@@ -392,23 +399,7 @@ func TestLoadStreamMountsFromStaging(t *testing.T) {
 // remoteLayers reads a manifest from the registry and returns its layers' digests.
 func remoteLayers(t *testing.T, addr, repo, tag string) []digest.Digest {
 	t.Helper()
-	ref, err := dcopy.ParseReference(fmt.Sprintf("docker://%s/%s:%s", addr, repo, tag))
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := ref.NewImageSource(context.Background(), insecureSys())
-	if err != nil {
-		t.Fatalf("%s/%s:%s: %v", addr, repo, tag, err)
-	}
-	defer src.Close()
-	mb, mt, err := src.GetManifest(context.Background(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := manifest.FromBlob(mb, mt)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, m := remoteManifest(t, addr, repo, tag)
 	var out []digest.Digest
 	for _, l := range m.LayerInfos() {
 		out = append(out, l.Digest)
