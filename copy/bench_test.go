@@ -262,7 +262,11 @@ func mergeDarc(ctx context.Context, env *benchwork.Env, opts ...dcopy.Option) (b
 		return benchwork.Outcome{}, err
 	}
 	defer w.Close()
-	if _, err := dcopy.Merge(ctx, w, ins, append([]dcopy.Option{dcopy.WithSystemContext(env.Sys)}, opts...)...); err != nil {
+	// As `darc merge` runs it: no blob-info cache directory named, so the copies into the
+	// archive keep their cache in memory (a named one is an SQLite file committed per blob).
+	sys := *env.Sys
+	sys.BlobInfoCacheDir = ""
+	if _, err := dcopy.Merge(ctx, w, ins, append([]dcopy.Option{dcopy.WithSystemContext(&sys)}, opts...)...); err != nil {
 		return benchwork.Outcome{}, err
 	}
 	if err := w.Commit(); err != nil {
