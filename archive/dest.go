@@ -12,6 +12,7 @@ import (
 	"go.podman.io/image/v5/manifest"
 	"go.podman.io/image/v5/types"
 
+	"github.com/darc-dev/darc/internal/layout"
 	"github.com/darc-dev/darc/internal/tarfile"
 	"github.com/darc-dev/darc/reference"
 )
@@ -451,7 +452,7 @@ func (d *imageDestination) imageRecord() (*imageRecord, []*member, error) {
 		}
 		config = m.data
 	}
-	diffIDs, err := tarfile.ConfigDiffIDs(config)
+	diffIDs, err := layout.ConfigDiffIDs(config)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: config %s: %w", d.label(), cfgInfo.Digest, err)
 	}

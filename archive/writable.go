@@ -18,6 +18,7 @@ import (
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/types"
 
+	"github.com/darc-dev/darc/internal/layout"
 	"github.com/darc-dev/darc/internal/tarfile"
 	"github.com/darc-dev/darc/reference"
 )
@@ -877,12 +878,12 @@ func (a *WritableArchive) metadataLocked() ([]metaFile, error) {
 			owner[t.String()] = tagOwner{e, s.image}
 		}
 	}
-	items := make([]tarfile.ManifestItem, 0, len(entries))
-	repos := tarfile.Repositories{}
+	items := make([]layout.ManifestItem, 0, len(entries))
+	repos := layout.Repositories{}
 	descs := []imgspecv1.Descriptor{}
 	for _, e := range entries {
 		e.tags = slices.DeleteFunc(e.tags, func(t distref.NamedTagged) bool { return owner[t.String()].e != e })
-		it := tarfile.ManifestItem{Config: e.img.configName, RepoTags: []string{}, Layers: []string{}}
+		it := layout.ManifestItem{Config: e.img.configName, RepoTags: []string{}, Layers: []string{}}
 		for _, l := range e.img.layers {
 			it.Layers = append(it.Layers, l.name)
 			if a.layout == LayoutOCI {
@@ -944,7 +945,7 @@ func (a *WritableArchive) metadataLocked() ([]metaFile, error) {
 		}
 		files = append(files, metaFile{imgspecv1.ImageLayoutFile, layout}, metaFile{"index.json", index})
 	}
-	manifestJSON, err := tarfile.MarshalManifest(items)
+	manifestJSON, err := layout.MarshalManifest(items)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,8 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/manifest"
+
+	"github.com/darc-dev/darc/internal/layout"
 )
 
 // Layer describes one layer of an image as it is served.
@@ -83,7 +85,7 @@ func (img *Image) resolve() (*Resolved, error) {
 	r := img.r
 	res := &Resolved{blobs: map[digest.Digest]blob{}}
 	cfgData, got := img.legacyConfig, digest.Digest("")
-	var cfg *imageConfig
+	var cfg *layout.Config
 	var err error
 	if cfgData == nil {
 		// Read through the per-member cache: images sharing a config share its bytes.
@@ -98,7 +100,7 @@ func (img *Image) resolve() (*Resolved, error) {
 		cfgData, got, cfg, err = e.data, e.id, e.cfg, e.parseErr
 	} else {
 		got = digest.FromBytes(cfgData)
-		cfg, err = parseConfig(cfgData)
+		cfg, err = layout.ParseConfig(cfgData)
 	}
 	if got != img.ID {
 		return nil, fmt.Errorf("config %q: %w: content is %s, its name says %s", img.ConfigName, ErrDigestMismatch, got, img.ID)
@@ -163,7 +165,7 @@ func (r *Reader) describeLayer(img *Image, j int, diffID digest.Digest) (Layer, 
 		}
 		if src, ok := img.layerSources[diffID]; ok && src.Size == m.Size && src.Digest.Validate() == nil {
 			l.Digest = src.Digest
-		} else if d, ok := digestFromName(name, true); ok {
+		} else if d, ok := layout.DigestFromName(name, true); ok {
 			l.Digest = d
 		} else {
 			d, err := r.hashMember(m)

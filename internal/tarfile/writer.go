@@ -531,13 +531,3 @@ func putBase256(f []byte, v int64) {
 	}
 	f[0] = 0x80
 }
-
-// ConfigDiffIDs returns the rootfs.diff_ids of an image config, checking that the config
-// parses and that each diffID is a valid digest.
-func ConfigDiffIDs(data []byte) ([]digest.Digest, error) {
-	c, err := parseConfig(data)
-	if err != nil {
-		return nil, fmt.Errorf("%w: image config: %w", ErrInvalidManifest, err)
-	}
-	return c.RootFS.DiffIDs, nil
-}
