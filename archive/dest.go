@@ -494,9 +494,9 @@ func (d *imageDestination) imageRecord() (*imageRecord, []*member, error) {
 			return nil, nil, fmt.Errorf("%s: %w", d.label(), err)
 		}
 		img.manifest, img.manifestType, img.manifestDigest = d.manifest, d.manifestType, md
-		extra = append(extra, &member{name: a.configName(md), digest: md, size: int64(len(d.manifest)), data: d.manifest})
+		extra = append(extra, &member{name: layout.BlobName(md), digest: md, size: int64(len(d.manifest)), data: d.manifest})
 	case a.legacy:
-		ms, top, err := a.legacyMembers(config, cfgInfo.Digest, diffIDs)
+		ms, top, err := legacyMembers(config, cfgInfo.Digest, diffIDs)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", d.label(), err)
 		}

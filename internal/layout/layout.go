@@ -5,14 +5,16 @@
 //     (<hex>.tar layers, <hex>.json configs, and the names other writers use);
 //   - oci.go: the OCI image layout inside Docker 25+ and BuildKit archives: index.json,
 //     oci-layout and blobs/sha256/<hex>;
-//   - legacy.go: pre-1.10 archives: <v1id>/json with its parent chain and the image config
-//     converted from it;
-//   - config.go: the parts of an image config that every layout needs.
+//   - legacy.go: pre-1.10 archives: <v1id>/json with its parent chain, the image config
+//     converted from it, and the v1 ids and directories written for old Docker;
+//   - config.go: the parts of an image config that every layout needs;
+//   - compose.go: all the metadata files of an archive being written, from its images.
 //
 // It works on bytes and names only: reading members out of a tar, and writing them, is
-// internal/tarfile's job. Parsers refuse trailing data and wrap ErrInvalidManifest; the bounds
-// they check (see ParseManifest) wrap ErrTooLarge. Composition is deterministic: the output
-// depends only on the values given, in the order given.
+// internal/tarfile's job, and which images and tags an archive holds is the caller's.
+// Parsers refuse trailing data and wrap ErrInvalidManifest; the bounds they check (see
+// ParseManifest) wrap ErrTooLarge. Composition is deterministic: the output depends only on
+// the values given, in the order given.
 package layout
 
 import (

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 )
@@ -90,4 +91,73 @@ func LegacyConfig(top []byte, chain []V1Image, diffIDs []digest.Digest) ([]byte,
 		return nil, err
 	}
 	return json.Marshal(fields)
+}
+
+// LegacyDirs composes the pre-1.10 directories of an image in the docker layout, base layer
+// first (per layer: layer.tar as a symlink to the root-level layer, VERSION, json), and
+// returns the top layer's v1 id. The v1 ids are our own: each is a digest over the parent's id
+// and the layer's chain ID, and for the top layer also the config digest, so a layer stack
+// shared by two images shares its directories up to (not including) each image's top.
+func LegacyDirs(config []byte, configDigest digest.Digest, diffIDs []digest.Digest) ([]File, string, error) {
+	var cfg map[string]json.RawMessage
+	if err := json.Unmarshal(config, &cfg); err != nil {
+		return nil, "", fmt.Errorf("%w: image config: %w", ErrInvalidManifest, err)
+	}
+	var out []File
+	var chain digest.Digest
+	parent := ""
+	for i, d := range diffIDs {
+		if i == 0 {
+			chain = d
+		} else {
+			chain = digest.FromString(chain.String() + " " + d.String())
+		}
+		top := i == len(diffIDs)-1
+		id := v1ID(parent, chain, configDigest, top)
+		js, err := v1JSON(cfg, id, parent, top)
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out,
+			File{Name: V1LayerName(id), Link: "../" + LayerName(d)},
+			File{Name: V1VersionName(id), Data: []byte("1.0")},
+			File{Name: V1JSONName(id), Data: js},
+		)
+		parent = id
+	}
+	return out, parent, nil
+}
+
+// v1ID is the v1 id of the layer with chain ID chain on top of parent; the top layer's also
+// covers the config.
+func v1ID(parent string, chain, configDigest digest.Digest, top bool) string {
+	seed := "darc-v1 " + parent + " " + chain.String()
+	if top {
+		seed += " " + configDigest.String()
+	}
+	return digest.FromString(seed).Encoded()
+}
+
+// v1JSON composes the v1 JSON of layer id: created at the epoch, the config's os, and for the
+// top layer the config's fields that v1 JSON has. Keys are sorted.
+func v1JSON(cfg map[string]json.RawMessage, id, parent string, top bool) ([]byte, error) {
+	epoch, _ := json.Marshal(time.Unix(0, 0).UTC())
+	v1 := map[string]json.RawMessage{"created": epoch}
+	if v, ok := cfg["os"]; ok {
+		v1["os"] = v
+	}
+	if top {
+		for _, k := range []string{"architecture", "config", "container", "container_config", "created", "docker_version", "os"} {
+			if v, ok := cfg[k]; ok {
+				v1[k] = v
+			}
+		}
+	}
+	idJSON, _ := json.Marshal(id)
+	v1["id"] = idJSON
+	if parent != "" {
+		pJSON, _ := json.Marshal(parent)
+		v1["parent"] = pJSON
+	}
+	return json.Marshal(v1)
 }
