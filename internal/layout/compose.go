@@ -43,7 +43,7 @@ type Tag struct {
 func Compose(images []Image, oci bool) ([]File, error) {
 	var files []File
 	if oci {
-		layoutJSON, err := MarshalImageLayout()
+		layoutJSON, err := marshalImageLayout()
 		if err != nil {
 			return nil, err
 		}
@@ -101,7 +101,7 @@ func indexDescriptors(images []Image) []imgspecv1.Descriptor {
 	for _, img := range images {
 		pointed := map[digest.Digest]bool{}
 		for _, t := range img.Tags {
-			descs = append(descs, TagDescriptor(t.Manifest, t.Name))
+			descs = append(descs, tagDescriptor(t.Manifest, t.Name))
 			pointed[t.Manifest.Digest] = true
 		}
 		for _, m := range img.Manifests {

@@ -16,8 +16,8 @@ func V1JSONName(id string) string { return id + "/json" }
 // V1LayerName is the member holding v1 image id's layer.
 func V1LayerName(id string) string { return id + "/layer.tar" }
 
-// V1VersionName is the member holding v1 image id's directory format version.
-func V1VersionName(id string) string { return id + "/VERSION" }
+// v1VersionName is the member holding v1 image id's directory format version.
+func v1VersionName(id string) string { return id + "/VERSION" }
 
 // V1IDOfJSONName returns the v1 id of a root-level "<id>/json" member name.
 func V1IDOfJSONName(name string) (string, bool) {
@@ -120,7 +120,7 @@ func LegacyDirs(config []byte, configDigest digest.Digest, diffIDs []digest.Dige
 		}
 		out = append(out,
 			File{Name: V1LayerName(id), Link: "../" + LayerName(d)},
-			File{Name: V1VersionName(id), Data: []byte("1.0")},
+			File{Name: v1VersionName(id), Data: []byte("1.0")},
 			File{Name: V1JSONName(id), Data: js},
 		)
 		parent = id

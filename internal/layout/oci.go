@@ -19,9 +19,9 @@ const (
 // SHA256BlobPrefix starts the name of every sha256 blob of an OCI image layout.
 const SHA256BlobPrefix = "blobs/sha256/"
 
-// AnnotationImageName is containerd's annotation of an index.json descriptor with the image's
+// annotationImageName is containerd's annotation of an index.json descriptor with the image's
 // full name; Docker 25+ sets it beside the OCI ref name, which holds only the tag.
-const AnnotationImageName = "io.containerd.image.name"
+const annotationImageName = "io.containerd.image.name"
 
 // BlobName is the member that holds a blob in an OCI image layout: "blobs/<alg>/<hex>".
 func BlobName(d digest.Digest) string {
@@ -53,16 +53,16 @@ func MarshalIndex(descs []imgspecv1.Descriptor) ([]byte, error) {
 	})
 }
 
-// MarshalImageLayout encodes the oci-layout file.
-func MarshalImageLayout() ([]byte, error) {
+// marshalImageLayout encodes the oci-layout file.
+func marshalImageLayout() ([]byte, error) {
 	return json.Marshal(imgspecv1.ImageLayout{Version: imgspecv1.ImageLayoutVersion})
 }
 
-// TagDescriptor returns d annotated as Docker 25+ annotates the index.json descriptor of a
+// tagDescriptor returns d annotated as Docker 25+ annotates the index.json descriptor of a
 // tag: the full name for containerd, the tag alone as the OCI ref name.
-func TagDescriptor(d imgspecv1.Descriptor, tag distref.NamedTagged) imgspecv1.Descriptor {
+func tagDescriptor(d imgspecv1.Descriptor, tag distref.NamedTagged) imgspecv1.Descriptor {
 	d.Annotations = map[string]string{
-		AnnotationImageName:         tag.String(),
+		annotationImageName:         tag.String(),
 		imgspecv1.AnnotationRefName: tag.Tag(),
 	}
 	return d
@@ -72,7 +72,7 @@ func TagDescriptor(d imgspecv1.Descriptor, tag distref.NamedTagged) imgspecv1.De
 // containerd's full name annotation, else the OCI ref name (which the caller checks is a full
 // reference).
 func AnnotationNames(d imgspecv1.Descriptor) []string {
-	if n := d.Annotations[AnnotationImageName]; n != "" {
+	if n := d.Annotations[annotationImageName]; n != "" {
 		return []string{n}
 	}
 	if n := d.Annotations[imgspecv1.AnnotationRefName]; n != "" {

@@ -104,14 +104,14 @@ func archiveTarMembers(data []byte) ([]tarMember, error) {
 			continue
 		}
 		m := Member{Type: hdr.Typeflag, Offset: *cr.pos, Size: hdr.Size, Linkname: hdr.Linkname}
-		name, err := CleanName(hdr.Name)
+		name, err := cleanName(hdr.Name)
 		if err != nil {
 			out = append(out, tarMember{Member: Member{Name: hdr.Name}, insecure: true})
 			continue
 		}
 		m.Name = name
 		if m.Type == tar.TypeLink {
-			if ln, err := CleanName(hdr.Linkname); err == nil {
+			if ln, err := cleanName(hdr.Linkname); err == nil {
 				m.Linkname = ln
 			}
 		}
@@ -208,7 +208,7 @@ func checkIndexReads(t *testing.T, ix *Index, data []byte) {
 		if m.Type != tar.TypeReg && m.Size != 0 {
 			t.Fatalf("member %d %q: type %q with size %d", i, m.Name, m.Type, m.Size)
 		}
-		if _, err := CleanName(m.Name); err != nil {
+		if _, err := cleanName(m.Name); err != nil {
 			t.Fatalf("member %d: name %q is not clean: %v", i, m.Name, err)
 		}
 		n, err := io.Copy(io.Discard, io.NewSectionReader(ix.ReaderAt(), m.Offset, m.Size))
@@ -268,7 +268,7 @@ func FuzzOpenVerify(f *testing.F) {
 		var r *Reader
 		var err error
 		if DetectCompression(data) == Uncompressed {
-			r, err = NewReader("fuzz", bytes.NewReader(data), int64(len(data)), fuzzLimits)
+			r, err = newReader("fuzz", bytes.NewReader(data), int64(len(data)), fuzzLimits)
 		} else {
 			r, err = OpenStream("fuzz", bytes.NewReader(data), OpenOptions{Limits: fuzzLimits, TempDir: dir})
 		}

@@ -28,36 +28,34 @@ type Limits struct {
 
 // Default limits.
 const (
-	DefaultMaxMembers      = 1_000_000
-	DefaultMaxManifestSize = layout.DefaultMaxManifestSize
-	DefaultMaxConfigSize   = layout.DefaultMaxConfigSize
+	defaultMaxMembers      = 1_000_000
 	DefaultMaxSpoolSize    = 1 << 40
-	DefaultMaxStreamMemory = 64 << 20
+	defaultMaxStreamMemory = 64 << 20
 )
 
 // WithDefaults fills zero fields with the defaults.
 func (l Limits) WithDefaults() Limits {
 	if l.MaxMembers == 0 {
-		l.MaxMembers = DefaultMaxMembers
+		l.MaxMembers = defaultMaxMembers
 	}
 	if l.MaxManifestSize == 0 {
-		l.MaxManifestSize = DefaultMaxManifestSize
+		l.MaxManifestSize = layout.DefaultMaxManifestSize
 	}
 	if l.MaxConfigSize == 0 {
-		l.MaxConfigSize = DefaultMaxConfigSize
+		l.MaxConfigSize = layout.DefaultMaxConfigSize
 	}
 	if l.MaxSpoolSize == 0 {
 		l.MaxSpoolSize = DefaultMaxSpoolSize
 	}
 	if l.MaxStreamMemory == 0 {
-		l.MaxStreamMemory = DefaultMaxStreamMemory
+		l.MaxStreamMemory = defaultMaxStreamMemory
 	}
 	return l
 }
 
 // Reader is an opened docker-archive: its member index and its images.
 //
-// None of the fields below are modified after NewReader returns, except the lazily
+// None of the fields below are modified after newReader returns, except the lazily
 // computed, sync.Once-guarded state of each Image and of the OCI layout, and the per-member
 // caches guarded by cacheMu; with the index being safe for concurrent reads, a Reader and its
 // Images are safe for concurrent use.
@@ -177,8 +175,8 @@ func (img *Image) Size() int64 {
 // Name is a short label for messages: "image @N".
 func (img *Image) Name() string { return fmt.Sprintf("image @%d", img.Index) }
 
-// NewReader indexes the tar in ra and parses its images. name is used in error messages.
-func NewReader(name string, ra io.ReaderAt, size int64, limits Limits) (*Reader, error) {
+// newReader indexes the tar in ra and parses its images. name is used in error messages.
+func newReader(name string, ra io.ReaderAt, size int64, limits Limits) (*Reader, error) {
 	limits = limits.WithDefaults()
 	ix, err := BuildIndex(ra, size, limits.MaxMembers)
 	if err != nil {
@@ -191,7 +189,7 @@ func NewReader(name string, ra io.ReaderAt, size int64, limits Limits) (*Reader,
 	return r, nil
 }
 
-// Name is the name given to NewReader.
+// Name is the name given to newReader.
 func (r *Reader) Name() string { return r.name }
 
 // Index is the member index.
@@ -300,7 +298,7 @@ func cleanManifestPath(p string) (string, error) {
 	if strings.HasPrefix(p, "/") {
 		return "", fmt.Errorf("%w: %q is an absolute path", ErrInsecurePath, p)
 	}
-	return CleanName(p)
+	return cleanName(p)
 }
 
 func (img *Image) setTags() {

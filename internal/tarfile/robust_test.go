@@ -141,7 +141,7 @@ func TestSpoolErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			f, _, _, err := Spool(tc.in, t.TempDir(), 0)
+			f, _, _, err := spoolInput(tc.in, t.TempDir(), 0)
 			if f != nil {
 				f.Close()
 			}
