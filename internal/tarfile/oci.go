@@ -144,6 +144,8 @@ func (l *ociLayout) walkBlob(r *Reader, d imgspecv1.Descriptor, depth int) (ociM
 		// An OCI index and a Docker manifest list have the same shape. They are decoded here
 		// rather than with manifest.ListFromBlob, whose lookup of an instance by digest
 		// scans the list: quadratic in a list of many entries.
+		// The blob was read within the manifest size limit; the bound on strings is
+		// index.json's alone (0: none here).
 		list, err := layout.ParseIndex(data, 0)
 		if err != nil {
 			return ociManifest{}, false
