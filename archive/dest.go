@@ -12,6 +12,7 @@ import (
 	"go.podman.io/image/v5/manifest"
 	"go.podman.io/image/v5/types"
 
+	"github.com/darc-dev/darc/internal/layout"
 	"github.com/darc-dev/darc/internal/tarfile"
 	"github.com/darc-dev/darc/reference"
 )
@@ -451,7 +452,7 @@ func (d *imageDestination) imageRecord() (*imageRecord, []*member, error) {
 		}
 		config = m.data
 	}
-	diffIDs, err := tarfile.ConfigDiffIDs(config)
+	diffIDs, err := layout.ConfigDiffIDs(config)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: config %s: %w", d.label(), cfgInfo.Digest, err)
 	}
@@ -493,9 +494,9 @@ func (d *imageDestination) imageRecord() (*imageRecord, []*member, error) {
 			return nil, nil, fmt.Errorf("%s: %w", d.label(), err)
 		}
 		img.manifest, img.manifestType, img.manifestDigest = d.manifest, d.manifestType, md
-		extra = append(extra, &member{name: a.configName(md), digest: md, size: int64(len(d.manifest)), data: d.manifest})
+		extra = append(extra, &member{name: layout.BlobName(md), digest: md, size: int64(len(d.manifest)), data: d.manifest})
 	case a.legacy:
-		ms, top, err := a.legacyMembers(config, cfgInfo.Digest, diffIDs)
+		ms, top, err := legacyMembers(config, cfgInfo.Digest, diffIDs)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", d.label(), err)
 		}

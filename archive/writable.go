@@ -1,7 +1,6 @@
 package archive
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,10 +13,10 @@ import (
 
 	distref "github.com/distribution/reference"
 	digest "github.com/opencontainers/go-digest"
-	imgspecs "github.com/opencontainers/image-spec/specs-go"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/types"
 
+	"github.com/darc-dev/darc/internal/layout"
 	"github.com/darc-dev/darc/internal/tarfile"
 	"github.com/darc-dev/darc/reference"
 )
@@ -386,7 +385,7 @@ func newWritable(name, path string, file *os.File, w io.Writer, o createOptions)
 		layout:    o.layout,
 		legacy:    o.legacyDirs,
 		tempDir:   o.tempDir,
-		maxConfig: tarfile.DefaultMaxConfigSize,
+		maxConfig: layout.DefaultMaxConfigSize,
 		tw:        tw,
 		members:   map[string]*member{},
 	}
@@ -494,16 +493,16 @@ func (a *WritableArchive) checkTWLocked() {
 // Member names. Only sha256 digests are accepted (checkDigest), so names fit a tar header.
 func (a *WritableArchive) layerName(d digest.Digest) string {
 	if a.layout == LayoutOCI {
-		return "blobs/" + d.Algorithm().String() + "/" + d.Encoded()
+		return layout.BlobName(d)
 	}
-	return d.Encoded() + ".tar"
+	return layout.LayerName(d)
 }
 
 func (a *WritableArchive) configName(d digest.Digest) string {
 	if a.layout == LayoutOCI {
-		return "blobs/" + d.Algorithm().String() + "/" + d.Encoded()
+		return layout.BlobName(d)
 	}
-	return d.Encoded() + ".json"
+	return layout.ConfigName(d)
 }
 
 func checkDigest(d digest.Digest) error {
@@ -697,7 +696,7 @@ func (a *WritableArchive) Commit() error {
 	if err == nil && a.turn != len(a.slots) {
 		err = fmt.Errorf("archive %q: internal error: %d of %d images written", a.name, a.turn, len(a.slots))
 	}
-	var files []metaFile
+	var files []layout.File
 	if err == nil {
 		files, err = a.metadataLocked()
 	}
@@ -722,16 +721,11 @@ func (a *WritableArchive) Commit() error {
 	return errors.Join(err, closeSpools(spools), a.discardOutput())
 }
 
-type metaFile struct {
-	name string
-	data []byte
-}
-
 // finish writes the metadata files and the trailer and puts the file in place.
-func (a *WritableArchive) finish(files []metaFile) error {
+func (a *WritableArchive) finish(files []layout.File) error {
 	for _, f := range files {
-		if _, err := a.tw.WriteFile(f.name, f.data); err != nil {
-			return fmt.Errorf("archive %q: writing %s: %w", a.name, f.name, err)
+		if _, err := a.tw.WriteFile(f.Name, f.Data); err != nil {
+			return fmt.Errorf("archive %q: writing %s: %w", a.name, f.Name, err)
 		}
 	}
 	if err := a.tw.Close(); err != nil {
@@ -846,7 +840,14 @@ func (a *WritableArchive) discardOutput() error {
 
 // metadataLocked builds manifest.json, repositories and, in LayoutOCI, oci-layout and
 // index.json from the committed images in reference order.
-func (a *WritableArchive) metadataLocked() ([]metaFile, error) {
+func (a *WritableArchive) metadataLocked() ([]layout.File, error) {
+	return layout.Compose(a.imagesLocked(), a.layout == LayoutOCI)
+}
+
+// imagesLocked lists the committed images as the metadata lists them: one per config, in the
+// order of its first reference, with the tags of all its references in order; a tag given to
+// several images stays with the last reference that gave it.
+func (a *WritableArchive) imagesLocked() []layout.Image {
 	type entry struct {
 		img  *imageRecord // of the first reference; the others' only add tags and manifests
 		tags []distref.NamedTagged
@@ -877,136 +878,50 @@ func (a *WritableArchive) metadataLocked() ([]metaFile, error) {
 			owner[t.String()] = tagOwner{e, s.image}
 		}
 	}
-	items := make([]tarfile.ManifestItem, 0, len(entries))
-	repos := tarfile.Repositories{}
-	descs := []imgspecv1.Descriptor{}
+	out := make([]layout.Image, 0, len(entries))
 	for _, e := range entries {
-		e.tags = slices.DeleteFunc(e.tags, func(t distref.NamedTagged) bool { return owner[t.String()].e != e })
-		it := tarfile.ManifestItem{Config: e.img.configName, RepoTags: []string{}, Layers: []string{}}
-		for _, l := range e.img.layers {
-			it.Layers = append(it.Layers, l.name)
-			if a.layout == LayoutOCI {
-				if it.LayerSources == nil {
-					it.LayerSources = map[digest.Digest]imgspecv1.Descriptor{}
-				}
-				it.LayerSources[l.diffID] = imgspecv1.Descriptor{MediaType: l.mediaType, Digest: l.digest, Size: l.size}
-			}
-		}
+		img := e.img.layoutImage()
 		for _, t := range e.tags {
-			it.RepoTags = append(it.RepoTags, t.String())
-			if e.img.topID != "" {
-				if repos[t.Name()] == nil {
-					repos[t.Name()] = map[string]string{}
-				}
-				repos[t.Name()][t.Tag()] = e.img.topID
+			if o := owner[t.String()]; o.e == e {
+				img.Tags = append(img.Tags, layout.Tag{Name: t, Manifest: o.img.manifestDescriptor()})
 			}
 		}
-		items = append(items, it)
-		if a.layout == LayoutOCI {
-			// Each tag points at the manifest its reference wrote, so a manifest kept from
-			// the source keeps its digest even when the image came twice, differently
-			// compressed; a manifest no tag points at gets a descriptor of its own.
-			desc := func(img *imageRecord) imgspecv1.Descriptor {
-				return imgspecv1.Descriptor{MediaType: img.manifestType, Digest: img.manifestDigest, Size: int64(len(img.manifest))}
-			}
-			pointed := map[digest.Digest]bool{}
-			for _, t := range e.tags {
-				img := owner[t.String()].img
-				d := desc(img)
-				d.Annotations = map[string]string{
-					"io.containerd.image.name":  t.String(),
-					imgspecv1.AnnotationRefName: t.Tag(),
-				}
-				descs = append(descs, d)
-				pointed[img.manifestDigest] = true
-			}
-			for _, img := range e.all {
-				if !pointed[img.manifestDigest] {
-					descs = append(descs, desc(img))
-					pointed[img.manifestDigest] = true
-				}
-			}
+		for _, r := range e.all {
+			img.Manifests = append(img.Manifests, r.manifestDescriptor())
 		}
+		out = append(out, img)
 	}
-	var files []metaFile
-	if a.layout == LayoutOCI {
-		layout, err := json.Marshal(imgspecv1.ImageLayout{Version: imgspecv1.ImageLayoutVersion})
-		if err != nil {
-			return nil, err
-		}
-		index, err := json.Marshal(imgspecv1.Index{
-			Versioned: imgspecs.Versioned{SchemaVersion: 2},
-			MediaType: imgspecv1.MediaTypeImageIndex,
-			Manifests: descs,
-		})
-		if err != nil {
-			return nil, err
-		}
-		files = append(files, metaFile{imgspecv1.ImageLayoutFile, layout}, metaFile{"index.json", index})
-	}
-	manifestJSON, err := tarfile.MarshalManifest(items)
-	if err != nil {
-		return nil, err
-	}
-	reposJSON, err := json.Marshal(repos) // encoding/json sorts map keys
-	if err != nil {
-		return nil, err
-	}
-	return append(files, metaFile{"manifest.json", manifestJSON}, metaFile{"repositories", reposJSON}), nil
+	return out
 }
 
-// legacyMembers returns the pre-1.10 Docker directories of an image, base layer first, and
-// the top layer's v1 id. The v1 ids are our own: each is a digest over the parent's id and the
-// layer's chain ID, and for the top layer also the config digest, so a layer stack shared by
-// two images shares its directories up to (not including) each image's top.
-func (a *WritableArchive) legacyMembers(config []byte, configDigest digest.Digest, diffIDs []digest.Digest) ([]*member, string, error) {
-	var cfg map[string]json.RawMessage
-	if err := json.Unmarshal(config, &cfg); err != nil {
-		return nil, "", fmt.Errorf("%w: image config: %w", ErrInvalidManifest, err)
+// layoutImage is img's config, layers and top id for the metadata.
+func (img *imageRecord) layoutImage() layout.Image {
+	out := layout.Image{Config: img.configName, TopID: img.topID}
+	for _, l := range img.layers {
+		out.Layers = append(out.Layers, layout.Layer{
+			Name:   l.name,
+			DiffID: l.diffID,
+			Blob:   imgspecv1.Descriptor{MediaType: l.mediaType, Digest: l.digest, Size: l.size},
+		})
 	}
-	epoch, _ := json.Marshal(time.Unix(0, 0).UTC())
-	var out []*member
-	var chain digest.Digest
-	parent := ""
-	for i, d := range diffIDs {
-		if i == 0 {
-			chain = d
-		} else {
-			chain = digest.FromString(chain.String() + " " + d.String())
-		}
-		top := i == len(diffIDs)-1
-		seed := "darc-v1 " + parent + " " + chain.String()
-		if top {
-			seed += " " + configDigest.String()
-		}
-		id := digest.FromString(seed).Encoded()
-		v1 := map[string]json.RawMessage{"created": epoch}
-		if v, ok := cfg["os"]; ok {
-			v1["os"] = v
-		}
-		if top {
-			for _, k := range []string{"architecture", "config", "container", "container_config", "created", "docker_version", "os"} {
-				if v, ok := cfg[k]; ok {
-					v1[k] = v
-				}
-			}
-		}
-		idJSON, _ := json.Marshal(id)
-		v1["id"] = idJSON
-		if parent != "" {
-			pJSON, _ := json.Marshal(parent)
-			v1["parent"] = pJSON
-		}
-		js, err := json.Marshal(v1) // sorted keys
-		if err != nil {
-			return nil, "", err
-		}
-		out = append(out,
-			&member{name: id + "/layer.tar", isLink: true, link: "../" + a.layerName(d)},
-			&member{name: id + "/VERSION", data: []byte("1.0")},
-			&member{name: id + "/json", data: js},
-		)
-		parent = id
+	return out
+}
+
+// manifestDescriptor describes the manifest img was written with (LayoutOCI).
+func (img *imageRecord) manifestDescriptor() imgspecv1.Descriptor {
+	return imgspecv1.Descriptor{MediaType: img.manifestType, Digest: img.manifestDigest, Size: int64(len(img.manifest))}
+}
+
+// legacyMembers returns the pre-1.10 Docker directories of an image (see layout.LegacyDirs)
+// as members, and the top layer's v1 id.
+func legacyMembers(config []byte, configDigest digest.Digest, diffIDs []digest.Digest) ([]*member, string, error) {
+	files, top, err := layout.LegacyDirs(config, configDigest, diffIDs)
+	if err != nil {
+		return nil, "", err
 	}
-	return out, parent, nil
+	out := make([]*member, len(files))
+	for i, f := range files {
+		out[i] = &member{name: f.Name, data: f.Data, link: f.Link, isLink: f.Link != ""}
+	}
+	return out, top, nil
 }

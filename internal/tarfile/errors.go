@@ -1,6 +1,10 @@
 package tarfile
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/darc-dev/darc/internal/layout"
+)
 
 // Errors that callers branch on. The public archive package re-exports them, so their text
 // carries its prefix: these are the values users of archive see.
@@ -10,7 +14,7 @@ var (
 	ErrNotDockerArchive = errors.New("archive: not a docker-archive")
 	// ErrTooLarge means a configured limit (members, manifest size, config size, spooled size)
 	// was exceeded.
-	ErrTooLarge = errors.New("archive: limit exceeded")
+	ErrTooLarge = layout.ErrTooLarge
 	// ErrInsecurePath means a member name, a manifest path or a link target would leave the
 	// archive root.
 	ErrInsecurePath = errors.New("archive: insecure path")
@@ -26,7 +30,7 @@ var (
 	ErrSizeMismatch = errors.New("archive: size mismatch")
 	// ErrInvalidManifest means manifest.json, repositories, index.json or an image config is
 	// malformed or inconsistent.
-	ErrInvalidManifest = errors.New("archive: invalid manifest")
+	ErrInvalidManifest = layout.ErrInvalidManifest
 	// ErrImageNotFound means no image matches a selector.
 	ErrImageNotFound = errors.New("archive: image not found")
 	// ErrAmbiguous means a selector matches more than one image, or none was given and the

@@ -3,17 +3,14 @@ package tarfile
 import (
 	"archive/tar"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"reflect"
 	"testing"
 
 	digest "github.com/opencontainers/go-digest"
-	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/darc-dev/darc/internal/archivetest"
 	"github.com/darc-dev/darc/reference"
@@ -82,111 +79,6 @@ func seedArchives(tb testing.TB, compressed bool) [][]byte {
 	return out
 }
 
-// metadataSeeds returns the manifest.json, repositories and index.json members (and OCI
-// index blobs) of the seed archives.
-func metadataSeeds(tb testing.TB) [][]byte {
-	tb.Helper()
-	var out [][]byte
-	for _, data := range seedArchives(tb, false) {
-		ix, err := BuildIndex(bytes.NewReader(data), int64(len(data)), 0)
-		if err != nil {
-			continue
-		}
-		for _, m := range ix.Members() {
-			if m.Type != tar.TypeReg || m.Size > 1<<20 {
-				continue
-			}
-			switch m.Name {
-			case "manifest.json", "repositories", "index.json":
-			default:
-				continue
-			}
-			b := make([]byte, m.Size)
-			if _, err := ix.ReaderAt().ReadAt(b, m.Offset); err != nil {
-				tb.Fatal(err)
-			}
-			out = append(out, b)
-		}
-	}
-	return append(out, []byte("null"), []byte("[]"), []byte("{}"), []byte(`[{"Config":"a.json","RepoTags":null,"Layers":["../x"]}]`))
-}
-
-// FuzzManifest checks the parsers of manifest.json, repositories and index.json: whatever
-// they accept is valid JSON and survives parse → marshal → parse unchanged (and marshalling
-// again gives the same bytes); whatever they refuse is ErrInvalidManifest.
-func FuzzManifest(f *testing.F) {
-	for _, s := range metadataSeeds(f) {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		if items, err := ParseManifest(data); err != nil {
-			if !errors.Is(err, ErrInvalidManifest) {
-				t.Fatalf("ParseManifest error %v does not wrap ErrInvalidManifest", err)
-			}
-		} else {
-			mustBeJSON(t, "manifest.json", data)
-			roundTrip(t, "manifest.json", items, MarshalManifest, ParseManifest)
-		}
-		if repos, err := ParseRepositories(data); err != nil {
-			if !errors.Is(err, ErrInvalidManifest) {
-				t.Fatalf("ParseRepositories error %v does not wrap ErrInvalidManifest", err)
-			}
-		} else {
-			mustBeJSON(t, "repositories", data)
-			roundTrip(t, "repositories", repos, func(r Repositories) ([]byte, error) { return json.Marshal(r) }, ParseRepositories)
-		}
-		if idx, err := ParseOCIIndex(data); err != nil {
-			if !errors.Is(err, ErrInvalidManifest) {
-				t.Fatalf("ParseOCIIndex error %v does not wrap ErrInvalidManifest", err)
-			}
-		} else {
-			mustBeJSON(t, "index.json", data)
-			roundTrip(t, "index.json", *idx, func(i imgspecv1.Index) ([]byte, error) { return json.Marshal(i) },
-				func(b []byte) (imgspecv1.Index, error) {
-					p, err := ParseOCIIndex(b)
-					if err != nil {
-						return imgspecv1.Index{}, err
-					}
-					return *p, nil
-				})
-		}
-	})
-}
-
-// mustBeJSON fails unless data, which a parser accepted, is exactly one valid JSON value.
-func mustBeJSON(t *testing.T, what string, data []byte) {
-	t.Helper()
-	if !json.Valid(data) {
-		t.Fatalf("%s parser accepted %q, which is not one valid JSON value", what, data)
-	}
-}
-
-// roundTrip checks parse → marshal → parse → marshal: the second parse equals the first
-// once both are marshalled (encoding/json drops empty maps and byte slices under omitempty,
-// so "{}" and an absent field are the same value), and the marshalled bytes are stable.
-func roundTrip[T any](t *testing.T, what string, v T, marshal func(T) ([]byte, error), parse func([]byte) (T, error)) {
-	t.Helper()
-	b1, err := marshal(v)
-	if err != nil {
-		t.Fatalf("%s: cannot marshal what was parsed: %v", what, err)
-	}
-	v2, err := parse(b1)
-	if err != nil {
-		t.Fatalf("%s: marshalled form %q does not parse: %v", what, b1, err)
-	}
-	b2, err := marshal(v2)
-	if err != nil {
-		t.Fatalf("%s: cannot marshal the re-parsed value: %v", what, err)
-	}
-	if !bytes.Equal(b1, b2) {
-		t.Fatalf("%s: not stable:\n first %q\nsecond %q", what, b1, b2)
-	}
-	v3, err := parse(b2)
-	if err != nil || !reflect.DeepEqual(v2, v3) {
-		t.Fatalf("%s: re-parse differs: %+v, then %+v (%v)", what, v2, v3, err)
-	}
-}
-
 // tarMember is what archive/tar says about one member, in the index's terms.
 type tarMember struct {
 	Member
@@ -212,14 +104,14 @@ func archiveTarMembers(data []byte) ([]tarMember, error) {
 			continue
 		}
 		m := Member{Type: hdr.Typeflag, Offset: *cr.pos, Size: hdr.Size, Linkname: hdr.Linkname}
-		name, err := CleanName(hdr.Name)
+		name, err := cleanName(hdr.Name)
 		if err != nil {
 			out = append(out, tarMember{Member: Member{Name: hdr.Name}, insecure: true})
 			continue
 		}
 		m.Name = name
 		if m.Type == tar.TypeLink {
-			if ln, err := CleanName(hdr.Linkname); err == nil {
+			if ln, err := cleanName(hdr.Linkname); err == nil {
 				m.Linkname = ln
 			}
 		}
@@ -316,7 +208,7 @@ func checkIndexReads(t *testing.T, ix *Index, data []byte) {
 		if m.Type != tar.TypeReg && m.Size != 0 {
 			t.Fatalf("member %d %q: type %q with size %d", i, m.Name, m.Type, m.Size)
 		}
-		if _, err := CleanName(m.Name); err != nil {
+		if _, err := cleanName(m.Name); err != nil {
 			t.Fatalf("member %d: name %q is not clean: %v", i, m.Name, err)
 		}
 		n, err := io.Copy(io.Discard, io.NewSectionReader(ix.ReaderAt(), m.Offset, m.Size))
@@ -376,7 +268,7 @@ func FuzzOpenVerify(f *testing.F) {
 		var r *Reader
 		var err error
 		if DetectCompression(data) == Uncompressed {
-			r, err = NewReader("fuzz", bytes.NewReader(data), int64(len(data)), fuzzLimits)
+			r, err = newReader("fuzz", bytes.NewReader(data), int64(len(data)), fuzzLimits)
 		} else {
 			r, err = OpenStream("fuzz", bytes.NewReader(data), OpenOptions{Limits: fuzzLimits, TempDir: dir})
 		}

@@ -22,7 +22,7 @@ const readAhead = 64 << 10
 
 // Member is one entry of the tar as its header describes it.
 type Member struct {
-	// Name is the normalized name (see CleanName).
+	// Name is the normalized name (see cleanName).
 	Name string
 	// Type is the tar type flag: tar.TypeReg, tar.TypeSymlink, tar.TypeLink, tar.TypeDir, …
 	Type byte
@@ -56,10 +56,10 @@ type Index struct {
 	insecure []string
 }
 
-// CleanName normalizes a member name or a path taken from manifest.json: "./x", "/x" and "x"
+// cleanName normalizes a member name or a path taken from manifest.json: "./x", "/x" and "x"
 // are the same member. It returns ErrInsecurePath for a name that climbs above the root or
 // holds a NUL byte.
-func CleanName(name string) (string, error) {
+func cleanName(name string) (string, error) {
 	if isClean(name) {
 		return name, nil
 	}
@@ -361,7 +361,7 @@ func (ix *Index) add(hdr fastHeader, dataStart, hdrStart int64) {
 // makeMember normalizes a header into a Member. It reports false for a name that would land
 // outside the root when extracted.
 func makeMember(hdr fastHeader, dataStart, hdrStart int64) (Member, bool) {
-	name, err := CleanName(hdr.name)
+	name, err := cleanName(hdr.name)
 	if err != nil {
 		return Member{}, false
 	}
@@ -370,7 +370,7 @@ func makeMember(hdr fastHeader, dataStart, hdrStart int64) (Member, bool) {
 		m.Type = tar.TypeReg
 	}
 	if m.Type == tar.TypeLink {
-		if ln, err := CleanName(hdr.linkname); err == nil {
+		if ln, err := cleanName(hdr.linkname); err == nil {
 			m.Linkname = ln
 		}
 	}
@@ -407,7 +407,7 @@ func (ix *Index) ReaderAt() io.ReaderAt { return ix.r }
 
 // Lookup returns the last member with the normalized form of name, without following links.
 func (ix *Index) Lookup(name string) (Member, bool) {
-	c, err := CleanName(name)
+	c, err := cleanName(name)
 	if err != nil {
 		return Member{}, false
 	}
@@ -423,7 +423,7 @@ func (ix *Index) Lookup(name string) (Member, bool) {
 // member is ErrMemberNotFound; a loop, a chain longer than a small bound, or a link to a
 // non-file is ErrBadLink.
 func (ix *Index) Resolve(name string) (Member, error) {
-	cur, err := CleanName(name)
+	cur, err := cleanName(name)
 	if err != nil {
 		return Member{}, err
 	}
@@ -457,7 +457,7 @@ func (ix *Index) Resolve(name string) (Member, error) {
 // linkTarget returns the normalized name a link member points at.
 func linkTarget(m Member) (string, error) {
 	if m.Type == tar.TypeLink {
-		return CleanName(m.Linkname)
+		return cleanName(m.Linkname)
 	}
 	t := m.Linkname
 	if strings.HasPrefix(t, "/") {
@@ -467,7 +467,7 @@ func linkTarget(m Member) (string, error) {
 	if escapes(joined) {
 		return "", fmt.Errorf("%w: symlink %q -> %q leaves the archive root", ErrInsecurePath, m.Name, t)
 	}
-	return CleanName(joined)
+	return cleanName(joined)
 }
 
 // Open resolves name and returns a reader over its bytes and the resolved member.

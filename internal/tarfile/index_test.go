@@ -36,15 +36,15 @@ func TestCleanName(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {
-			got, err := CleanName(tc.in)
+			got, err := cleanName(tc.in)
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) {
-					t.Fatalf("CleanName(%q) error = %v, want %v", tc.in, err, tc.wantErr)
+					t.Fatalf("cleanName(%q) error = %v, want %v", tc.in, err, tc.wantErr)
 				}
 				return
 			}
 			if err != nil || got != tc.want {
-				t.Fatalf("CleanName(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+				t.Fatalf("cleanName(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
 			}
 		})
 	}
@@ -305,13 +305,13 @@ func slowIndex(t *testing.T, data []byte) []Member {
 		if err != nil {
 			t.Fatal(err)
 		}
-		name, err := CleanName(hdr.Name)
+		name, err := cleanName(hdr.Name)
 		if err != nil || hdr.Typeflag == tar.TypeGNUSparse {
 			continue
 		}
 		m := Member{Name: name, Type: hdr.Typeflag, Offset: pos, Size: hdr.Size, Linkname: hdr.Linkname}
 		if m.Type == tar.TypeLink {
-			m.Linkname, _ = CleanName(hdr.Linkname)
+			m.Linkname, _ = cleanName(hdr.Linkname)
 		}
 		if m.Type != tar.TypeReg {
 			m.Size = 0

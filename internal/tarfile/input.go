@@ -164,11 +164,11 @@ func (e *errRecorder) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Spool copies r (decompressing it when its magic bytes say so) into an anonymous temp file
+// spoolInput copies r (decompressing it when its magic bytes say so) into an anonymous temp file
 // in dir ("" means os.TempDir()) and returns that file positioned anywhere, with its size.
 // The file is unlinked as soon as it is created, so nothing is left on disk once it is
 // closed, even if the process dies. maxSize bounds the bytes written (0: no bound).
-func Spool(r io.Reader, dir string, maxSize int64) (f *os.File, size int64, c Compression, err error) {
+func spoolInput(r io.Reader, dir string, maxSize int64) (f *os.File, size int64, c Compression, err error) {
 	in := &errRecorder{r: r}
 	br := bufio.NewReaderSize(in, 1<<20)
 	head, err := br.Peek(512)
@@ -211,11 +211,11 @@ func Spool(r io.Reader, dir string, maxSize int64) (f *os.File, size int64, c Co
 	return f, size, c, nil
 }
 
-// DecompressStream returns the content of r, decompressed on the fly when its first bytes say
-// it is compressed (see DetectCompression), and the format found: what Spool writes to its
+// decompressStream returns the content of r, decompressed on the fly when its first bytes say
+// it is compressed (see DetectCompression), and the format found: what spoolInput writes to its
 // file, for a reader that reads it once instead. Nothing is buffered beyond a read-ahead
 // window. The returned function releases the decompressor.
-func DecompressStream(r io.Reader) (io.Reader, Compression, func(), error) {
+func decompressStream(r io.Reader) (io.Reader, Compression, func(), error) {
 	br := bufio.NewReaderSize(r, 1<<20)
 	head, err := br.Peek(512)
 	if err != nil && err != io.EOF && !errors.Is(err, bufio.ErrBufferFull) {

@@ -2,26 +2,14 @@ package tarfile
 
 import (
 	"crypto/sha256"
-	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
-	"strings"
 
 	digest "github.com/opencontainers/go-digest"
-)
 
-// v1Image holds the fields of a pre-1.10 "<id>/json" that the reader uses.
-type v1Image struct {
-	ID              string `json:"id"`
-	Parent          string `json:"parent,omitempty"`
-	Created         string `json:"created,omitempty"`
-	Author          string `json:"author,omitempty"`
-	Comment         string `json:"comment,omitempty"`
-	ContainerConfig struct {
-		Cmd []string `json:"Cmd"`
-	} `json:"container_config"`
-}
+	"github.com/darc-dev/darc/internal/layout"
+)
 
 // maxLegacyLayers bounds the layers of all the images of a pre-1.10 archive together. Each
 // image's config is rebuilt from its whole parent chain, so many images on top of one long
@@ -39,21 +27,22 @@ type legacyCache struct {
 }
 
 type legacyV1 struct {
-	v   v1Image
+	v   layout.V1Image
 	err error
 }
 
 // v1Image reads and decodes "<id>/json", once.
-func (c *legacyCache) v1Image(r *Reader, id string) (v1Image, error) {
+func (c *legacyCache) v1Image(r *Reader, id string) (layout.V1Image, error) {
 	if e, ok := c.v1[id]; ok {
 		return e.v, e.err
 	}
 	var e legacyV1
-	data, _, err := r.ix.ReadSmall(id+"/json", r.limits.MaxConfigSize)
+	data, _, err := r.ix.ReadSmall(layout.V1JSONName(id), r.limits.MaxConfigSize)
+	if err == nil {
+		e.v, err = layout.ParseV1Image(data)
+	}
 	if err != nil {
 		e.err = fmt.Errorf("v1 image %q: %w", id, err)
-	} else if err := json.Unmarshal(data, &e.v); err != nil {
-		e.err = fmt.Errorf("v1 image %q: %w: %w", id, ErrInvalidManifest, err)
 	}
 	e.v.ID = id
 	c.v1[id] = e
@@ -78,30 +67,21 @@ func (c *legacyCache) diffID(r *Reader, m Member) (digest.Digest, error) {
 // Docker converts v1 images (drop the v1 id fields, add rootfs and history); that needs every
 // layer hashed for its diffID, so opening a legacy archive reads its layers once.
 func (r *Reader) loadLegacy() error {
-	data, err := r.readMetadata("repositories")
+	data, err := r.readMetadata(layout.RepositoriesFile)
 	if err != nil {
 		return err
 	}
-	repos, err := ParseRepositories(data)
+	repos, err := layout.ParseRepositories(data, r.limits.MaxManifestSize)
 	if err != nil {
 		return err
 	}
-	// Tags in sorted order: the file is a JSON object, which has no order of its own.
-	type tagged struct{ tag, id string }
-	var tags []tagged
-	for repo, m := range repos {
-		for tag, id := range m {
-			tags = append(tags, tagged{repo + ":" + tag, id})
-		}
-	}
-	slices.SortFunc(tags, func(a, b tagged) int { return strings.Compare(a.tag, b.tag) })
 	var order []string
 	byID := map[string][]string{}
-	for _, t := range tags {
-		if _, seen := byID[t.id]; !seen {
-			order = append(order, t.id)
+	for _, t := range repos.Tags() {
+		if _, seen := byID[t.ID]; !seen {
+			order = append(order, t.ID)
 		}
-		byID[t.id] = append(byID[t.id], t.tag)
+		byID[t.ID] = append(byID[t.ID], t.Tag)
 	}
 	cache := &legacyCache{v1: map[string]legacyV1{}, diffIDs: map[int64]digest.Digest{}}
 	order = append(order, r.legacyLeaves(byID, cache)...)
@@ -125,8 +105,8 @@ func (r *Reader) legacyLeaves(tagged map[string][]string, cache *legacyCache) []
 	var ids []string
 	parents := map[string]bool{}
 	for _, m := range r.ix.members {
-		id, ok := strings.CutSuffix(m.Name, "/json")
-		if !ok || strings.Contains(id, "/") {
+		id, ok := layout.V1IDOfJSONName(m.Name)
+		if !ok {
 			continue
 		}
 		v, err := cache.v1Image(r, id)
@@ -148,7 +128,7 @@ func (r *Reader) legacyLeaves(tagged map[string][]string, cache *legacyCache) []
 
 // legacyImage walks the parent chain from the top v1 id and fills img's layers and config.
 func (r *Reader) legacyImage(img *Image, top string, cache *legacyCache) error {
-	var chain []v1Image
+	var chain []layout.V1Image
 	seen := map[string]bool{}
 	for id := top; id != ""; {
 		if seen[id] || len(chain) > len(r.ix.members) {
@@ -167,14 +147,14 @@ func (r *Reader) legacyImage(img *Image, top string, cache *legacyCache) error {
 		id = v.Parent
 	}
 	// The top JSON is read again rather than kept for every v1 image: it is read once per image.
-	tops, _, err := r.ix.ReadSmall(top+"/json", r.limits.MaxConfigSize)
+	tops, _, err := r.ix.ReadSmall(layout.V1JSONName(top), r.limits.MaxConfigSize)
 	if err != nil {
 		return fmt.Errorf("v1 image %q: %w", top, err)
 	}
 	slices.Reverse(chain)
 	diffIDs := make([]digest.Digest, len(chain))
 	for j, v := range chain {
-		name := v.ID + "/layer.tar"
+		name := layout.V1LayerName(v.ID)
 		m, err := r.ix.Resolve(name)
 		if err != nil {
 			return fmt.Errorf("layer %d: %w", j, err)
@@ -185,13 +165,13 @@ func (r *Reader) legacyImage(img *Image, top string, cache *legacyCache) error {
 			return fmt.Errorf("layer %d %q: %w", j, name, err)
 		}
 	}
-	cfg, err := legacyConfig(tops, chain, diffIDs)
+	cfg, err := layout.LegacyConfig(tops, chain, diffIDs)
 	if err != nil {
 		return fmt.Errorf("v1 image %q: %w", top, err)
 	}
 	img.legacyConfig = cfg
 	img.ID = digest.FromBytes(cfg)
-	img.ConfigName = top + "/json"
+	img.ConfigName = layout.V1JSONName(top)
 	return nil
 }
 
@@ -213,39 +193,4 @@ func (r *Reader) diffIDOf(m Member) (digest.Digest, error) {
 		return "", err
 	}
 	return digest.NewDigest(digest.SHA256, h), nil
-}
-
-// legacyConfig builds an image config from the top v1 JSON: the v1 bookkeeping fields go,
-// rootfs and a history entry per layer come in. Keys are emitted sorted, so the result (and
-// the image ID) is stable.
-func legacyConfig(top []byte, chain []v1Image, diffIDs []digest.Digest) ([]byte, error) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(top, &fields); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidManifest, err)
-	}
-	for _, k := range []string{"id", "parent", "Size", "parent_id", "layer_id", "throwaway", "checksum"} {
-		delete(fields, k)
-	}
-	type history struct {
-		Created   string `json:"created,omitempty"`
-		CreatedBy string `json:"created_by,omitempty"`
-		Author    string `json:"author,omitempty"`
-		Comment   string `json:"comment,omitempty"`
-	}
-	hist := make([]history, len(chain))
-	for i, v := range chain {
-		hist[i] = history{Created: v.Created, CreatedBy: strings.Join(v.ContainerConfig.Cmd, " "), Author: v.Author, Comment: v.Comment}
-	}
-	rootfs := struct {
-		Type    string          `json:"type"`
-		DiffIDs []digest.Digest `json:"diff_ids"`
-	}{"layers", diffIDs}
-	var err error
-	if fields["rootfs"], err = json.Marshal(rootfs); err != nil {
-		return nil, err
-	}
-	if fields["history"], err = json.Marshal(hist); err != nil {
-		return nil, err
-	}
-	return json.Marshal(fields)
 }

@@ -11,6 +11,7 @@ import (
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/manifest"
 
+	"github.com/darc-dev/darc/internal/layout"
 	"github.com/darc-dev/darc/reference"
 )
 
@@ -53,16 +54,11 @@ type ociManifest struct {
 	names     []string
 }
 
-// blobName is the member that holds a blob in an OCI layout.
-func blobName(d digest.Digest) string {
-	return "blobs/" + d.Algorithm().String() + "/" + d.Encoded()
-}
-
 // ociLayoutInfo parses index.json and the manifests it reaches, once. It returns nil
 // without error when the archive has no index.json.
 func (r *Reader) ociLayoutInfo() (*ociLayout, error) {
 	r.ociOnce.Do(func() {
-		if !r.has("index.json") {
+		if !r.has(layout.IndexFile) {
 			return
 		}
 		r.oci, r.ociErr = r.parseOCILayout()
@@ -74,18 +70,18 @@ func (r *Reader) ociLayoutInfo() (*ociLayout, error) {
 }
 
 func (r *Reader) parseOCILayout() (*ociLayout, error) {
-	data, err := r.readMetadata("index.json")
+	data, err := r.readMetadata(layout.IndexFile)
 	if err != nil {
 		return nil, err
 	}
-	idx, err := ParseOCIIndex(data)
+	idx, err := layout.ParseIndex(data, r.limits.MaxManifestSize)
 	if err != nil {
 		return nil, err
 	}
 	l := &ociLayout{byConfig: map[digest.Digest]ociManifest{}, referenced: map[string]bool{}, walked: map[walkKey]walkResult{}}
 	for _, d := range idx.Manifests {
 		if m, ok := l.walk(r, d, 0); ok {
-			m.names = annotationNames(d)
+			m.names = layout.AnnotationNames(d)
 			l.tops = append(l.tops, m)
 		}
 	}
@@ -98,20 +94,20 @@ func (r *Reader) readBlob(d imgspecv1.Descriptor) ([]byte, error) {
 		return nil, fmt.Errorf("%w: descriptor digest %q: %w", ErrInvalidManifest, d.Digest, err)
 	}
 	// The size is checked before reading, so that a descriptor with a wrong size costs no read.
-	if m, err := r.ix.Resolve(blobName(d.Digest)); err != nil {
+	if m, err := r.ix.Resolve(layout.BlobName(d.Digest)); err != nil {
 		return nil, err
 	} else if m.Size != d.Size {
-		return nil, fmt.Errorf("member %q: %w: %d bytes, descriptor says %d", blobName(d.Digest), ErrSizeMismatch, m.Size, d.Size)
+		return nil, fmt.Errorf("member %q: %w: %d bytes, descriptor says %d", layout.BlobName(d.Digest), ErrSizeMismatch, m.Size, d.Size)
 	}
-	data, _, err := r.ix.ReadSmall(blobName(d.Digest), r.limits.MaxManifestSize)
+	data, _, err := r.ix.ReadSmall(layout.BlobName(d.Digest), r.limits.MaxManifestSize)
 	if err != nil {
 		return nil, err
 	}
 	if got := d.Digest.Algorithm().FromBytes(data); got != d.Digest {
-		return nil, fmt.Errorf("member %q: %w: content is %s", blobName(d.Digest), ErrDigestMismatch, got)
+		return nil, fmt.Errorf("member %q: %w: content is %s", layout.BlobName(d.Digest), ErrDigestMismatch, got)
 	}
 	if d.Size != int64(len(data)) {
-		return nil, fmt.Errorf("member %q: %w: %d bytes, descriptor says %d", blobName(d.Digest), ErrSizeMismatch, len(data), d.Size)
+		return nil, fmt.Errorf("member %q: %w: %d bytes, descriptor says %d", layout.BlobName(d.Digest), ErrSizeMismatch, len(data), d.Size)
 	}
 	return data, nil
 }
@@ -139,7 +135,7 @@ func (l *ociLayout) walkBlob(r *Reader, d imgspecv1.Descriptor, depth int) (ociM
 	if err != nil {
 		return ociManifest{}, false
 	}
-	l.referenced[blobName(d.Digest)] = true
+	l.referenced[layout.BlobName(d.Digest)] = true
 	mt := d.MediaType
 	if mt == "" {
 		mt = manifest.GuessMIMEType(data)
@@ -148,14 +144,16 @@ func (l *ociLayout) walkBlob(r *Reader, d imgspecv1.Descriptor, depth int) (ociM
 		// An OCI index and a Docker manifest list have the same shape. They are decoded here
 		// rather than with manifest.ListFromBlob, whose lookup of an instance by digest
 		// scans the list: quadratic in a list of many entries.
-		list, err := ParseOCIIndex(data)
+		// The blob was read within the manifest size limit; the bound on strings is
+		// index.json's alone (0: none here).
+		list, err := layout.ParseIndex(data, 0)
 		if err != nil {
 			return ociManifest{}, false
 		}
 		var chosen ociManifest
 		found := false
 		for _, child := range list.Manifests {
-			if _, ok := r.ix.Lookup(blobName(child.Digest)); !ok {
+			if _, ok := r.ix.Lookup(layout.BlobName(child.Digest)); !ok {
 				continue // Docker saves only the platforms it has
 			}
 			m, ok := l.walk(r, imgspecv1.Descriptor{Digest: child.Digest, Size: child.Size, MediaType: child.MediaType}, depth+1)
@@ -173,27 +171,15 @@ func (l *ociLayout) walkBlob(r *Reader, d imgspecv1.Descriptor, depth int) (ociM
 		return ociManifest{}, false
 	}
 	cfg := parsed.ConfigInfo().Digest
-	l.referenced[blobName(cfg)] = true
+	l.referenced[layout.BlobName(cfg)] = true
 	for _, li := range parsed.LayerInfos() {
-		l.referenced[blobName(li.Digest)] = true
+		l.referenced[layout.BlobName(li.Digest)] = true
 	}
 	m := ociManifest{data: data, mediaType: mt, digest: d.Digest, parsed: parsed}
 	if _, dup := l.byConfig[cfg]; !dup {
 		l.byConfig[cfg] = m
 	}
 	return m, true
-}
-
-// annotationNames returns the image name a top-level descriptor carries: containerd's full
-// name annotation, else the OCI ref name when it is a full reference (Docker 25+ sets both).
-func annotationNames(d imgspecv1.Descriptor) []string {
-	if n := d.Annotations["io.containerd.image.name"]; n != "" {
-		return []string{n}
-	}
-	if n := d.Annotations[imgspecv1.AnnotationRefName]; n != "" {
-		return []string{n}
-	}
-	return nil
 }
 
 // useOwnManifest serves the archive's own manifest for img when its OCI layout has one that
@@ -217,12 +203,12 @@ func (img *Image) useOwnManifest(res *Resolved) (bool, error) {
 	blobs := map[digest.Digest]blob{img.ID: res.blobs[img.ID]}
 	layers := make([]Layer, len(res.Layers))
 	for i, li := range infos {
-		mem, err := img.r.ix.Resolve(blobName(li.Digest))
+		mem, err := img.r.ix.Resolve(layout.BlobName(li.Digest))
 		if err != nil || (li.Size >= 0 && mem.Size != li.Size) {
 			return false, nil
 		}
 		l := res.Layers[i]
-		l.Name, l.Member, l.Digest, l.Size, l.MediaType = blobName(li.Digest), mem, li.Digest, mem.Size, li.MediaType
+		l.Name, l.Member, l.Digest, l.Size, l.MediaType = layout.BlobName(li.Digest), mem, li.Digest, mem.Size, li.MediaType
 		if li.Digest != l.DiffID {
 			// The manifest's digest is authoritative; the stored compression is sniffed again
 			// because the blob may differ from the member manifest.json names.
@@ -249,14 +235,14 @@ const maxUnindexedManifest = 64 << 10
 func (r *Reader) unindexedManifest(id digest.Digest) (ociManifest, bool) {
 	needle := []byte(id.String())
 	for _, m := range r.ix.members {
-		if m.Type != tar.TypeReg || m.Size > maxUnindexedManifest || !strings.HasPrefix(m.Name, "blobs/sha256/") {
+		if m.Type != tar.TypeReg || m.Size > maxUnindexedManifest || !strings.HasPrefix(m.Name, layout.SHA256BlobPrefix) {
 			continue
 		}
 		data, _, err := r.ix.ReadSmall(m.Name, maxUnindexedManifest)
 		if err != nil || !bytes.Contains(data, needle) {
 			continue
 		}
-		d, ok := digestFromName(m.Name, false)
+		d, ok := layout.DigestFromName(m.Name, false)
 		if !ok || digest.FromBytes(data) != d {
 			continue
 		}
@@ -284,14 +270,14 @@ func (r *Reader) loadOCIOnly() error {
 		return fmt.Errorf("%w: index.json names no usable image manifest", ErrNotDockerArchive)
 	}
 	for i, m := range l.tops {
-		it := ManifestItem{Config: blobName(m.parsed.ConfigInfo().Digest), RepoTags: []string{}}
+		it := layout.ManifestItem{Config: layout.BlobName(m.parsed.ConfigInfo().Digest), RepoTags: []string{}}
 		for _, n := range m.names {
 			if _, err := reference.NormalizeTag(n); err == nil {
 				it.RepoTags = append(it.RepoTags, n)
 			}
 		}
 		for _, li := range m.parsed.LayerInfos() {
-			it.Layers = append(it.Layers, blobName(li.Digest))
+			it.Layers = append(it.Layers, layout.BlobName(li.Digest))
 		}
 		r.images = append(r.images, r.imageFromItem(i, it))
 	}

@@ -59,7 +59,7 @@ func OpenFile(path string, o OpenOptions) (*Reader, error) {
 		succeeded = true
 		return r, nil
 	}
-	r, err := NewReader(path, f, st.Size(), o.Limits)
+	r, err := newReader(path, f, st.Size(), o.Limits)
 	if err != nil {
 		return nil, err
 	}
@@ -72,11 +72,11 @@ func OpenFile(path string, o OpenOptions) (*Reader, error) {
 // into an unlinked temp file in o.TempDir, and opens that. name is used in messages.
 func OpenStream(name string, in io.Reader, o OpenOptions) (*Reader, error) {
 	limits := o.Limits.WithDefaults()
-	f, size, _, err := Spool(in, o.TempDir, limits.MaxSpoolSize)
+	f, size, _, err := spoolInput(in, o.TempDir, limits.MaxSpoolSize)
 	if err != nil {
 		return nil, fmt.Errorf("archive %q: %w", name, err)
 	}
-	r, err := NewReader(name, f, size, limits)
+	r, err := newReader(name, f, size, limits)
 	if err != nil {
 		_ = f.Close()
 		return nil, err

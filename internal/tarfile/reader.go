@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
-	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/darc-dev/darc/internal/layout"
 	"github.com/darc-dev/darc/reference"
 )
 
@@ -26,51 +26,36 @@ type Limits struct {
 	MaxStreamMemory int64 // member bytes ReadStream keeps in memory (metadata, tiny members)
 }
 
-// Each image, tag, layer and layer source that manifest.json lists costs a few hundred bytes
-// of memory once resolved, and decoding costs memory per string: far more than the JSON text
-// when names are short. So manifest.json, repositories and index.json may hold at most one
-// string per bytesPerString, and manifest.json list at most one image, tag, layer or layer
-// source per bytesPerRef, of the manifest size limit: 8 Mi strings and 2 Mi of those at the
-// 64 MiB default. Real archives name members by digest (70 bytes or more per layer), so they
-// stay far below; a hand-made manifest.json of one-letter names can no longer cost 60 times
-// its size.
-const (
-	bytesPerString = 8
-	bytesPerRef    = 32
-)
-
 // Default limits.
 const (
-	DefaultMaxMembers      = 1_000_000
-	DefaultMaxManifestSize = 64 << 20
-	DefaultMaxConfigSize   = 8 << 20
+	defaultMaxMembers      = 1_000_000
 	DefaultMaxSpoolSize    = 1 << 40
-	DefaultMaxStreamMemory = 64 << 20
+	defaultMaxStreamMemory = 64 << 20
 )
 
 // WithDefaults fills zero fields with the defaults.
 func (l Limits) WithDefaults() Limits {
 	if l.MaxMembers == 0 {
-		l.MaxMembers = DefaultMaxMembers
+		l.MaxMembers = defaultMaxMembers
 	}
 	if l.MaxManifestSize == 0 {
-		l.MaxManifestSize = DefaultMaxManifestSize
+		l.MaxManifestSize = layout.DefaultMaxManifestSize
 	}
 	if l.MaxConfigSize == 0 {
-		l.MaxConfigSize = DefaultMaxConfigSize
+		l.MaxConfigSize = layout.DefaultMaxConfigSize
 	}
 	if l.MaxSpoolSize == 0 {
 		l.MaxSpoolSize = DefaultMaxSpoolSize
 	}
 	if l.MaxStreamMemory == 0 {
-		l.MaxStreamMemory = DefaultMaxStreamMemory
+		l.MaxStreamMemory = defaultMaxStreamMemory
 	}
 	return l
 }
 
 // Reader is an opened docker-archive: its member index and its images.
 //
-// None of the fields below are modified after NewReader returns, except the lazily
+// None of the fields below are modified after newReader returns, except the lazily
 // computed, sync.Once-guarded state of each Image and of the OCI layout, and the per-member
 // caches guarded by cacheMu; with the index being safe for concurrent reads, a Reader and its
 // Images are safe for concurrent use.
@@ -105,7 +90,7 @@ type configEntry struct {
 	once     sync.Once
 	data     []byte
 	id       digest.Digest
-	cfg      *imageConfig
+	cfg      *layout.Config
 	err      error // reading
 	parseErr error
 }
@@ -139,7 +124,7 @@ func (r *Reader) configOf(m Member) *configEntry {
 			return
 		}
 		e.id = digest.FromBytes(e.data)
-		e.cfg, e.parseErr = parseConfig(e.data)
+		e.cfg, e.parseErr = layout.ParseConfig(e.data)
 	})
 	return e
 }
@@ -190,8 +175,8 @@ func (img *Image) Size() int64 {
 // Name is a short label for messages: "image @N".
 func (img *Image) Name() string { return fmt.Sprintf("image @%d", img.Index) }
 
-// NewReader indexes the tar in ra and parses its images. name is used in error messages.
-func NewReader(name string, ra io.ReaderAt, size int64, limits Limits) (*Reader, error) {
+// newReader indexes the tar in ra and parses its images. name is used in error messages.
+func newReader(name string, ra io.ReaderAt, size int64, limits Limits) (*Reader, error) {
 	limits = limits.WithDefaults()
 	ix, err := BuildIndex(ra, size, limits.MaxMembers)
 	if err != nil {
@@ -204,7 +189,7 @@ func NewReader(name string, ra io.ReaderAt, size int64, limits Limits) (*Reader,
 	return r, nil
 }
 
-// Name is the name given to NewReader.
+// Name is the name given to newReader.
 func (r *Reader) Name() string { return r.name }
 
 // Index is the member index.
@@ -219,52 +204,38 @@ func (r *Reader) Format() string { return r.format }
 
 func (r *Reader) loadImages() error {
 	switch {
-	case r.has("manifest.json"):
-		data, err := r.readMetadata("manifest.json")
+	case r.has(layout.ManifestFile):
+		data, err := r.readMetadata(layout.ManifestFile)
 		if err != nil {
 			return err
 		}
-		items, err := ParseManifest(data)
+		items, err := layout.ParseManifest(data, r.limits.MaxManifestSize)
 		if err != nil {
 			return err
 		}
 		if len(items) == 0 {
 			return fmt.Errorf("%w: manifest.json lists no images", ErrNotDockerArchive)
 		}
-		// See bytesPerRef.
-		refs := 0
-		for _, it := range items {
-			refs += 1 + len(it.RepoTags) + len(it.Layers) + len(it.LayerSources)
-		}
-		if max := r.limits.MaxManifestSize / bytesPerRef; int64(refs) > max {
-			return fmt.Errorf("%w: manifest.json lists %d images, tags, layers and layer sources, more than %d (one per %d bytes of the manifest size limit)", ErrTooLarge, refs, max, bytesPerRef)
-		}
 		r.format = "manifest.json"
 		for i, it := range items {
 			r.images = append(r.images, r.imageFromItem(i, it))
 		}
 		return nil
-	case r.has("repositories"):
+	case r.has(layout.RepositoriesFile):
 		r.format = "legacy"
 		return r.loadLegacy()
-	case r.has("index.json") && r.has("oci-layout"):
+	case r.has(layout.IndexFile) && r.has(layout.OCILayoutFile):
 		r.format = "oci"
 		return r.loadOCIOnly()
 	}
 	return fmt.Errorf("%w: no manifest.json, repositories or index.json (a container export or a plain layer tar?)", ErrNotDockerArchive)
 }
 
-// readMetadata reads manifest.json, repositories or index.json within the size limit and the
-// bound on strings (see bytesPerString), which is checked before decoding.
+// readMetadata reads manifest.json, repositories or index.json within the manifest size
+// limit; the layout parsers check the bounds that follow from it.
 func (r *Reader) readMetadata(name string) ([]byte, error) {
 	data, _, err := r.ix.ReadSmall(name, r.limits.MaxManifestSize)
-	if err != nil {
-		return nil, err
-	}
-	if n, max := countJSONStrings(data), r.limits.MaxManifestSize/bytesPerString; int64(n) > max {
-		return nil, fmt.Errorf("%w: %s holds %d strings, more than %d (one per %d bytes of the manifest size limit)", ErrTooLarge, name, n, max, bytesPerString)
-	}
-	return data, nil
+	return data, err
 }
 
 func (r *Reader) has(name string) bool {
@@ -274,7 +245,7 @@ func (r *Reader) has(name string) bool {
 
 // imageFromItem builds an Image from a manifest.json entry, recording (not failing on)
 // missing and insecure members so that listing and verification can report them.
-func (r *Reader) imageFromItem(i int, it ManifestItem) *Image {
+func (r *Reader) imageFromItem(i int, it layout.ManifestItem) *Image {
 	img := &Image{r: r, Index: i, RepoTags: it.RepoTags, layerSources: it.LayerSources}
 	img.setTags()
 	cfg, err := cleanManifestPath(it.Config)
@@ -285,7 +256,7 @@ func (r *Reader) imageFromItem(i int, it ManifestItem) *Image {
 		img.Problems = append(img.Problems, fmt.Errorf("config: %w", err))
 	} else {
 		img.ConfigName = cfg
-		d, fromName := digestFromName(cfg, false)
+		d, fromName := layout.DigestFromName(cfg, false)
 		switch _, err := r.ix.Resolve(cfg); {
 		case err != nil:
 			img.Problems = append(img.Problems, fmt.Errorf("config: %w", err))
@@ -327,7 +298,7 @@ func cleanManifestPath(p string) (string, error) {
 	if strings.HasPrefix(p, "/") {
 		return "", fmt.Errorf("%w: %q is an absolute path", ErrInsecurePath, p)
 	}
-	return CleanName(p)
+	return cleanName(p)
 }
 
 func (img *Image) setTags() {
@@ -343,34 +314,6 @@ func (img *Image) setTags() {
 			img.Tags = append(img.Tags, nt)
 		}
 	}
-}
-
-// digestFromName returns the sha256 digest a member name states: "<hex>.json",
-// "sha256:<hex>", "blobs/sha256/<hex>", and, when compressedLayer is set, crane's
-// "<hex>.tar.gz" / "<hex>.tar.zst". A "<hex>.tar" layer name states a diffID, not the
-// digest of what is stored, so it is not taken here.
-func digestFromName(name string, compressedLayer bool) (digest.Digest, bool) {
-	base := path.Base(name)
-	var hex string
-	switch {
-	case path.Dir(name) == "blobs/sha256":
-		hex = base
-	case strings.HasPrefix(base, "sha256:"):
-		hex = strings.TrimPrefix(base, "sha256:")
-	case !compressedLayer && strings.HasSuffix(base, ".json"):
-		hex = strings.TrimSuffix(base, ".json")
-	case compressedLayer && strings.HasSuffix(base, ".tar.gz"):
-		hex = strings.TrimSuffix(base, ".tar.gz")
-	case compressedLayer && strings.HasSuffix(base, ".tar.zst"):
-		hex = strings.TrimSuffix(base, ".tar.zst")
-	default:
-		return "", false
-	}
-	d := digest.NewDigestFromEncoded(digest.SHA256, hex)
-	if d.Validate() != nil {
-		return "", false
-	}
-	return d, true
 }
 
 // Select returns the image a selector picks. No selector picks the only image; a tag or an
@@ -461,7 +404,7 @@ func (r *Reader) choices() string {
 // for verification warnings. Legacy v1 metadata (VERSION, json) next to a referenced layer
 // counts as referenced.
 func (r *Reader) Unreferenced() []string {
-	used := map[string]bool{"manifest.json": true, "repositories": true, "index.json": true, "oci-layout": true}
+	used := map[string]bool{layout.ManifestFile: true, layout.RepositoriesFile: true, layout.IndexFile: true, layout.OCILayoutFile: true}
 	for _, img := range r.images {
 		used[img.ConfigName] = true
 		for j, n := range img.LayerNames {
@@ -479,8 +422,7 @@ func (r *Reader) Unreferenced() []string {
 		if m.Type != tar.TypeReg || used[m.Name] {
 			continue
 		}
-		dir, base := path.Split(m.Name)
-		if dir != "" && (base == "VERSION" || base == "json" || base == "layer.tar") {
+		if layout.IsV1DirMember(m.Name) {
 			continue // legacy v1 directory metadata
 		}
 		if i := r.ix.byName[m.Name]; r.ix.members[i].Offset != m.Offset {

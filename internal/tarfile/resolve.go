@@ -8,6 +8,8 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/manifest"
+
+	"github.com/darc-dev/darc/internal/layout"
 )
 
 // Layer describes one layer of an image as it is served.
@@ -83,7 +85,7 @@ func (img *Image) resolve() (*Resolved, error) {
 	r := img.r
 	res := &Resolved{blobs: map[digest.Digest]blob{}}
 	cfgData, got := img.legacyConfig, digest.Digest("")
-	var cfg *imageConfig
+	var cfg *layout.Config
 	var err error
 	if cfgData == nil {
 		// Read through the per-member cache: images sharing a config share its bytes.
@@ -98,7 +100,7 @@ func (img *Image) resolve() (*Resolved, error) {
 		cfgData, got, cfg, err = e.data, e.id, e.cfg, e.parseErr
 	} else {
 		got = digest.FromBytes(cfgData)
-		cfg, err = parseConfig(cfgData)
+		cfg, err = layout.ParseConfig(cfgData)
 	}
 	if got != img.ID {
 		return nil, fmt.Errorf("config %q: %w: content is %s, its name says %s", img.ConfigName, ErrDigestMismatch, got, img.ID)
@@ -153,7 +155,7 @@ func (r *Reader) describeLayer(img *Image, j int, diffID digest.Digest) (Layer, 
 	b := blob{name: name, member: m, stored: l.Compression, allDiffID: diffID}
 	switch l.Compression {
 	case Uncompressed:
-		u := UncompressedLayer(diffID, m.Size)
+		u := uncompressedLayer(diffID, m.Size)
 		l.Digest, l.Size, l.MediaType = u.Digest, u.Size, u.MediaType
 	case Gzip, Zstd:
 		l.Size = m.Size
@@ -163,7 +165,7 @@ func (r *Reader) describeLayer(img *Image, j int, diffID digest.Digest) (Layer, 
 		}
 		if src, ok := img.layerSources[diffID]; ok && src.Size == m.Size && src.Digest.Validate() == nil {
 			l.Digest = src.Digest
-		} else if d, ok := digestFromName(name, true); ok {
+		} else if d, ok := layout.DigestFromName(name, true); ok {
 			l.Digest = d
 		} else {
 			d, err := r.hashMember(m)
@@ -203,17 +205,17 @@ func sniffMember(head []byte) Compression {
 }
 
 // buildManifest makes the manifest the image is served with when the archive has none of
-// its own (see BuildManifest).
+// its own (see composeManifest).
 func (res *Resolved) buildManifest(id digest.Digest, oci bool) error {
 	var err error
-	res.Manifest, res.ManifestType, err = BuildManifest(id, int64(len(res.Config)), res.Layers, oci)
+	res.Manifest, res.ManifestType, err = composeManifest(id, int64(len(res.Config)), res.Layers, oci)
 	return err
 }
 
-// BuildManifest makes the manifest of an image whose config (id, size) and layers are known:
+// composeManifest makes the manifest of an image whose config (id, size) and layers are known:
 // Docker schema2, or OCI when oci is set (a zstd layer needs it: schema2 cannot describe one).
 // The layers' Digest, Size, MediaType and Compression are used.
-func BuildManifest(id digest.Digest, configSize int64, ls []Layer, oci bool) ([]byte, string, error) {
+func composeManifest(id digest.Digest, configSize int64, ls []Layer, oci bool) ([]byte, string, error) {
 	if oci {
 		layers := make([]imgspecv1.Descriptor, len(ls))
 		for i, l := range ls {
@@ -239,9 +241,9 @@ func BuildManifest(id digest.Digest, configSize int64, ls []Layer, oci bool) ([]
 	return b, manifest.DockerV2Schema2MediaType, err
 }
 
-// UncompressedLayer describes an uncompressed layer as a docker-archive stores and serves
+// uncompressedLayer describes an uncompressed layer as a docker-archive stores and serves
 // it: named by its diffID.
-func UncompressedLayer(diffID digest.Digest, size int64) Layer {
+func uncompressedLayer(diffID digest.Digest, size int64) Layer {
 	return Layer{DiffID: diffID, Compression: Uncompressed, Digest: diffID, Size: size, MediaType: manifest.DockerV2SchemaLayerMediaTypeUncompressed}
 }
 

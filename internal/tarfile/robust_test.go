@@ -121,26 +121,6 @@ func TestFastHeaderAgreesWithArchiveTar(t *testing.T) {
 	}
 }
 
-func TestCountJSONStrings(t *testing.T) {
-	tests := []struct {
-		in   string
-		want int
-	}{
-		{``, 0},
-		{`[]`, 0},
-		{`["a","b"]`, 2},
-		{`{"k":"v","n":1}`, 3},
-		{`["a\"b","c\\"]`, 2},
-		{`["\\\""]`, 1},
-		{`[{"Config":"c","Layers":["l","l"]}]`, 5},
-	}
-	for _, tc := range tests {
-		if got := countJSONStrings([]byte(tc.in)); got != tc.want {
-			t.Errorf("countJSONStrings(%s) = %d, want %d", tc.in, got, tc.want)
-		}
-	}
-}
-
 // TestSpoolErrors: a compressed input whose data is corrupt or cut short is
 // ErrNotDockerArchive (and, cut short, still io.ErrUnexpectedEOF), while an input that cannot
 // be read keeps its own error.
@@ -161,7 +141,7 @@ func TestSpoolErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			f, _, _, err := Spool(tc.in, t.TempDir(), 0)
+			f, _, _, err := spoolInput(tc.in, t.TempDir(), 0)
 			if f != nil {
 				f.Close()
 			}

@@ -34,7 +34,7 @@ type StreamMember struct {
 
 // MemberStream reads the members of a tar front to back, once: the streaming counterpart of
 // BuildIndex, with the same header decoding (plain headers directly, archive/tar from the
-// first header that needs it on), the same normalization (names cleaned with CleanName, links
+// first header that needs it on), the same normalization (names cleaned with cleanName, links
 // and directories of size 0), the same skipping and recording of names that leave the root,
 // the same skipping of sparse files and the same member limit. Offsets are positions in the
 // (decompressed) tar stream, as BuildIndex gives them for a file.
@@ -214,12 +214,12 @@ type StreamOptions struct {
 // or are tiny are kept in memory, up to Limits.MaxStreamMemory in total (past it:
 // ErrTooLarge); every other regular member is hashed (and, if compressed, decompressed and
 // hashed) while it is passed to o.Forward. At the end the images are derived exactly as
-// NewReader derives them, so selection and Resolve behave the same; only the bodies of
+// newReader derives them, so selection and Resolve behave the same; only the bodies of
 // forwarded members cannot be read again, and StreamFacts says what they held. The input is
 // read to its end, so a compressed stream's trailer is checked.
 func ReadStream(ctx context.Context, name string, in io.Reader, o StreamOptions) (*Reader, error) {
 	limits := o.Limits.WithDefaults()
-	src, _, closeDec, err := DecompressStream(in)
+	src, _, closeDec, err := decompressStream(in)
 	if err != nil {
 		return nil, fmt.Errorf("archive %q: %w", name, err)
 	}

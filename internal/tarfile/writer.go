@@ -13,9 +13,9 @@ import (
 	digest "github.com/opencontainers/go-digest"
 )
 
-// File is an output the Writer can patch and cut back: in practice a regular *os.File.
+// outFile is an output the Writer can patch and cut back: in practice a regular *os.File.
 // The archive starts at the file's position when NewWriter is called.
-type File interface {
+type outFile interface {
 	io.Writer
 	io.WriterAt
 	io.Seeker
@@ -42,27 +42,27 @@ type WriterOptions struct {
 // Writer writes a tar stream member by member with fixed header values (mode 0444, uid and
 // gid 0, one modification time, no user or group names), one USTAR header block per member.
 //
-// On a File it can stream a blob of unknown size and patch the header afterwards, and cut a
+// On an outFile it can stream a blob of unknown size and patch the header afterwards, and cut a
 // member back off the end. On any other io.Writer a blob must be streamed with its size and
 // digest known up front (spool it with SpoolBlob otherwise).
 //
 // A failure that leaves the output in an unknown state (a failed write to a stream, a cut-back
 // that fails) is sticky: every later call returns it. A failure that was cut back cleanly
-// (a source that errors, a digest mismatch, a failed write to a File) is returned and the
+// (a source that errors, a digest mismatch, a failed write to an outFile) is returned and the
 // Writer stays usable.
 //
 // A Writer is not safe for concurrent use.
 type Writer struct {
 	out   io.Writer
-	file  File  // nil when the output cannot seek
-	base  int64 // position of the archive's first byte in file
-	off   int64 // bytes of archive written so far
+	file  outFile // nil when the output cannot seek
+	base  int64   // position of the archive's first byte in file
+	off   int64   // bytes of archive written so far
 	mtime int64
 	err   error
 	bufs  [3][]byte // copyData's buffers, allocated on first use
 }
 
-// NewWriter returns a Writer to w. w is used as a File when it implements File and can seek
+// NewWriter returns a Writer to w. w is used as an outFile when it implements one and can seek
 // (a regular file, not a pipe).
 func NewWriter(w io.Writer, o WriterOptions) (*Writer, error) {
 	mtime := int64(0)
@@ -73,7 +73,7 @@ func NewWriter(w io.Writer, o WriterOptions) (*Writer, error) {
 		return nil, fmt.Errorf("archive: modification time %s cannot be stored in a tar header", o.ModTime)
 	}
 	tw := &Writer{out: w, mtime: mtime}
-	if f, ok := w.(File); ok {
+	if f, ok := w.(outFile); ok {
 		if pos, err := f.Seek(0, io.SeekCurrent); err == nil {
 			tw.file, tw.base = f, pos
 		}
@@ -81,7 +81,7 @@ func NewWriter(w io.Writer, o WriterOptions) (*Writer, error) {
 	return tw, nil
 }
 
-// Seekable reports whether the output is a File that headers can be patched in and members
+// Seekable reports whether the output is an outFile that headers can be patched in and members
 // cut back from.
 func (w *Writer) Seekable() bool { return w.file != nil }
 
@@ -142,7 +142,7 @@ func (w *Writer) WriteSymlink(name, target string) (WrittenMember, error) {
 // With size or want unknown the output must be Seekable: the header is written with a
 // placeholder and patched once the content is known. A size or digest that does not match
 // what was declared is ErrSizeMismatch or ErrDigestMismatch; then, as for a read error, the
-// partial member is cut back off a File (on a stream the error is sticky).
+// partial member is cut back off an outFile (on a stream the error is sticky).
 func (w *Writer) StreamBlob(r io.Reader, size int64, want digest.Digest, name func(digest.Digest) string) (WrittenMember, error) {
 	if w.err != nil {
 		return WrittenMember{}, w.err
@@ -369,7 +369,7 @@ func (w *Writer) write(p []byte) error {
 	return err
 }
 
-// failed handles an error of the member that started at start: it is cut back off a File,
+// failed handles an error of the member that started at start: it is cut back off an outFile,
 // and the error returned. On a stream, or when the cut-back fails, the error becomes sticky.
 func (w *Writer) failed(start int64, err error) error {
 	if w.off == start {
@@ -530,14 +530,4 @@ func putBase256(f []byte, v int64) {
 		v >>= 8
 	}
 	f[0] = 0x80
-}
-
-// ConfigDiffIDs returns the rootfs.diff_ids of an image config, checking that the config
-// parses and that each diffID is a valid digest.
-func ConfigDiffIDs(data []byte) ([]digest.Digest, error) {
-	c, err := parseConfig(data)
-	if err != nil {
-		return nil, fmt.Errorf("%w: image config: %w", ErrInvalidManifest, err)
-	}
-	return c.RootFS.DiffIDs, nil
 }
