@@ -13,9 +13,9 @@ import (
 	"github.com/darc-dev/darc/reference"
 )
 
-// ErrNotDirect means CopyFrom was given a reference it cannot pair: a destination that is not
+// ErrCannotPair means CopyFrom was given references it cannot pair: a destination that is not
 // this package's, or a source that is not an image of an open ReadableArchive.
-var ErrNotDirect = errors.New("archive: references cannot be paired for a direct copy")
+var ErrCannotPair = errors.New("archive: cannot pair the destination with the source")
 
 // CopyFromOptions configures CopyFrom.
 type CopyFromOptions struct {
@@ -40,15 +40,16 @@ type CopyFromOptions struct {
 // substituting its uncompressed form) go through copy.Image as usual.
 //
 // The result is the archive copy.Image writes without the pairing, byte for byte; only the
-// reading is cheaper. src's archive must stay open until the copy is done.
+// reading is cheaper. src's archive must stay open until the copy is done. References it
+// cannot pair are refused with ErrCannotPair.
 func CopyFrom(dst, src types.ImageReference, o CopyFromOptions) (types.ImageReference, error) {
 	d, ok := dst.(archiveReference)
 	if !ok {
-		return nil, fmt.Errorf("%w: destination %s is not a %s reference of this package", ErrNotDirect, dst.Transport().Name(), reference.Transport)
+		return nil, fmt.Errorf("%w: destination %s is not a %s reference of this package", ErrCannotPair, dst.Transport().Name(), reference.Transport)
 	}
 	s, ok := src.(archiveReference)
 	if !ok || s.reader == nil {
-		return nil, fmt.Errorf("%w: source %s:%s is not an image of an open archive", ErrNotDirect, src.Transport().Name(), src.StringWithinTransport())
+		return nil, fmt.Errorf("%w: source %s:%s is not an image of an open archive", ErrCannotPair, src.Transport().Name(), src.StringWithinTransport())
 	}
 	d.from = &directSource{archive: s.reader, sel: s.sel, progress: o.Progress}
 	return d, nil

@@ -249,8 +249,18 @@ func TestCopyFromDamagedLayer(t *testing.T) {
 		}
 		defer w.Close()
 		if withDamaged {
-			if _, err := copyInto(t, context.Background(), w, src.References()[2], true); !errors.Is(err, archive.ErrDigestMismatch) {
+			c, err := copyInto(t, context.Background(), w, src.References()[2], true)
+			if !errors.Is(err, archive.ErrDigestMismatch) {
 				t.Fatalf("copy of the damaged image: %v, want ErrDigestMismatch", err)
+			}
+			// The destination found the damage itself, copying straight from the archive:
+			// copy.Image read nothing but the config through the source.
+			d, err := src.Inspect(mustIndex(t, 2))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.directBytes() == 0 || c.viaGetBlob.Load() > int64(len(d.Config)) {
+				t.Errorf("damaged layer: %d bytes read straight from the archive, %d through the source", c.directBytes(), c.viaGetBlob.Load())
 			}
 		}
 		if _, err := copyInto(t, context.Background(), w, good.References()[0], true); err != nil {
@@ -332,8 +342,8 @@ func TestCopyFromRefuses(t *testing.T) {
 		{"source parsed from a string", dst, parsed},
 		{"source of another transport", dst, ociRef},
 	} {
-		if _, err := archive.CopyFrom(tc.dst, tc.src, archive.CopyFromOptions{}); !errors.Is(err, archive.ErrNotDirect) {
-			t.Errorf("%s: %v, want ErrNotDirect", tc.name, err)
+		if _, err := archive.CopyFrom(tc.dst, tc.src, archive.CopyFromOptions{}); !errors.Is(err, archive.ErrCannotPair) {
+			t.Errorf("%s: %v, want ErrCannotPair", tc.name, err)
 		}
 	}
 

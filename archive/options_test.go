@@ -78,7 +78,7 @@ func TestSentinelText(t *testing.T) {
 		archive.ErrNotDockerArchive, archive.ErrTooLarge, archive.ErrInsecurePath, archive.ErrBadLink,
 		archive.ErrMemberNotFound, archive.ErrDigestMismatch, archive.ErrSizeMismatch,
 		archive.ErrInvalidManifest, archive.ErrImageNotFound, archive.ErrAmbiguous,
-		archive.ErrExists, archive.ErrClosed, archive.ErrNoImages, archive.ErrBusy,
+		archive.ErrExists, archive.ErrClosed, archive.ErrNoImages, archive.ErrBusy, archive.ErrCannotPair,
 	} {
 		t.Run(err.Error(), func(t *testing.T) {
 			if !strings.HasPrefix(err.Error(), "archive: ") {

@@ -36,8 +36,8 @@ type StreamMember struct {
 
 // StreamOptions configures ReadStream.
 type StreamOptions struct {
-	// MaxMemory bounds the metadata kept in memory (default 64 MiB); past it ReadStream fails
-	// with ErrTooLarge.
+	// MaxMemory bounds the metadata kept in memory (0: the default, 64 MiB); past it
+	// ReadStream fails with ErrTooLarge.
 	MaxMemory int64
 	// Forward receives, one at a time and in archive order, the stored bytes of every regular
 	// member that is not kept in memory. It runs on a goroutine of its own while ReadStream
@@ -50,6 +50,9 @@ type StreamOptions struct {
 // bytes say it is compressed (gzip, zstd, xz or bzip2). The images are then derived exactly
 // as Open derives them, so selectors pick the same images.
 func ReadStream(ctx context.Context, name string, in io.Reader, o StreamOptions) (*StreamedArchive, error) {
+	if o.MaxMemory < 0 {
+		return nil, fmt.Errorf("archive %q: MaxMemory %d: the limit must be at least 1", name, o.MaxMemory)
+	}
 	var forward func(tarfile.Member, tarfile.Compression, io.Reader)
 	if o.Forward != nil {
 		forward = func(m tarfile.Member, _ tarfile.Compression, body io.Reader) { o.Forward(streamMember(m), body) }

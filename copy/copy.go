@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -64,9 +65,10 @@ type options struct {
 	report   io.Writer
 
 	// LoadStream
-	sourceName   string
-	streamMemory int64
-	staging      string
+	sourceName      string
+	streamMemory    int64
+	streamMemorySet bool
+	staging         string
 
 	// scoped names the options given that not every function uses, in the order given.
 	scoped []scopedOption
@@ -104,8 +106,11 @@ func makeOptionsFor(opts []Option, scope optionScope) (options, error) {
 	if o.parallel < 1 {
 		return o, fmt.Errorf("%w: WithParallel(%d): must be at least 1", ErrInvalidOption, o.parallel)
 	}
+	if o.streamMemorySet && o.streamMemory < 1 {
+		return o, fmt.Errorf("%w: WithStreamMemory(%d): must be at least 1", ErrInvalidOption, o.streamMemory)
+	}
 	if p := o.platform; p != nil && (p.OS == "" || p.Architecture == "") {
-		return o, fmt.Errorf("%w: WithPlatform(%q): the OS and the architecture are both needed", ErrInvalidPlatform, p.String())
+		return o, fmt.Errorf("%w: %w: WithPlatform(%q): the OS and the architecture are both needed", ErrInvalidOption, ErrInvalidPlatform, p.String())
 	}
 	for _, so := range o.scoped {
 		if so.scope > scope {
@@ -403,30 +408,24 @@ func Image(ctx context.Context, src, dst types.ImageReference, opts ...Option) (
 // Load does: darc compresses the layers, with reused writers (see reuse.go). Either way the
 // archive is opened once, for that and copy.Image.
 func (r *run) image(ctx context.Context, src, dst types.ImageReference, res *Result) error {
-	a, path, sel, ok := archive.SourceOf(src)
+	_, _, _, fromArchive := archive.SourceOf(src)
 	toArchive := dst.Transport() == archive.Transport
-	if t := dst.Transport().Name(); !ok || !(toArchive || t == "oci" || t == "docker") {
+	if t := dst.Transport().Name(); !fromArchive || !(toArchive || t == "oci" || t == "docker") {
 		return r.copyImage(ctx, src, []types.ImageReference{dst}, res)
 	}
-	if a == nil {
-		var err error
-		if a, err = r.openArchive(path); err != nil {
-			return err
-		}
-		defer a.Close()
-		if src, err = a.Reference(sel); err != nil {
-			return err
-		}
-	}
-	if !toArchive {
-		dst = reuseRef{ImageReference: dst, r: newLayerReuse(), src: src, progress: func(d digest.Digest, done, size int64) {
-			r.emit(Event{Kind: BlobProgress, Source: res.Source, Digest: d, Offset: done, Size: size})
-		}}
-		return r.copyImage(ctx, src, []types.ImageReference{dst}, res)
-	}
-	dst, reads, err := r.pairDirect(dst, src, res.Index, res.Source)
+	opened := openArchives{run: r}
+	defer opened.close()
+	src, err := opened.share(src)
 	if err != nil {
 		return err
+	}
+	reads := r.newBlobReads(res.Index, res.Source)
+	if toArchive {
+		if dst, err = archive.CopyFrom(dst, src, archive.CopyFromOptions{Progress: reads.progress}); err != nil {
+			return err
+		}
+	} else {
+		dst = reuseRef{ImageReference: dst, r: newLayerReuse(), src: src, progress: reads.progress}
 	}
 	err = r.copyImage(ctx, src, []types.ImageReference{dst}, res)
 	res.Bytes += reads.bytes()
@@ -471,7 +470,7 @@ func Save(ctx context.Context, w *archive.WritableArchive, sources []Source, opt
 	results := make([]Result, len(sources))
 	srcs := make([]types.ImageReference, len(sources))
 	dsts := make([]types.ImageReference, len(sources))
-	direct := make([]*directReads, len(sources))
+	direct := make([]*blobReads, len(sources))
 	fromArchives := 0
 	// References are taken in input order before any copy starts: the writer orders images
 	// by them, so the archive does not depend on which copy finishes first.
@@ -500,62 +499,60 @@ func Save(ctx context.Context, w *archive.WritableArchive, sources []Source, opt
 // planSave returns the source and destination references of copying s into w. The image of
 // a docker-archive is taken from its archive opened once (in opened) and paired with its
 // destination for a direct copy, whose reads are counted in reads.
-func (r *run) planSave(w *archive.WritableArchive, s Source, opened *openArchives, res *Result) (src, dst types.ImageReference, reads *directReads, err error) {
-	src = s.Ref
-	a, path, sel, ok := archive.SourceOf(s.Ref)
-	if ok && a == nil {
-		if a, err = opened.open(path); err != nil {
+func (r *run) planSave(w *archive.WritableArchive, s Source, opened *openArchives, res *Result) (src, dst types.ImageReference, reads *blobReads, err error) {
+	_, _, _, fromArchive := archive.SourceOf(s.Ref)
+	if fromArchive {
+		if s.Ref, err = opened.share(s.Ref); err != nil {
 			return nil, nil, nil, err
 		}
-	}
-	if ok {
-		if src, err = a.Reference(sel); err != nil {
-			return nil, nil, nil, err
-		}
-		s.Ref = src
 	}
 	if dst, err = s.reference(w, res); err != nil {
 		return nil, nil, nil, err
 	}
-	if ok {
-		dst, reads, err = r.pairDirect(dst, src, res.Index, res.Source)
+	if fromArchive {
+		reads = r.newBlobReads(res.Index, res.Source)
+		dst, err = archive.CopyFrom(dst, s.Ref, archive.CopyFromOptions{Progress: reads.progress})
 	}
-	return src, dst, reads, err
+	return s.Ref, dst, reads, err
 }
 
-// pairDirect pairs dst with the archive image src (archive.CopyFrom): the layers it copies
-// straight from the archive are reported as the progress of image index (named source), and
-// counted in the directReads returned.
-func (r *run) pairDirect(dst, src types.ImageReference, index int, source string) (types.ImageReference, *directReads, error) {
-	reads := &directReads{last: map[digest.Digest]int64{}}
-	dst, err := archive.CopyFrom(dst, src, archive.CopyFromOptions{Progress: func(d digest.Digest, done, size int64) {
-		reads.add(d, done)
-		r.emit(Event{Kind: BlobProgress, Image: index, Source: source, Digest: d, Offset: done, Size: size})
-	}})
-	return dst, reads, err
+// blobReads reports the blobs of one image that darc reads itself, beside copy.Image (copied
+// straight from an archive, or compressed for the destination), as that image's progress,
+// and counts the bytes read.
+type blobReads struct {
+	run    *run
+	index  int
+	source string
+	mu     sync.Mutex
+	last   map[digest.Digest]int64 // bytes read so far, by blob
+	total  int64
 }
 
-// directReads counts the bytes of one image's blobs that were read straight from its archive.
-type directReads struct {
-	mu    sync.Mutex
-	last  map[digest.Digest]int64 // bytes read so far, by blob
-	total int64
+func (r *run) newBlobReads(index int, source string) *blobReads {
+	return &blobReads{run: r, index: index, source: source, last: map[digest.Digest]int64{}}
 }
 
-func (d *directReads) add(blob digest.Digest, done int64) {
-	d.mu.Lock()
-	d.total += done - d.last[blob]
-	d.last[blob] = done
-	d.mu.Unlock()
+// progress is told that done of size bytes (-1: unknown) of blob d have been read. It
+// reports BlobProgress, and BlobDone once a blob of known size has been read whole.
+func (b *blobReads) progress(d digest.Digest, done, size int64) {
+	b.mu.Lock()
+	b.total += done - b.last[d]
+	b.last[d] = done
+	b.mu.Unlock()
+	b.run.emit(Event{Kind: BlobProgress, Image: b.index, Source: b.source, Digest: d, Offset: done, Size: size})
+	if size >= 0 && done == size {
+		b.run.emit(Event{Kind: BlobDone, Image: b.index, Source: b.source, Digest: d, Offset: done, Size: size})
+	}
 }
 
-func (d *directReads) bytes() int64 {
-	if d == nil {
+// bytes is how many bytes were read; nil counts none.
+func (b *blobReads) bytes() int64 {
+	if b == nil {
 		return 0
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.total
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.total
 }
 
 // openArchives opens each archive path once, for every image of it that is copied.
@@ -565,7 +562,11 @@ type openArchives struct {
 }
 
 func (o *openArchives) open(path string) (*archive.ReadableArchive, error) {
-	if a := o.byPath[path]; a != nil {
+	key := path
+	if abs, err := filepath.Abs(path); err == nil && path != "-" {
+		key = abs // a.tar and ./a.tar are one archive
+	}
+	if a := o.byPath[key]; a != nil {
 		return a, nil
 	}
 	a, err := o.run.openArchive(path)
@@ -575,8 +576,21 @@ func (o *openArchives) open(path string) (*archive.ReadableArchive, error) {
 	if o.byPath == nil {
 		o.byPath = map[string]*archive.ReadableArchive{}
 	}
-	o.byPath[path] = a
+	o.byPath[key] = a
 	return a, nil
+}
+
+// share returns ref, an image of a docker-archive, as a reference that shares its open
+// archive: opened here, once per path, when ref was parsed from a string.
+func (o *openArchives) share(ref types.ImageReference) (types.ImageReference, error) {
+	a, path, sel, _ := archive.SourceOf(ref)
+	if a == nil {
+		var err error
+		if a, err = o.open(path); err != nil {
+			return nil, err
+		}
+	}
+	return a.Reference(sel)
 }
 
 func (o *openArchives) close() {
@@ -604,6 +618,7 @@ func Load(ctx context.Context, a *archive.ReadableArchive, dest Destination, sel
 	reuse := newLayerReuse() // layers compressed into an oci: layout, for the later images
 	refs := make([][]types.ImageReference, len(picked))
 	srcs := make([]types.ImageReference, len(picked))
+	reads := make([]*blobReads, len(picked))
 	for i, info := range picked {
 		sel, _ := reference.IndexSelector(info.Index)
 		res := &results[i]
@@ -616,25 +631,19 @@ func Load(ctx context.Context, a *archive.ReadableArchive, dest Destination, sel
 			continue
 		}
 		if dest.transport == "oci" || dest.transport == "docker" {
-			index, source := res.Index, res.Source
-			progress := func(d digest.Digest, done, size int64) {
-				r.emit(Event{Kind: BlobProgress, Image: index, Source: source, Digest: d, Offset: done, Size: size})
-			}
+			reads[i] = r.newBlobReads(res.Index, res.Source)
 			for k, ref := range refs[i] {
-				refs[i][k] = reuseRef{ImageReference: ref, r: reuse, src: srcs[i], progress: progress}
+				refs[i][k] = reuseRef{ImageReference: ref, r: reuse, src: srcs[i], progress: reads[i].progress}
 			}
 		}
 	}
-	parallel := o.parallel
-	if dest.transport == "oci" {
-		// containers/image's layout destination reads index.json when it is created and
-		// writes it back on Commit: two images written at once would lose one's refs. Images
-		// go one at a time.
-		parallel = 1
-	}
-	parallelAfterFirst(ctx, len(picked), parallel, func(ctx context.Context, i int) {
+	parallelAfterFirst(ctx, len(picked), dest.parallel(o.parallel), func(ctx context.Context, i int) {
 		res := &results[i]
-		r.track(res, func() error { return r.copyImage(ctx, srcs[i], refs[i], res) })
+		r.track(res, func() error {
+			err := r.copyImage(ctx, srcs[i], refs[i], res)
+			res.Bytes += reads[i].bytes()
+			return err
+		})
 	})
 	return results, joinErrors(results)
 }
@@ -678,8 +687,9 @@ func (s Source) reference(w *archive.WritableArchive, res *Result) (types.ImageR
 }
 
 // Merge copies every image of every input archive, in order, into w with its tags. Blobs go
-// across as they are stored and are verified on the way; a blob already in w is not copied
-// again. Like Save, it does not commit w.
+// across as they are stored (compressed layers decompressed into LayoutDocker, which stores
+// layers uncompressed) and are verified on the way; a blob already in w is not copied again.
+// Like Save, it does not commit w.
 //
 // Images go one at a time through copy.Image, each paired with its archive for a direct
 // copy (see Save): each new blob is read once and hashed once while it is written.

@@ -13,8 +13,8 @@
 //   - [Save] and [Merge] write into an archive.WritableArchive. An archive source is opened
 //     once for all its images, and each image's destination is paired with its source
 //     (archive.CopyFrom), so a layer the output lacks is copied straight from the source
-//     archive's member, read and hashed once; a layer it has is not read. The images go one
-//     at a time, in order.
+//     archive's member, read and hashed once; a layer it has is not read. Merge, and Save
+//     when every source is an archive, copy one image at a time, in order.
 //   - [Load] copies the images of an archive.ReadableArchive to a [Destination]. Into an OCI
 //     layout or a registry, which want compressed layers, each layer is compressed once for
 //     the whole Load, with reused gzip writers, and offered to copy.Image as a substitute for
@@ -29,16 +29,22 @@
 //     already there. Its output is Load's, byte for byte (TestLoadStreamMatchesLoad).
 //
 // What happens to a layer's compression on its way is decided in one function (planLayer,
-// compress.go), for Load and LoadStream alike. One adapter reaches into containers/image
-// where it has no public API (bic.go): LoadStream into a registry records how a staged blob
+// compress.go), for Load and LoadStream alike: the one place that repeats a decision of
+// copy.Image, so that the blobs darc compresses are the ones copy.Image would make
+// (TestLoadOCIMatchesCopyImage and TestLoadStreamMatchesLoad fail when they are not). One
+// adapter reaches into containers/image where it has no public API (bic.go): LoadStream into a registry records how a staged blob
 // is compressed, so that other repositories mount it; a containers/image that changes the
 // method makes LoadStream fail up front with [ErrStreamUnsupported].
 //
 // # Options and results
 //
-// Every function takes [Option] values; one a function would ignore (a Load option given
-// to Save) is an error wrapping [ErrInvalidOption], as is an invalid value
-// ([WithParallel](0), a [Platform] without OS or architecture). Each function returns one
+// Every function takes [Option] values. An option meant for other functions (a Load option
+// given to Save, a LoadStream option given to Load) is an error wrapping [ErrInvalidOption],
+// as is an invalid value ([WithParallel](0), [WithStreamMemory](0), a [Platform] without OS
+// or architecture, which also wraps [ErrInvalidPlatform]). Some options only matter for some
+// destinations or inputs and are then without effect: [WithBaseNameOnly] outside a
+// registry, [WithNames] for an image that is not loaded, [WithStagingRepository] into an OCI
+// layout, [WithParallel] where images go one at a time. Each function returns one
 // [Result] per image, in input order, and an error joining every image's failure: a failed
 // image does not stop the others. Untagged images that need a name are skipped
 // ([ErrUntagged]).

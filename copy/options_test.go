@@ -101,6 +101,10 @@ func TestOptionErrors(t *testing.T) {
 		_, err := dcopy.Load(ctx, a, mustDest(t, "oci:"+t.TempDir()), nil, opts...)
 		return err
 	}
+	stream := func(opts ...dcopy.Option) error {
+		_, err := dcopy.LoadStream(ctx, strings.NewReader(""), mustDest(t, "oci:"+t.TempDir()), nil, opts...)
+		return err
+	}
 	tests := []struct {
 		name    string
 		call    func(...dcopy.Option) error
@@ -112,7 +116,9 @@ func TestOptionErrors(t *testing.T) {
 		{"Save, empty platform", save, dcopy.WithPlatform(dcopy.Platform{}), dcopy.ErrInvalidPlatform, "WithPlatform"},
 		{"Image, platform without architecture", image, dcopy.WithPlatform(dcopy.Platform{OS: "linux"}), dcopy.ErrInvalidPlatform, "WithPlatform"},
 		{"Load, platform without OS", load, dcopy.WithPlatform(dcopy.Platform{Architecture: "arm64"}), dcopy.ErrInvalidPlatform, "WithPlatform"},
+		{"Save, empty platform: an invalid option", save, dcopy.WithPlatform(dcopy.Platform{}), dcopy.ErrInvalidOption, "WithPlatform"},
 		{"Save, no parallelism", save, dcopy.WithParallel(0), dcopy.ErrInvalidOption, "WithParallel(0)"},
+		{"LoadStream, no memory for metadata", stream, dcopy.WithStreamMemory(0), dcopy.ErrInvalidOption, "WithStreamMemory(0)"},
 		// Load options are refused by the functions that would ignore them.
 		{"Save, WithNames", save, dcopy.WithNames(0, tagged(t, "example.com/x:1")), dcopy.ErrInvalidOption, "WithNames"},
 		{"Merge, WithBaseNameOnly", merge, dcopy.WithBaseNameOnly(), dcopy.ErrInvalidOption, "WithBaseNameOnly"},

@@ -192,3 +192,13 @@ func (d Destination) references(index int, tags []distref.NamedTagged, baseOnly 
 	}
 	return refs, nil
 }
+
+// parallel is how many images may be copied into d at once when n are asked for: one into an
+// OCI layout, whose destination reads index.json when it is created and writes it back on
+// Commit, so that two images written at once would lose one's refs.
+func (d Destination) parallel(n int) int {
+	if d.transport == "oci" {
+		return 1
+	}
+	return n
+}

@@ -37,11 +37,12 @@ func WithSourceName(name string) Option {
 
 // WithStreamMemory bounds the metadata LoadStream keeps in memory while it reads (manifest.json,
 // configs, index.json, OCI manifests, tiny members); default 64 MiB. Past it the load fails with
-// archive.ErrTooLarge: nothing is ever spooled to disk. Other functions refuse it.
+// archive.ErrTooLarge: nothing is ever spooled to disk. It must be at least 1. Other
+// functions refuse it.
 func WithStreamMemory(n int64) Option {
 	return func(o *options) {
 		o.mark("WithStreamMemory", forStream)
-		o.streamMemory = n
+		o.streamMemory, o.streamMemorySet = n, true
 	}
 }
 
@@ -135,14 +136,7 @@ func LoadStream(ctx context.Context, r io.Reader, dest Destination, selectors []
 		res := &results[i]
 		run.track(res, func() error { return st.finish(ctx, picked[i], refs[i], res) })
 	}
-	if dest.transport == "oci" {
-		// Every reference to an OCI layout rewrites its index.json on Commit: one at a time.
-		for i := range picked {
-			finish(ctx, i)
-		}
-	} else {
-		parallelAfterFirst(ctx, len(picked), o.parallel, finish)
-	}
+	parallelAfterFirst(ctx, len(picked), dest.parallel(o.parallel), finish)
 	return results, joinErrors(results)
 }
 

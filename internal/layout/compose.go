@@ -47,7 +47,7 @@ func Compose(images []Image, oci bool) ([]File, error) {
 		if err != nil {
 			return nil, err
 		}
-		index, err := MarshalIndex(indexDescriptors(images))
+		index, err := marshalIndex(indexDescriptors(images))
 		if err != nil {
 			return nil, err
 		}
@@ -63,11 +63,11 @@ func Compose(images []Image, oci bool) ([]File, error) {
 			}
 		}
 	}
-	manifestJSON, err := MarshalManifest(items)
+	manifestJSON, err := marshalManifest(items)
 	if err != nil {
 		return nil, err
 	}
-	reposJSON, err := MarshalRepositories(repos)
+	reposJSON, err := marshalRepositories(repos)
 	if err != nil {
 		return nil, err
 	}

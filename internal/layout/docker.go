@@ -57,9 +57,9 @@ func ParseManifest(data []byte, maxSize int64) ([]ManifestItem, error) {
 	return items, nil
 }
 
-// MarshalManifest encodes items as manifest.json. The output is deterministic: encoding/json
+// marshalManifest encodes items as manifest.json. The output is deterministic: encoding/json
 // sorts map keys and keeps slice order.
-func MarshalManifest(items []ManifestItem) ([]byte, error) {
+func marshalManifest(items []ManifestItem) ([]byte, error) {
 	if items == nil {
 		items = []ManifestItem{}
 	}
@@ -83,8 +83,8 @@ func ParseRepositories(data []byte, maxSize int64) (Repositories, error) {
 	return r, nil
 }
 
-// MarshalRepositories encodes r; encoding/json sorts the keys.
-func MarshalRepositories(r Repositories) ([]byte, error) {
+// marshalRepositories encodes r; encoding/json sorts the keys.
+func marshalRepositories(r Repositories) ([]byte, error) {
 	return json.Marshal(r)
 }
 

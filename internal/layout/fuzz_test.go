@@ -111,7 +111,7 @@ func FuzzManifest(f *testing.F) {
 			}
 		} else {
 			mustBeJSON(t, "manifest.json", data)
-			roundTrip(t, "manifest.json", items, MarshalManifest, parseUnbounded(ParseManifest))
+			roundTrip(t, "manifest.json", items, marshalManifest, parseUnbounded(ParseManifest))
 		}
 		if repos, err := ParseRepositories(data, 0); err != nil {
 			if !errors.Is(err, ErrInvalidManifest) {
@@ -119,7 +119,7 @@ func FuzzManifest(f *testing.F) {
 			}
 		} else {
 			mustBeJSON(t, "repositories", data)
-			roundTrip(t, "repositories", repos, MarshalRepositories, parseUnbounded(ParseRepositories))
+			roundTrip(t, "repositories", repos, marshalRepositories, parseUnbounded(ParseRepositories))
 		}
 		if idx, err := ParseIndex(data, 0); err != nil {
 			if !errors.Is(err, ErrInvalidManifest) {

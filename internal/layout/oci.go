@@ -41,8 +41,8 @@ func ParseIndex(data []byte, maxSize int64) (*imgspecv1.Index, error) {
 	return &idx, nil
 }
 
-// MarshalIndex encodes index.json listing descs, in order.
-func MarshalIndex(descs []imgspecv1.Descriptor) ([]byte, error) {
+// marshalIndex encodes index.json listing descs, in order.
+func marshalIndex(descs []imgspecv1.Descriptor) ([]byte, error) {
 	if descs == nil {
 		descs = []imgspecv1.Descriptor{}
 	}

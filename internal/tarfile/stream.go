@@ -24,22 +24,22 @@ import (
 // files, oci-layout, empty layers. Keeping them costs less than forwarding each one.
 const keepAlways = 1 << 10
 
-// StreamMember is one member of a tar read front to back by a MemberStream.
-type StreamMember struct {
+// streamMember is one member of a tar read front to back by a memberStream.
+type streamMember struct {
 	Member
 	// Body reads the member's data: Size bytes for a regular file, nothing for other types.
 	// It is valid until the next call to Next.
 	Body io.Reader
 }
 
-// MemberStream reads the members of a tar front to back, once: the streaming counterpart of
+// memberStream reads the members of a tar front to back, once: the streaming counterpart of
 // BuildIndex, with the same header decoding (plain headers directly, archive/tar from the
 // first header that needs it on), the same normalization (names cleaned with cleanName, links
 // and directories of size 0), the same skipping and recording of names that leave the root,
 // the same skipping of sparse files and the same member limit. Offsets are positions in the
 // (decompressed) tar stream, as BuildIndex gives them for a file.
-type MemberStream struct {
-	cr         *CountingReader
+type memberStream struct {
+	cr         *countingReader
 	tr         *tar.Reader // nil while plain headers are decoded directly
 	body       exactReader
 	pad        int64 // padding after the current body, on the direct path
@@ -50,34 +50,34 @@ type MemberStream struct {
 	insecure   []string
 }
 
-// NewMemberStream reads the tar in r. maxMembers bounds the number of members (0: no bound).
-func NewMemberStream(r io.Reader, maxMembers int) *MemberStream {
-	return &MemberStream{cr: &CountingReader{R: r}, maxMembers: maxMembers}
+// newMemberStream reads the tar in r. maxMembers bounds the number of members (0: no bound).
+func newMemberStream(r io.Reader, maxMembers int) *memberStream {
+	return &memberStream{cr: &countingReader{R: r}, maxMembers: maxMembers}
 }
 
 // Next returns the next member, or io.EOF after the last one. Whatever the caller left unread
 // of the previous member's body is skipped.
-func (s *MemberStream) Next() (StreamMember, error) {
+func (s *memberStream) Next() (streamMember, error) {
 	for {
 		hdrStart := (s.end + blockSize - 1) / blockSize * blockSize
 		var hdr fastHeader
 		if s.tr == nil {
 			if _, err := io.CopyN(io.Discard, s.cr, s.body.n); err != nil {
-				return StreamMember{}, fmt.Errorf("member at offset %d: %w", s.end-s.body.n, unexpected(err))
+				return streamMember{}, fmt.Errorf("member at offset %d: %w", s.end-s.body.n, unexpected(err))
 			}
 			// A tar that ends right after the last member's data, without padding, ends
 			// there, as BuildIndex (and archive/tar at a header boundary) sees it.
 			if _, err := io.CopyN(io.Discard, s.cr, s.pad); err == io.EOF {
-				return StreamMember{}, io.EOF
+				return streamMember{}, io.EOF
 			} else if err != nil {
-				return StreamMember{}, fmt.Errorf("reading tar header at offset %d: %w", hdrStart, err)
+				return streamMember{}, fmt.Errorf("reading tar header at offset %d: %w", hdrStart, err)
 			}
 			s.body.n, s.pad = 0, 0
 			n, err := io.ReadFull(s.cr, s.blk[:])
 			if err == nil && parseFastHeader(&s.blk, &hdr) {
 				// decoded directly
 			} else if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
-				return StreamMember{}, fmt.Errorf("reading tar header at offset %d: %w", hdrStart, err)
+				return streamMember{}, fmt.Errorf("reading tar header at offset %d: %w", hdrStart, err)
 			} else {
 				// From here on archive/tar reads the headers, starting with this block.
 				s.tr = tar.NewReader(io.MultiReader(bytes.NewReader(s.blk[:n]), s.cr))
@@ -86,13 +86,13 @@ func (s *MemberStream) Next() (StreamMember, error) {
 		if s.tr != nil {
 			th, err := s.tr.Next()
 			if err == io.EOF {
-				return StreamMember{}, io.EOF
+				return streamMember{}, io.EOF
 			}
 			if err != nil {
 				if s.n == 0 && len(s.insecure) == 0 && errors.Is(err, tar.ErrHeader) {
-					return StreamMember{}, fmt.Errorf("%w: not a tar file: %w", ErrNotDockerArchive, err)
+					return streamMember{}, fmt.Errorf("%w: not a tar file: %w", ErrNotDockerArchive, err)
 				}
-				return StreamMember{}, fmt.Errorf("reading tar header at offset %d: %w", hdrStart, err)
+				return streamMember{}, fmt.Errorf("reading tar header at offset %d: %w", hdrStart, err)
 			}
 			hdr = fastHeader{name: th.Name, linkname: th.Linkname, size: th.Size, typeflag: th.Typeflag}
 			if isHeaderOnlyType(hdr.typeflag) {
@@ -103,7 +103,7 @@ func (s *MemberStream) Next() (StreamMember, error) {
 		dataStart := s.cr.N
 		s.end = dataStart + hdr.size
 		if s.maxMembers > 0 && s.n >= s.maxMembers {
-			return StreamMember{}, fmt.Errorf("%w: more than %d tar members", ErrTooLarge, s.maxMembers)
+			return streamMember{}, fmt.Errorf("%w: more than %d tar members", ErrTooLarge, s.maxMembers)
 		}
 		var body io.Reader = s.tr
 		if s.tr == nil {
@@ -123,23 +123,23 @@ func (s *MemberStream) Next() (StreamMember, error) {
 		if m.Type != tar.TypeReg {
 			body = eofReader{}
 		}
-		return StreamMember{Member: m, Body: body}, nil
+		return streamMember{Member: m, Body: body}, nil
 	}
 }
 
 // Offset is how many bytes of the tar have been read.
-func (s *MemberStream) Offset() int64 { return s.cr.N }
+func (s *memberStream) Offset() int64 { return s.cr.N }
 
 // Insecure returns the raw names of members skipped because they would leave the root.
-func (s *MemberStream) Insecure() []string { return s.insecure }
+func (s *memberStream) Insecure() []string { return s.insecure }
 
-// CountingReader counts the bytes read from R in N.
-type CountingReader struct {
+// countingReader counts the bytes read from R in N.
+type countingReader struct {
 	R io.Reader
 	N int64
 }
 
-func (c *CountingReader) Read(p []byte) (int, error) {
+func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.R.Read(p)
 	c.N += int64(n)
 	return n, err
@@ -173,8 +173,8 @@ type eofReader struct{}
 
 func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
 
-// MemberFacts is what ReadStream learned about a regular member as it passed.
-type MemberFacts struct {
+// memberFacts is what ReadStream learned about a regular member as it passed.
+type memberFacts struct {
 	// Compression of the stored bytes, identified from their first bytes as Resolve does.
 	Compression Compression
 	// Digest is the sha256 digest of the stored bytes.
@@ -192,7 +192,7 @@ type MemberFacts struct {
 // streamState is what a Reader made by ReadStream knows beyond its index. It is not modified
 // after ReadStream returns.
 type streamState struct {
-	facts map[int64]*MemberFacts // by data offset, for every regular member
+	facts map[int64]*memberFacts // by data offset, for every regular member
 	kept  *keptData
 }
 
@@ -225,9 +225,9 @@ func ReadStream(ctx context.Context, name string, in io.Reader, o StreamOptions)
 	}
 	defer closeDec()
 	st := &streamer{ctx: ctx, limits: limits, forward: o.Forward, h: sha256.New(), buf: make([]byte, chunkSize)}
-	ms := NewMemberStream(src, limits.MaxMembers)
+	ms := newMemberStream(src, limits.MaxMembers)
 	ix := &Index{byName: make(map[string]int)}
-	state := &streamState{facts: map[int64]*MemberFacts{}, kept: &keptData{}}
+	state := &streamState{facts: map[int64]*memberFacts{}, kept: &keptData{}}
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -283,7 +283,7 @@ type streamer struct {
 }
 
 // member reads one regular member: into memory, or through the hashers to Forward.
-func (st *streamer) member(sm StreamMember) (*MemberFacts, []byte, error) {
+func (st *streamer) member(sm streamMember) (*memberFacts, []byte, error) {
 	head := st.head[:min(sm.Size, blockSize)]
 	if _, err := io.ReadFull(sm.Body, head); err != nil {
 		return nil, nil, unexpected(err)
@@ -301,7 +301,7 @@ func (st *streamer) member(sm StreamMember) (*MemberFacts, []byte, error) {
 	if _, err := io.ReadFull(sm.Body, data[len(head):]); err != nil {
 		return nil, nil, unexpected(err)
 	}
-	f := &MemberFacts{Kept: true, Compression: sniffMember(data[:min(len(data), 10)]), Digest: digest.FromBytes(data)}
+	f := &memberFacts{Kept: true, Compression: sniffMember(data[:min(len(data), 10)]), Digest: digest.FromBytes(data)}
 	f.DiffID = f.Digest
 	if f.Compression != Uncompressed {
 		f.DiffID, f.DiffIDErr = decompressedDigest(bytes.NewReader(data), f.Compression)
@@ -324,8 +324,8 @@ func keepMember(head []byte, size, maxSize int64) bool {
 }
 
 // pass streams one member through the hashers to Forward.
-func (st *streamer) pass(sm StreamMember, head []byte) (*MemberFacts, error) {
-	f := &MemberFacts{Compression: sniffMember(head[:min(len(head), 10)])}
+func (st *streamer) pass(sm streamMember, head []byte) (*memberFacts, error) {
+	f := &memberFacts{Compression: sniffMember(head[:min(len(head), 10)])}
 	st.h.Reset()
 	var diff *digestTask
 	if f.Compression != Uncompressed {
@@ -558,13 +558,13 @@ func (k *keptData) ReadAt(p []byte, off int64) (int, error) {
 
 // StreamFacts returns what was learned about a regular member while the archive streamed
 // past; false for a Reader not made by ReadStream, or a member that is not a regular file.
-func (r *Reader) StreamFacts(m Member) (MemberFacts, bool) {
+func (r *Reader) StreamFacts(m Member) (memberFacts, bool) {
 	if r.stream == nil {
-		return MemberFacts{}, false
+		return memberFacts{}, false
 	}
 	f, ok := r.stream.facts[m.Offset]
 	if !ok || m.Type != tar.TypeReg {
-		return MemberFacts{}, false
+		return memberFacts{}, false
 	}
 	return *f, true
 }
