@@ -152,7 +152,11 @@ func loadStreamDarc(ctx context.Context, env *benchwork.Env) (benchwork.Outcome,
 	if err != nil {
 		return benchwork.Outcome{}, err
 	}
-	if _, err := dcopy.LoadStream(ctx, os.Stdin, dest, nil, dcopy.WithSystemContext(env.Sys)); err != nil {
+	// As `darc load` runs it: no blob-info cache directory named (LoadStream's copies then
+	// keep their cache in memory, as before they went through copy.Image).
+	sys := *env.Sys
+	sys.BlobInfoCacheDir = ""
+	if _, err := dcopy.LoadStream(ctx, os.Stdin, dest, nil, dcopy.WithSystemContext(&sys)); err != nil {
 		return benchwork.Outcome{}, err
 	}
 	return benchwork.Outcome{Outputs: []string{layout}, Spooled: -1, Check: func() error { return checkLayout(env, layout) }}, nil

@@ -254,16 +254,19 @@ func (r *run) sys() *types.SystemContext {
 }
 
 // destinationSys is the system context of copying into dst. Into one of this module's
-// archives, unless the caller chose a blob-info cache directory, copy.Image's blob-info cache
-// is kept in memory: an archive destination learns nothing from it that outlives the copy
-// (it holds every blob it reuses itself), and the default cache, an SQLite file under
-// /var/lib/containers or ~/.local/share/containers, commits (with fsync) after every blob,
-// which, on the disk the archive is being written to, made merging 1.5 times slower.
-// containers/image offers no option for a memory cache; it falls back to one when it cannot
-// create the cache directory, which memoryOnlyCacheDir ensures.
+// archives, and for LoadStream's copies of images whose layers it has sent already, unless
+// the caller chose a blob-info cache directory, copy.Image's blob-info cache is kept in
+// memory: such a destination learns nothing from it that outlives the copy (an archive holds
+// every blob it reuses itself; LoadStream offers every layer from its own cache), and the
+// default cache, an SQLite file under /var/lib/containers or ~/.local/share/containers,
+// commits (with fsync) after every blob, which, on the disk the archive is being written to,
+// made merging 1.5 times slower. containers/image offers no option for a memory cache; it
+// falls back to one when it cannot create the cache directory, which memoryOnlyCacheDir
+// ensures.
 func (r *run) destinationSys(dst types.ImageReference) *types.SystemContext {
 	sys := r.sys()
-	if dst.Transport() == archive.Transport && sys.BlobInfoCacheDir == "" {
+	_, staged := dst.(stagedRef)
+	if (staged || dst.Transport() == archive.Transport) && sys.BlobInfoCacheDir == "" {
 		sys.BlobInfoCacheDir = memoryOnlyCacheDir
 	}
 	return sys
