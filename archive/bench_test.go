@@ -50,7 +50,7 @@ func TestMain(m *testing.M) {
 
 // benchDir makes a temp directory that TestMain removes.
 func benchDir() (string, error) {
-	dir, err := benchDir()
+	dir, err := os.MkdirTemp("", "darc-bench-")
 	if err == nil {
 		benchDirsMu.Lock()
 		benchDirs = append(benchDirs, dir)
