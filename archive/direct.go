@@ -17,12 +17,18 @@ import (
 // this package's, or a source that is not an image of an open ReadableArchive.
 var ErrCannotPair = errors.New("archive: cannot pair the destination with the source")
 
-// CopyFromOptions configures CopyFrom.
-type CopyFromOptions struct {
-	// Progress, when set, is called as a blob copied straight from the source is read: done
-	// of size bytes of the member as stored. It is called from the copying goroutine and must
-	// not block.
-	Progress func(blob digest.Digest, done, size int64)
+// CopyFromOption configures CopyFrom.
+type CopyFromOption func(*copyFromOptions)
+
+type copyFromOptions struct {
+	progress func(blob digest.Digest, done, size int64)
+}
+
+// WithCopyProgress has progress called as a blob copied straight from the source is read:
+// done of size bytes of the member as stored. It is called from the copying goroutine and
+// must not block.
+func WithCopyProgress(progress func(blob digest.Digest, done, size int64)) CopyFromOption {
+	return func(o *copyFromOptions) { o.progress = progress }
 }
 
 // CopyFrom returns dst, a destination reference of this package (from
@@ -42,7 +48,11 @@ type CopyFromOptions struct {
 // The result is the archive copy.Image writes without the pairing, byte for byte; only the
 // reading is cheaper. src's archive must stay open until the copy is done. References it
 // cannot pair are refused with ErrCannotPair.
-func CopyFrom(dst, src types.ImageReference, o CopyFromOptions) (types.ImageReference, error) {
+func CopyFrom(dst, src types.ImageReference, opts ...CopyFromOption) (types.ImageReference, error) {
+	var o copyFromOptions
+	for _, f := range opts {
+		f(&o)
+	}
 	d, ok := dst.(archiveReference)
 	if !ok {
 		return nil, fmt.Errorf("%w: destination %s is not a %s reference of this package", ErrCannotPair, dst.Transport().Name(), reference.Transport)
@@ -51,7 +61,7 @@ func CopyFrom(dst, src types.ImageReference, o CopyFromOptions) (types.ImageRefe
 	if !ok || s.reader == nil {
 		return nil, fmt.Errorf("%w: source %s:%s is not an image of an open archive", ErrCannotPair, src.Transport().Name(), src.StringWithinTransport())
 	}
-	d.from = &directSource{archive: s.reader, sel: s.sel, progress: o.Progress}
+	d.from = &directSource{archive: s.reader, sel: s.sel, progress: o.progress}
 	return d, nil
 }
 

@@ -70,14 +70,14 @@ func copyInto(t *testing.T, ctx context.Context, w *archive.WritableArchive, ref
 	}
 	c := &directCopy{direct: map[digest.Digest]int64{}}
 	if paired {
-		dst, err = archive.CopyFrom(dst, ref, archive.CopyFromOptions{Progress: func(d digest.Digest, done, size int64) {
+		dst, err = archive.CopyFrom(dst, ref, archive.WithCopyProgress(func(d digest.Digest, done, size int64) {
 			if size >= 0 && done > size {
 				t.Errorf("blob %s: progress %d of %d", d, done, size)
 			}
 			c.mu.Lock()
 			c.direct[d] = done
 			c.mu.Unlock()
-		}})
+		}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -342,7 +342,7 @@ func TestCopyFromRefuses(t *testing.T) {
 		{"source parsed from a string", dst, parsed},
 		{"source of another transport", dst, ociRef},
 	} {
-		if _, err := archive.CopyFrom(tc.dst, tc.src, archive.CopyFromOptions{}); !errors.Is(err, archive.ErrCannotPair) {
+		if _, err := archive.CopyFrom(tc.dst, tc.src); !errors.Is(err, archive.ErrCannotPair) {
 			t.Errorf("%s: %v, want ErrCannotPair", tc.name, err)
 		}
 	}

@@ -61,7 +61,7 @@
 // # Reading in one pass
 //
 // [ReadStream] reads an archive once, front to back, handing each layer member's bytes to a
-// function as they pass ([StreamOptions].Forward) and keeping only the metadata in memory:
+// function as they pass and keeping only the metadata in memory:
 // the way to load a piped or compressed archive into a destination that can take blobs
 // before it knows their images, with nothing written to disk. The [StreamedArchive] it
 // returns selects images as a ReadableArchive does; [StreamedImage.Verify] checks an image

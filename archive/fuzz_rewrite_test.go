@@ -121,7 +121,7 @@ func FuzzRewrite(f *testing.F) {
 		for i, info := range r.Images() {
 			dst, err := w2.NewReference(info.Tags...)
 			if err == nil {
-				dst, err = archive.CopyFrom(dst, refs[i], archive.CopyFromOptions{})
+				dst, err = archive.CopyFrom(dst, refs[i])
 			}
 			if err != nil {
 				t.Fatalf("image @%d: %v", i, err)

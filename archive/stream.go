@@ -18,7 +18,7 @@ import (
 // that takes each layer as it passes (a single-pass load): nothing is written to disk. It
 // holds the archive's metadata (manifest.json, configs, OCI manifests and other small members)
 // in memory and what it learned of every other member as it passed, whose bytes went to
-// StreamOptions.Forward and cannot be read again.
+// ReadStream's forward function and cannot be read again.
 //
 // A StreamedArchive is not modified once ReadStream returns; it is safe for concurrent use.
 type StreamedArchive struct {
@@ -34,32 +34,43 @@ type StreamMember struct {
 	Size   int64
 }
 
-// StreamOptions configures ReadStream.
-type StreamOptions struct {
-	// MaxMemory bounds the metadata kept in memory (0: the default, 64 MiB); past it
-	// ReadStream fails with ErrTooLarge.
-	MaxMemory int64
-	// Forward receives, one at a time and in archive order, the stored bytes of every regular
-	// member that is not kept in memory. It runs on a goroutine of its own while ReadStream
-	// goes on hashing (and, for a compressed member, decompressing) the same bytes. It should
-	// read body to the end; failures are its own to record. Nil discards the bodies.
-	Forward func(m StreamMember, body io.Reader)
+// StreamOption configures ReadStream.
+type StreamOption func(*streamOptions)
+
+type streamOptions struct {
+	maxMemory    int64
+	maxMemorySet bool
+}
+
+// WithMaxStreamMemory bounds the metadata ReadStream keeps in memory (default 64 MiB); past
+// it ReadStream fails with ErrTooLarge. It must be at least 1.
+func WithMaxStreamMemory(n int64) StreamOption {
+	return func(o *streamOptions) { o.maxMemory, o.maxMemorySet = n, true }
 }
 
 // ReadStream reads a docker-archive from in once, decompressing it on the fly when its first
 // bytes say it is compressed (gzip, zstd, xz or bzip2). The images are then derived exactly
 // as Open derives them, so selectors pick the same images.
-func ReadStream(ctx context.Context, name string, in io.Reader, o StreamOptions) (*StreamedArchive, error) {
-	if o.MaxMemory < 0 {
-		return nil, fmt.Errorf("archive %q: MaxMemory %d: the limit must be at least 1", name, o.MaxMemory)
+//
+// forward receives, one at a time and in archive order, the stored bytes of every regular
+// member that is not kept in memory. It runs on a goroutine of its own while ReadStream goes
+// on hashing (and, for a compressed member, decompressing) the same bytes. It should read
+// body to the end; failures are its own to record. Nil discards the bodies.
+func ReadStream(ctx context.Context, name string, in io.Reader, forward func(m StreamMember, body io.Reader), opts ...StreamOption) (*StreamedArchive, error) {
+	var o streamOptions
+	for _, f := range opts {
+		f(&o)
 	}
-	var forward func(tarfile.Member, tarfile.Compression, io.Reader)
-	if o.Forward != nil {
-		forward = func(m tarfile.Member, _ tarfile.Compression, body io.Reader) { o.Forward(streamMember(m), body) }
+	if o.maxMemorySet && o.maxMemory < 1 {
+		return nil, fmt.Errorf("archive %q: WithMaxStreamMemory(%d): the limit must be at least 1", name, o.maxMemory)
+	}
+	var fwd func(tarfile.Member, tarfile.Compression, io.Reader)
+	if forward != nil {
+		fwd = func(m tarfile.Member, _ tarfile.Compression, body io.Reader) { forward(streamMember(m), body) }
 	}
 	r, err := tarfile.ReadStream(ctx, name, in, tarfile.StreamOptions{
-		Limits:  tarfile.Limits{MaxStreamMemory: o.MaxMemory},
-		Forward: forward,
+		Limits:  tarfile.Limits{MaxStreamMemory: o.maxMemory},
+		Forward: fwd,
 	})
 	if err != nil {
 		return nil, err
@@ -135,7 +146,7 @@ func (i StreamedImage) Verify() (StreamedContent, error) {
 // Reference returns the image as a containers/image source reference whose image source
 // serves its manifest and config (the ones an image source of the same archive opened with
 // Open serves) from memory. It serves no layer: a copy from it (copy.Image) must find every
-// layer at its destination already, sent there by StreamOptions.Forward.
+// layer at its destination already, sent there by ReadStream's forward function.
 func (i StreamedImage) Reference() (types.ImageReference, error) {
 	res, err := i.img.Resolve()
 	if err != nil {

@@ -31,8 +31,8 @@ func TestReadStreamMatchesOpen(t *testing.T) {
 			defer opened.Close()
 			var mu sync.Mutex
 			forwarded := map[int64][]byte{}
-			s, err := archive.ReadStream(context.Background(), "in.tar", bytes.NewReader(data), archive.StreamOptions{
-				Forward: func(m archive.StreamMember, body io.Reader) {
+			s, err := archive.ReadStream(context.Background(), "in.tar", bytes.NewReader(data),
+				func(m archive.StreamMember, body io.Reader) {
 					b, err := io.ReadAll(body)
 					mu.Lock()
 					defer mu.Unlock()
@@ -40,8 +40,7 @@ func TestReadStreamMatchesOpen(t *testing.T) {
 						t.Errorf("member %q forwarded again, cut short or with an error: %v", m.Name, err)
 					}
 					forwarded[m.Offset] = b
-				},
-			})
+				})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -121,7 +120,7 @@ func checkStreamedImage(t *testing.T, s *archive.StreamedArchive, img archive.St
 // (it was forwarded already) and fails Verify with ErrDigestMismatch.
 func TestReadStreamDamagedLayer(t *testing.T) {
 	_, data := damagedLayer(t)
-	s, err := archive.ReadStream(context.Background(), "in.tar", bytes.NewReader(data), archive.StreamOptions{})
+	s, err := archive.ReadStream(context.Background(), "in.tar", bytes.NewReader(data), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

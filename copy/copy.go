@@ -424,7 +424,7 @@ func (r *run) image(ctx context.Context, src, dst types.ImageReference, res *Res
 	}
 	reads := r.newBlobReads(res.Index, res.Source)
 	if toArchive {
-		if dst, err = archive.CopyFrom(dst, src, archive.CopyFromOptions{Progress: reads.progress}); err != nil {
+		if dst, err = archive.CopyFrom(dst, src, archive.WithCopyProgress(reads.progress)); err != nil {
 			return err
 		}
 	} else {
@@ -514,7 +514,7 @@ func (r *run) planSave(w *archive.WritableArchive, s Source, opened *openArchive
 	}
 	if fromArchive {
 		reads = r.newBlobReads(res.Index, res.Source)
-		dst, err = archive.CopyFrom(dst, s.Ref, archive.CopyFromOptions{Progress: reads.progress})
+		dst, err = archive.CopyFrom(dst, s.Ref, archive.WithCopyProgress(reads.progress))
 	}
 	return s.Ref, dst, reads, err
 }

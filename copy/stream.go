@@ -111,7 +111,11 @@ func LoadStream(ctx context.Context, r io.Reader, dest Destination, selectors []
 	st.abort = abort
 	st.source = fmt.Sprintf("%s:%s", reference.Transport, name)
 	run.emit(Event{Kind: ImageStarted, Image: -1, Source: st.source})
-	rd, err := archive.ReadStream(rctx, name, r, archive.StreamOptions{MaxMemory: o.streamMemory, Forward: st.forward})
+	var ropts []archive.StreamOption
+	if o.streamMemorySet {
+		ropts = append(ropts, archive.WithMaxStreamMemory(o.streamMemory))
+	}
+	rd, err := archive.ReadStream(rctx, name, r, st.forward, ropts...)
 	if err != nil {
 		if cause := context.Cause(rctx); ctx.Err() == nil && cause != nil && !errors.Is(cause, context.Canceled) {
 			err = fmt.Errorf("archive %q: %w", name, cause)
@@ -229,7 +233,7 @@ func newStager(ctx context.Context, run *run, dest Destination) (*stager, error)
 
 func (st *stager) close() { _ = st.staging.Close() }
 
-// forward is archive.StreamOptions.Forward: it sends one member to the staging destination.
+// forward is archive.ReadStream's forward function: it sends one member to the staging destination.
 func (st *stager) forward(m archive.StreamMember, body io.Reader) {
 	s := &staged{}
 	s.once.Do(func() { st.put(s, m, body) })
