@@ -439,53 +439,18 @@ func (d *imageDestination) Commit(ctx context.Context, unparsedToplevel types.Un
 func (d *imageDestination) imageRecord() (*imageRecord, []*member, error) {
 	a := d.a
 	cfgInfo := d.parsed.ConfigInfo()
-	if err := checkDigest(cfgInfo.Digest); err != nil {
-		return nil, nil, fmt.Errorf("%s: config: %w", d.label(), err)
-	}
-	config := d.config
-	if d.configDigest != cfgInfo.Digest {
-		a.mu.Lock()
-		m := a.members[a.configName(cfgInfo.Digest)]
-		a.mu.Unlock()
-		if m == nil || m.data == nil {
-			return nil, nil, fmt.Errorf("%s: %w: config %s was not written", d.label(), ErrMemberNotFound, cfgInfo.Digest)
-		}
-		config = m.data
+	config, err := d.configData(cfgInfo.Digest)
+	if err != nil {
+		return nil, nil, err
 	}
 	diffIDs, err := layout.ConfigDiffIDs(config)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: config %s: %w", d.label(), cfgInfo.Digest, err)
 	}
-	infos := d.parsed.LayerInfos()
-	if len(infos) != len(diffIDs) {
-		return nil, nil, fmt.Errorf("%s: %w: the manifest lists %d layers, the config %d diffIDs", d.label(), ErrInvalidManifest, len(infos), len(diffIDs))
-	}
 	img := &imageRecord{configDigest: cfgInfo.Digest, configName: a.configName(cfgInfo.Digest)}
-	a.mu.Lock()
-	for i, li := range infos {
-		if err := checkDigest(li.Digest); err != nil {
-			a.mu.Unlock()
-			return nil, nil, fmt.Errorf("%s: layer %d: %w", d.label(), i, err)
-		}
-		if a.layout == LayoutDocker && li.Digest != diffIDs[i] {
-			a.mu.Unlock()
-			return nil, nil, fmt.Errorf("%s: layer %d: %w: blob %s is not the uncompressed layer %s that layout %q stores",
-				d.label(), i, ErrInvalidManifest, li.Digest, diffIDs[i], LayoutDocker)
-		}
-		name := a.layerName(li.Digest)
-		m := a.members[name]
-		if m == nil {
-			a.mu.Unlock()
-			return nil, nil, fmt.Errorf("%s: layer %d: %w: blob %s was not written", d.label(), i, ErrMemberNotFound, li.Digest)
-		}
-		if li.Size >= 0 && li.Size != m.size {
-			a.mu.Unlock()
-			return nil, nil, fmt.Errorf("%s: layer %d: %w: the manifest says %d bytes, the blob has %d", d.label(), i, ErrSizeMismatch, li.Size, m.size)
-		}
-		img.layers = append(img.layers, layerRecord{name: name, diffID: diffIDs[i], digest: li.Digest, size: m.size, mediaType: li.MediaType})
+	if img.layers, err = d.layerRecords(diffIDs); err != nil {
+		return nil, nil, err
 	}
-	a.mu.Unlock()
-
 	var extra []*member
 	switch {
 	case a.layout == LayoutOCI:
@@ -506,6 +471,57 @@ func (d *imageDestination) imageRecord() (*imageRecord, []*member, error) {
 		img.topID = diffIDs[len(diffIDs)-1].Encoded()
 	}
 	return img, extra, nil
+}
+
+// configData returns the config the manifest names: the one this destination wrote, or one
+// the archive holds already.
+func (d *imageDestination) configData(cfg digest.Digest) ([]byte, error) {
+	if err := checkDigest(cfg); err != nil {
+		return nil, fmt.Errorf("%s: config: %w", d.label(), err)
+	}
+	if d.configDigest == cfg {
+		return d.config, nil
+	}
+	a := d.a
+	a.mu.Lock()
+	m := a.members[a.configName(cfg)]
+	a.mu.Unlock()
+	if m == nil || m.data == nil {
+		return nil, fmt.Errorf("%s: %w: config %s was not written", d.label(), ErrMemberNotFound, cfg)
+	}
+	return m.data, nil
+}
+
+// layerRecords checks each layer of the manifest against the config's diffIDs and the blob
+// in the archive, and returns the records of the layers.
+func (d *imageDestination) layerRecords(diffIDs []digest.Digest) ([]layerRecord, error) {
+	infos := d.parsed.LayerInfos()
+	if len(infos) != len(diffIDs) {
+		return nil, fmt.Errorf("%s: %w: the manifest lists %d layers, the config %d diffIDs", d.label(), ErrInvalidManifest, len(infos), len(diffIDs))
+	}
+	a := d.a
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []layerRecord
+	for i, li := range infos {
+		if err := checkDigest(li.Digest); err != nil {
+			return nil, fmt.Errorf("%s: layer %d: %w", d.label(), i, err)
+		}
+		if a.layout == LayoutDocker && li.Digest != diffIDs[i] {
+			return nil, fmt.Errorf("%s: layer %d: %w: blob %s is not the uncompressed layer %s that layout %q stores",
+				d.label(), i, ErrInvalidManifest, li.Digest, diffIDs[i], LayoutDocker)
+		}
+		name := a.layerName(li.Digest)
+		m := a.members[name]
+		if m == nil {
+			return nil, fmt.Errorf("%s: layer %d: %w: blob %s was not written", d.label(), i, ErrMemberNotFound, li.Digest)
+		}
+		if li.Size >= 0 && li.Size != m.size {
+			return nil, fmt.Errorf("%s: layer %d: %w: the manifest says %d bytes, the blob has %d", d.label(), i, ErrSizeMismatch, li.Size, m.size)
+		}
+		out = append(out, layerRecord{name: name, diffID: diffIDs[i], digest: li.Digest, size: m.size, mediaType: li.MediaType})
+	}
+	return out, nil
 }
 
 // ctxReader fails reads once ctx is done, so a cancelled copy stops writing.
