@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"sync"
 	"testing"
 
@@ -131,5 +132,46 @@ func TestReadStreamDamagedLayer(t *testing.T) {
 	}
 	if _, err := imgs[0].Verify(); !errors.Is(err, archive.ErrDigestMismatch) {
 		t.Errorf("Verify of the damaged image: %v, want ErrDigestMismatch", err)
+	}
+}
+
+// TestReadStreamLimits: the memory for metadata is bounded (ErrTooLarge past it) and must be
+// at least one byte; a streamed image is a source, never a destination.
+func TestReadStreamLimits(t *testing.T) {
+	data, err := archivetest.BuildBytes(archivetest.SharedImages(), archivetest.Options{Layout: archivetest.ContainersImage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(opts ...archive.StreamOption) (*archive.StreamedArchive, error) {
+		return archive.ReadStream(context.Background(), "in.tar", bytes.NewReader(data), nil, opts...)
+	}
+	if _, err := read(archive.WithMaxStreamMemory(64)); !errors.Is(err, archive.ErrTooLarge) {
+		t.Errorf("64 bytes for metadata: %v, want ErrTooLarge", err)
+	}
+	if _, err := read(archive.WithMaxStreamMemory(0)); err == nil || !strings.Contains(err.Error(), "WithMaxStreamMemory(0)") {
+		t.Errorf("no memory for metadata: %v, want an error naming the option", err)
+	}
+	s, err := read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgs, err := s.SelectEach([]reference.Selector{mustIndex(t, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := imgs[0].Reference()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ref.NewImageDestination(context.Background(), nil); err == nil {
+		t.Error("a streamed image accepted being written to")
+	}
+	img, err := ref.NewImage(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	if got := img.ConfigInfo().Digest; got != imgs[0].ID {
+		t.Errorf("the streamed image's config is %s, want %s", got, imgs[0].ID)
 	}
 }
