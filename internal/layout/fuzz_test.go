@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"os"
 	"path"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -27,43 +25,11 @@ import (
 // images and the archivetest edge cases.
 func seedArchives(tb testing.TB) [][]byte {
 	tb.Helper()
-	var out [][]byte
-	files, err := filepath.Glob("../../testdata/archives/*.tar")
-	if err != nil || len(files) == 0 {
-		tb.Fatalf("no fixtures found: %v", err)
+	out, err := archivetest.SeedArchives("../../testdata/archives", false)
+	if err != nil {
+		tb.Fatal(err)
 	}
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		out = append(out, data)
-	}
-	base := archivetest.Layer(1, 1, 40)
-	images := []archivetest.Image{
-		{Tags: []string{"example.com/a:1", "b"}, Layers: [][]byte{base, archivetest.Layer(2, 1, 30)}},
-		{Layers: [][]byte{base}},
-	}
-	variants := []archivetest.Options{
-		{Layout: archivetest.Docker24, GzipMembers: true},
-		{Layout: archivetest.ContainersImage, ManifestFirst: true, DotSlash: true},
-		{Layout: archivetest.Crane, ZstdLayers: true},
-	}
-	for _, l := range archivetest.Layouts() {
-		variants = append(variants, archivetest.Options{Layout: l})
-	}
-	for _, o := range variants {
-		data, err := archivetest.BuildBytes(images, o)
-		if err != nil {
-			tb.Fatalf("%v: %v", o.Layout, err)
-		}
-		out = append(out, data)
-	}
-	return append(out,
-		archivetest.SymlinkChain(), archivetest.HardlinkLayer(), archivetest.DuplicateMember(),
-		archivetest.EscapingSymlink(), archivetest.SymlinkCycle(), archivetest.LongChain(3),
-		archivetest.ManifestDotDot(), archivetest.ManifestDotDotInside(), archivetest.ManifestAbsolute(),
-		archivetest.ExportedFS(), archivetest.BZhMember())
+	return out
 }
 
 // metadataSeeds returns the manifest.json, repositories and index.json members of the seed

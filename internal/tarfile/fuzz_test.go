@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"testing"
 
 	digest "github.com/opencontainers/go-digest"
@@ -30,52 +29,10 @@ import (
 // archivetest edge cases. Sizes are kept small so that mutations stay fast.
 func seedArchives(tb testing.TB, compressed bool) [][]byte {
 	tb.Helper()
-	var out [][]byte
-	files, err := filepath.Glob("../../testdata/archives/*.tar*")
-	if err != nil || len(files) == 0 {
-		tb.Fatalf("no fixtures found: %v", err)
+	out, err := archivetest.SeedArchives("../../testdata/archives", compressed)
+	if err != nil {
+		tb.Fatal(err)
 	}
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if !compressed && DetectCompression(data) != Uncompressed {
-			continue
-		}
-		out = append(out, data)
-	}
-	base := archivetest.Layer(1, 1, 40)
-	images := []archivetest.Image{
-		{Tags: []string{"example.com/a:1", "b"}, Layers: [][]byte{base, archivetest.Layer(2, 1, 30)}},
-		{Layers: [][]byte{base}},
-	}
-	variants := []archivetest.Options{
-		{Layout: archivetest.Docker24, GzipMembers: true},
-		{Layout: archivetest.ContainersImage, ManifestFirst: true, DotSlash: true},
-		{Layout: archivetest.Crane, ZstdLayers: true},
-	}
-	for _, l := range archivetest.Layouts() {
-		variants = append(variants, archivetest.Options{Layout: l})
-	}
-	if compressed {
-		variants = append(variants,
-			archivetest.Options{Layout: archivetest.ContainersImage, Compression: "gzip"},
-			archivetest.Options{Layout: archivetest.Docker25, Compression: "zstd"},
-			archivetest.Options{Layout: archivetest.Legacy, Compression: "xz"})
-	}
-	for _, o := range variants {
-		data, err := archivetest.BuildBytes(images, o)
-		if err != nil {
-			tb.Fatalf("%v: %v", o.Layout, err)
-		}
-		out = append(out, data)
-	}
-	out = append(out,
-		archivetest.SymlinkChain(), archivetest.HardlinkLayer(), archivetest.DuplicateMember(),
-		archivetest.EscapingSymlink(), archivetest.SymlinkCycle(), archivetest.LongChain(3),
-		archivetest.ManifestDotDot(), archivetest.ManifestDotDotInside(), archivetest.ManifestAbsolute(),
-		archivetest.ExportedFS(), archivetest.BZhMember(), archivetest.NotATar()[:600])
 	return out
 }
 
