@@ -106,17 +106,22 @@ func plainEvent(w io.Writer, labels func(int) string, e dcopy.Event) {
 	}
 }
 
-// bars draws one progress bar per image with mpb, the library containers/image uses.
+// bars draws one progress bar per image with mpb, the library containers/image uses. A bar's
+// total is the size of the image's blobs seen so far (what was read of those whose size is
+// not known), so it fills as they are read; it ends marked done, failed or skipped.
 type bars struct {
 	p      *mpb.Progress
 	labels func(int) string
 	mu     sync.Mutex
 	bars   map[int]*mpb.Bar
-	blobs  map[int]map[string]int64
+	blobs  map[int]map[string]blobState
 }
 
+// blobState is how far a blob has been read, of its size (-1: unknown).
+type blobState struct{ done, size int64 }
+
 func newBars(w io.Writer, labels func(int) string) *bars {
-	return &bars{p: mpb.New(mpb.WithOutput(w), mpb.WithWidth(40)), labels: labels, bars: map[int]*mpb.Bar{}, blobs: map[int]map[string]int64{}}
+	return &bars{p: mpb.New(mpb.WithOutput(w), mpb.WithWidth(40), mpb.WithAutoRefresh()), labels: labels, bars: map[int]*mpb.Bar{}, blobs: map[int]map[string]blobState{}}
 }
 
 func (b *bars) event(e dcopy.Event) {
@@ -126,19 +131,17 @@ func (b *bars) event(e dcopy.Event) {
 	if bar == nil {
 		bar = b.p.AddBar(0,
 			mpb.PrependDecorators(decor.Name(b.labels(e.Image), decor.WCSyncSpaceR)),
-			mpb.AppendDecorators(decor.CountersKibiByte("% .1f"), decor.Name(" "), decor.AverageSpeed(decor.SizeB1024(0), "% .1f")))
+			mpb.AppendDecorators(decor.OnAbort(decor.OnComplete(barCounters(), "done"), "failed or skipped"),
+				decor.Name(" "), decor.AverageSpeed(decor.SizeB1024(0), "% .1f")))
 		b.bars[e.Image] = bar
-		b.blobs[e.Image] = map[string]int64{}
+		b.blobs[e.Image] = map[string]blobState{}
 	}
 	switch e.Kind {
 	case dcopy.BlobProgress, dcopy.BlobDone:
-		b.blobs[e.Image][e.Digest.String()] = e.Offset
-		var sum int64
-		for _, n := range b.blobs[e.Image] {
-			sum += n
-		}
-		bar.SetTotal(sum+1, false)
-		bar.SetCurrent(sum)
+		b.blobs[e.Image][e.Digest.String()] = blobState{done: e.Offset, size: e.Size}
+		done, total := b.progressLocked(e.Image)
+		bar.SetTotal(max(total, 1), false)
+		bar.SetCurrent(done)
 	case dcopy.ImageDone:
 		bar.SetTotal(-1, true)
 	case dcopy.ImageFailed, dcopy.ImageSkipped:
@@ -147,6 +150,19 @@ func (b *bars) event(e dcopy.Event) {
 }
 
 func (b *bars) wait() { b.p.Wait() }
+
+// barCounters shows "read / total" in KiB, MiB and so on.
+func barCounters() decor.Decorator { return decor.CountersKibiByte("% .1f / % .1f") }
+
+// progressLocked is how many bytes of image's blobs were read, of how many seen so far: the
+// sizes of the blobs, and what was read of those whose size is not known.
+func (b *bars) progressLocked(image int) (done, total int64) {
+	for _, st := range b.blobs[image] {
+		done += st.done
+		total += max(st.size, st.done)
+	}
+	return done, total
+}
 
 // resultJSON is one image of the --json summary.
 type resultJSON struct {
