@@ -334,7 +334,7 @@ give the same bytes.`,
 			}
 			var sources []dcopy.Source
 			for _, a := range args {
-				ref, err := dcopy.ParseSource(a)
+				ref, err := parseSource(a)
 				if err != nil {
 					return err
 				}
@@ -569,12 +569,15 @@ single-image archive; the file must not exist yet.`,
   darc cp --tls-verify=false docker-archive:bundle.tar:busybox docker://localhost:5000/busybox:1`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			src, err := dcopy.ParseSource(args[0])
+			src, err := parseSource(args[0])
 			if err != nil {
 				return err
 			}
 			dst, err := dcopy.ParseReference(args[1])
 			if err != nil {
+				return err
+			}
+			if err := checkArchiveDestination(dst); err != nil {
 				return err
 			}
 			opts, wait, err := f.options(cmd.ErrOrStderr(), func(int) string { return args[0] })
@@ -591,4 +594,44 @@ single-image archive; the file must not exist yet.`,
 	}
 	f.register(cmd.Flags(), false)
 	return cmd
+}
+
+// parseSource parses a source reference. When it is not one, and the argument names an
+// existing file or reads as an image name, the error suggests the reference the user likely
+// meant: docker-archive:FILE, or docker://NAME.
+func parseSource(arg string) (types.ImageReference, error) {
+	ref, err := dcopy.ParseSource(arg)
+	if err == nil {
+		return ref, nil
+	}
+	var hint string
+	if st, serr := os.Stat(arg); serr == nil && st.Mode().IsRegular() {
+		hint = reference.Transport + ":" + arg
+	} else if _, perr := distref.ParseNormalizedNamed(arg); perr == nil {
+		hint = "docker://" + arg
+	}
+	if hint != "" {
+		return nil, fmt.Errorf("%w (did you mean %s?)", err, hint)
+	}
+	return ref, err
+}
+
+// checkArchiveDestination refuses, before anything is copied, a docker-archive destination
+// that cp would fail on at the end: an existing file (cp writes a new single-image archive)
+// or standard output on a terminal.
+func checkArchiveDestination(dst types.ImageReference) error {
+	_, path, _, ok := archive.SourceOf(dst)
+	if !ok {
+		return nil
+	}
+	if path == "-" {
+		if term.IsTerminal(int(os.Stdout.Fd())) {
+			return errors.New("refusing to write an archive to a terminal; redirect standard output")
+		}
+		return nil
+	}
+	if _, err := os.Stat(path); err == nil {
+		return fmt.Errorf("%s already exists; cp writes a new archive: remove the file first, or use darc save --overwrite -o %s SRC", path, path)
+	}
+	return nil
 }
