@@ -61,23 +61,23 @@ func CopyFrom(dst, src types.ImageReference, opts ...CopyFromOption) (types.Imag
 	if !ok || s.reader == nil {
 		return nil, fmt.Errorf("%w: source %s:%s is not an image of an open archive", ErrCannotPair, src.Transport().Name(), src.StringWithinTransport())
 	}
-	d.from = &directSource{archive: s.reader, sel: s.sel, progress: o.progress}
+	img, err := s.reader.r.Select(s.sel)
+	if err != nil {
+		return nil, err
+	}
+	d.from = &directSource{img: img, progress: o.progress}
 	return d, nil
 }
 
 // directSource is the image a destination may copy layers from directly (see CopyFrom).
 type directSource struct {
-	archive  *ReadableArchive
-	sel      reference.Selector
+	img      *tarfile.Image
 	progress func(blob digest.Digest, done, size int64)
 }
 
 // layer finds the layer of the source image whose served blob is d.
 func (s *directSource) layer(d digest.Digest) (*tarfile.Image, tarfile.Layer, bool, error) {
-	img, err := s.archive.r.Select(s.sel)
-	if err != nil {
-		return nil, tarfile.Layer{}, false, err
-	}
+	img := s.img
 	res, err := img.Resolve()
 	if err != nil {
 		return nil, tarfile.Layer{}, false, err
