@@ -50,11 +50,7 @@ func TestLoadOCIMatchesCopyImage(t *testing.T) {
 					t.Fatal(err)
 				}
 				results, _ := dcopy.Load(context.Background(), a, dest, nil, dcopy.WithSystemContext(sys))
-				pc, err := signature.NewPolicyContext(&signature.Policy{Default: []signature.PolicyRequirement{signature.NewPRInsecureAcceptAnything()}})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer pc.Destroy()
+				pc := acceptAnything(t)
 				refs := a.References()
 				copied := 0
 				for _, res := range results {
@@ -110,11 +106,7 @@ func TestLoadRegistryMatchesCopyImage(t *testing.T) {
 	}
 	generated := filepath.Join(t.TempDir(), "gen.tar")
 	writeFile(t, generated, data)
-	pc, err := signature.NewPolicyContext(&signature.Policy{Default: []signature.PolicyRequirement{signature.NewPRInsecureAcceptAnything()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Destroy()
+	pc := acceptAnything(t)
 	for i, path := range []string{filepath.Join(fixtures, "podman-save-m.tar"), generated} {
 		a, err := archive.Open(path)
 		if err != nil {
@@ -183,11 +175,7 @@ func TestImageOCIMatchesCopyImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc, err := signature.NewPolicyContext(&signature.Policy{Default: []signature.PolicyRequirement{signature.NewPRInsecureAcceptAnything()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Destroy()
+	pc := acceptAnything(t)
 	if _, err := cicopy.Image(context.Background(), pc, plain, src, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -218,11 +206,7 @@ func TestImageArchiveMatchesCopyImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc, err := signature.NewPolicyContext(&signature.Policy{Default: []signature.PolicyRequirement{signature.NewPRInsecureAcceptAnything()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Destroy()
+	pc := acceptAnything(t)
 	if _, err := cicopy.Image(context.Background(), pc, plain, src, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -250,4 +234,16 @@ func TestImageArchiveMatchesCopyImage(t *testing.T) {
 	if res.Bytes != want {
 		t.Errorf("result counts %d bytes read, the image has %d", res.Bytes, want)
 	}
+}
+
+// acceptAnything is a policy context accepting every image, as darc's default policy does;
+// the test destroys it.
+func acceptAnything(t *testing.T) *signature.PolicyContext {
+	t.Helper()
+	pc, err := signature.NewPolicyContext(&signature.Policy{Default: []signature.PolicyRequirement{signature.NewPRInsecureAcceptAnything()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Destroy() })
+	return pc
 }

@@ -230,11 +230,7 @@ func TestSaveFilterMatchesCopyImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w2.Close()
-	pc, err := signature.NewPolicyContext(&signature.Policy{Default: []signature.PolicyRequirement{signature.NewPRInsecureAcceptAnything()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Destroy()
+	pc := acceptAnything(t)
 	for _, src := range sources {
 		tags := src.Tags
 		if tags == nil {
