@@ -53,8 +53,8 @@ func metadataCases(t *testing.T) []truthCase {
 			docker: true, verify: true, load: true, images: tagged,
 		},
 		{
-			name: "field names in lower case",
-			data: img.archiveWith(`[{"config":"` + img.config.Name + `","repotags":["busybox:1"],"layers":["` + img.layer.Name + `"]}]`),
+			name:   "field names in lower case",
+			data:   img.archiveWith(`[{"config":"` + img.config.Name + `","repotags":["busybox:1"],"layers":["` + img.layer.Name + `"]}]`),
 			docker: true, verify: true, load: true, images: tagged,
 		},
 		{
