@@ -393,6 +393,11 @@ func verifyImage(ctx context.Context, img *tarfile.Image, checks *blobChecks) []
 		add(err)
 		return probs
 	}
+	if res.OS != "" && res.OS != "linux" {
+		// docker load on Linux refuses any other OS ("cannot load windows image on linux");
+		// a registry, podman on another host or docker on Windows take it.
+		probs = append(probs, Problem{Image: img.Index, Warning: true, Err: fmt.Errorf("the image's OS is %q: docker load on a Linux host refuses it", res.OS)})
+	}
 	seen := map[digest.Digest]bool{}
 	for _, l := range res.Layers {
 		if seen[l.Digest] {
