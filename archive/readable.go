@@ -2,6 +2,7 @@ package archive
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -310,6 +311,9 @@ func (a *ReadableArchive) Verify(ctx context.Context, parallel int) []Problem {
 	for _, n := range a.r.Index().Insecure() {
 		// Extraction, and so docker load, puts it inside the root, where the index has it too.
 		probs = append(probs, Problem{Image: -1, Warning: true, Err: fmt.Errorf("%w: member %q climbs out of the archive root; extraction puts it inside", ErrInsecurePath, n)})
+	}
+	for _, n := range a.r.Notes() {
+		probs = append(probs, Problem{Image: -1, Warning: true, Err: errors.New(n)})
 	}
 	for _, n := range a.r.Index().Duplicates() {
 		probs = append(probs, Problem{Image: -1, Warning: true, Err: fmt.Errorf("member %q appears more than once; the last one is used", n)})
