@@ -419,3 +419,33 @@ func TestFastHeadersMatchArchiveTar(t *testing.T) {
 		})
 	}
 }
+
+// TestExtractionFailures: members docker's extraction fails on make the index record the
+// failure (docker then loads nothing), and members it handles do not.
+func TestExtractionFailures(t *testing.T) {
+	reg := func(name string) archivetest.Entry { return archivetest.Entry{Name: name, Body: []byte("x")} }
+	tests := []struct {
+		name    string
+		entries []archivetest.Entry
+		wantErr error // nil: extraction succeeds
+	}{
+		{"plain", []archivetest.Entry{reg("a"), reg("b/c")}, nil},
+		{"member under a regular file", []archivetest.Entry{reg("a"), reg("a/b")}, ErrNotExtractable},
+		{"member under a dangling symlink", []archivetest.Entry{{Name: "l", Type: tar.TypeSymlink, Linkname: "x"}, reg("l/b")}, ErrNotExtractable},
+		{"hard link to nothing", []archivetest.Entry{{Name: "h", Type: tar.TypeLink, Linkname: "x"}}, ErrBadLink},
+		{"hard link to itself", []archivetest.Entry{reg("h"), {Name: "h", Type: tar.TypeLink, Linkname: "h"}}, ErrBadLink},
+		{"contiguous file", []archivetest.Entry{{Name: "c", Type: tar.TypeCont}}, ErrNotExtractable},
+		{"root entries skipped", []archivetest.Entry{{Name: "./", Type: tar.TypeDir}, reg("."), reg("a")}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ix := indexOf(t, archivetest.Tar(tc.entries))
+			if tc.wantErr == nil && ix.extractErr != nil {
+				t.Fatalf("extraction fails: %v", ix.extractErr)
+			}
+			if !errors.Is(ix.extractErr, tc.wantErr) {
+				t.Fatalf("extraction error %v, want %v", ix.extractErr, tc.wantErr)
+			}
+		})
+	}
+}
