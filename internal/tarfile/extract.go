@@ -87,8 +87,10 @@ func (ix *Index) finish() {
 		return
 	}
 	root := &node{member: -1, isDir: true}
+	// Nodes are taken from one allocation: most members make exactly one.
+	slab := make([]node, 0, len(ix.members))
 	for i, m := range ix.members {
-		if err := ix.place(root, i, m); err != nil && ix.extractErr == nil {
+		if err := ix.place(root, i, m, &slab); err != nil && ix.extractErr == nil {
 			ix.extractErr = fmt.Errorf("member %q: %w", m.Name, err)
 		}
 	}
@@ -117,8 +119,17 @@ func (ix *Index) plainTree() bool {
 	return true
 }
 
-// place extracts member i into the tree rooted at root.
-func (ix *Index) place(root *node, i int, m Member) error {
+// newNode returns a node taken from slab while it has room.
+func newNode(slab *[]node, n node) *node {
+	if len(*slab) == cap(*slab) {
+		return &n
+	}
+	*slab = append(*slab, n)
+	return &(*slab)[len(*slab)-1]
+}
+
+// place extracts member i into the tree rooted at root, taking new nodes from slab.
+func (ix *Index) place(root *node, i int, m Member, slab *[]node) error {
 	if !extractable(m.Type) {
 		return fmt.Errorf("%w: tar type %q, which extraction does not handle", ErrNotExtractable, m.Type)
 	}
@@ -126,7 +137,10 @@ func (ix *Index) place(root *node, i int, m Member) error {
 	if j := strings.LastIndexByte(m.Name, '/'); j >= 0 {
 		dir, base = m.Name[:j], m.Name[j+1:]
 	}
-	parent, err := ix.walk(root, dir, walkMkdir)
+	parent, err := root, error(nil)
+	if dir != "" {
+		parent, err = ix.walk(root, dir, walkMkdir)
+	}
 	if err != nil {
 		return fmt.Errorf("%w: its directory: %w", ErrNotExtractable, err)
 	}
@@ -141,7 +155,7 @@ func (ix *Index) place(root *node, i int, m Member) error {
 	switch m.Type {
 	case tar.TypeDir:
 		if old == nil {
-			parent.setChild(base, &node{member: i, isDir: true})
+			parent.setChild(base, newNode(slab, node{member: i, isDir: true}))
 		}
 	case tar.TypeLink:
 		target, err := ix.walk(root, m.Linkname, walkLink)
@@ -155,7 +169,7 @@ func (ix *Index) place(root *node, i int, m Member) error {
 		}
 		parent.setChild(base, target)
 	default:
-		parent.setChild(base, &node{member: i})
+		parent.setChild(base, newNode(slab, node{member: i}))
 	}
 	return nil
 }
@@ -192,14 +206,16 @@ func (ix *Index) walk(root *node, p string, mode walkMode) (*node, error) {
 
 // walkLinks is walk, also saying whether a symlink was followed on the way.
 func (ix *Index) walkLinks(root *node, p string, mode walkMode) (*node, bool, error) {
-	stack := []*node{root} // the directories walked; a nil entry is missing (walkScoped only)
+	var buf [16]*node
+	stack := append(buf[:0], root) // the directories walked; a nil entry is missing (walkScoped only)
 	rest := p
-	if mode.scoped() {
-		rest = "/" + p // as docker hands it over, which counts one more step
-	}
 	own := len(rest) // the tail of rest that comes from p itself rather than from a link
 	links := 0
-	for steps := 0; rest != ""; steps++ {
+	steps := 0
+	if mode.scoped() {
+		steps = 1 // docker's walk starts with the root's "/", one step
+	}
+	for ; rest != ""; steps++ {
 		if mode.scoped() && steps > maxScopedSteps {
 			return nil, links > 0, fmt.Errorf("%q: too many links", p)
 		}
