@@ -106,6 +106,7 @@ var errorClasses = []struct {
 	{"ErrTooLarge", archive.ErrTooLarge},
 	{"ErrInsecurePath", archive.ErrInsecurePath},
 	{"ErrBadLink", archive.ErrBadLink},
+	{"ErrNotExtractable", archive.ErrNotExtractable},
 	{"ErrMemberNotFound", archive.ErrMemberNotFound},
 	{"ErrInvalidManifest", archive.ErrInvalidManifest},
 	{"ErrNotDockerArchive", archive.ErrNotDockerArchive},

@@ -99,7 +99,7 @@
 // # Errors
 //
 // Conditions a caller may act on are sentinel errors: [ErrNotDockerArchive], [ErrTooLarge],
-// [ErrInsecurePath], [ErrBadLink], [ErrMemberNotFound], [ErrDigestMismatch],
+// [ErrInsecurePath], [ErrBadLink], [ErrNotExtractable], [ErrMemberNotFound], [ErrDigestMismatch],
 // [ErrSizeMismatch], [ErrInvalidManifest], [ErrImageNotFound] and [ErrAmbiguous] when
 // reading; [ErrExists], [ErrClosed], [ErrNoImages] and [ErrBusy] when writing. A sentinel
 // that only one function returns is documented with that function. Errors that report one

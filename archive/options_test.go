@@ -75,7 +75,7 @@ func createErr(a *archive.WritableArchive, err error) error {
 // internal/tarfile.
 func TestSentinelText(t *testing.T) {
 	for _, err := range []error{
-		archive.ErrNotDockerArchive, archive.ErrTooLarge, archive.ErrInsecurePath, archive.ErrBadLink,
+		archive.ErrNotDockerArchive, archive.ErrTooLarge, archive.ErrInsecurePath, archive.ErrBadLink, archive.ErrNotExtractable,
 		archive.ErrMemberNotFound, archive.ErrDigestMismatch, archive.ErrSizeMismatch,
 		archive.ErrInvalidManifest, archive.ErrImageNotFound, archive.ErrAmbiguous,
 		archive.ErrExists, archive.ErrClosed, archive.ErrNoImages, archive.ErrBusy, archive.ErrCannotPair,

@@ -21,8 +21,9 @@ import (
 var (
 	ErrNotDockerArchive = tarfile.ErrNotDockerArchive // input is not a tar, or a tar with no image
 	ErrTooLarge         = tarfile.ErrTooLarge         // a configured limit was exceeded
-	ErrInsecurePath     = tarfile.ErrInsecurePath     // a name or link leaves the archive root
+	ErrInsecurePath     = tarfile.ErrInsecurePath     // a manifest path leaves the archive root
 	ErrBadLink          = tarfile.ErrBadLink          // a link loops, is too long or dangles
+	ErrNotExtractable   = tarfile.ErrNotExtractable   // extracting the tar (as docker load does) fails
 	ErrMemberNotFound   = tarfile.ErrMemberNotFound   // manifest.json names a missing member
 	ErrDigestMismatch   = tarfile.ErrDigestMismatch   // content does not match its digest
 	ErrSizeMismatch     = tarfile.ErrSizeMismatch     // content is not as long as declared
@@ -308,7 +309,8 @@ func (p Problem) String() string {
 func (a *ReadableArchive) Verify(ctx context.Context, parallel int) []Problem {
 	var probs []Problem
 	for _, n := range a.r.Index().Insecure() {
-		probs = append(probs, Problem{Image: -1, Err: fmt.Errorf("%w: member %q is outside the archive root (ignored)", ErrInsecurePath, n)})
+		// Extraction, and so docker load, puts it inside the root, where the index has it too.
+		probs = append(probs, Problem{Image: -1, Warning: true, Err: fmt.Errorf("%w: member %q climbs out of the archive root; extraction puts it inside", ErrInsecurePath, n)})
 	}
 	for _, n := range a.r.Notes() {
 		probs = append(probs, Problem{Image: -1, Warning: true, Err: errors.New(n)})

@@ -110,9 +110,10 @@ func DuplicateMember() []byte {
 }
 
 // EscapingSymlink is an archive whose layer "l/layer.tar" is a symlink to
-// "../../etc/passwd", outside the archive. A correct reader refuses it (ErrInsecurePath) and
-// never opens a host file; the real layer is present under its usual name, so only the
-// escape is wrong.
+// "../../etc/passwd", climbing out of the archive. Docker extracts in a chroot and resolves
+// paths inside the root, so the climb stops at the root and the link leads to "etc/passwd" in
+// the archive, which is not there: a correct reader never opens a host file and fails
+// (ErrBadLink), as docker load does. The real layer is present under its usual name.
 func EscapingSymlink() []byte {
 	p := edge()
 	return Tar([]Entry{
@@ -139,9 +140,9 @@ func SymlinkCycle() []byte {
 
 // LongChain is an archive whose layer "l0/layer.tar" reaches "<diffid>.tar" through n
 // symlinks ("l0/layer.tar" → "../l1/layer.tar" → … → "l<n-1>/layer.tar" → "../<diffid>.tar").
-// There is no cycle. Linux gives up after 40 links (ELOOP); a correct reader has a bound too:
-// LongChain(n) for n within the bound reads as EdgeExpected, beyond it fails with a clean
-// error. LongChain(40) and LongChain(41) test a bound of 40.
+// There is no cycle. Docker's FollowSymlinkInScope gives up after 255 path components, which
+// each link here takes 3 of: LongChain(84) loads and reads as EdgeExpected, LongChain(85)
+// fails with a clean error.
 func LongChain(n int) []byte {
 	p := edge()
 	var entries []Entry
@@ -188,8 +189,9 @@ func ManifestDotDotInside() []byte {
 
 // ManifestAbsolute is an archive whose manifest.json names the config as an absolute path
 // "/<config-hex>.json" and the layer as "/<diffid>.tar". The tar also has members literally
-// named so (besides the normal ones). A correct reader refuses the archive (ErrInsecurePath)
-// rather than reading a host path or silently stripping the slash.
+// named so (besides the normal ones, which extraction puts at the same place). Docker joins
+// manifest paths to the archive root, so a correct reader reads them inside it, never a host
+// path, and reports EdgeExpected.
 func ManifestAbsolute() []byte {
 	p := edge()
 	return Tar([]Entry{

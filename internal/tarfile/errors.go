@@ -15,12 +15,17 @@ var (
 	// ErrTooLarge means a configured limit (members, manifest size, config size, spooled size)
 	// was exceeded.
 	ErrTooLarge = layout.ErrTooLarge
-	// ErrInsecurePath means a member name, a manifest path or a link target would leave the
-	// archive root.
+	// ErrInsecurePath means a path from manifest.json (or index.json, repositories) would
+	// leave the archive root, or holds a NUL byte. (Member names and link targets cannot leave
+	// it: extraction stops a climb at the root.)
 	ErrInsecurePath = errors.New("archive: insecure path")
 	// ErrBadLink means a link chain that loops, is too long, or points at a member that does
 	// not exist or is not a regular file.
 	ErrBadLink = errors.New("archive: unresolvable link")
+	// ErrNotExtractable means a member that extracting the tar, as docker load does, fails
+	// on: a type extraction does not handle, a directory that cannot be created, a hard link
+	// to nothing (or to a directory). Docker then loads nothing from the archive.
+	ErrNotExtractable = errors.New("archive: member cannot be extracted")
 	// ErrMemberNotFound means a member named by manifest.json (or index.json, repositories)
 	// is not in the tar.
 	ErrMemberNotFound = errors.New("archive: member not found")

@@ -38,22 +38,32 @@ type Member struct {
 	HeaderOffset int64
 }
 
-// Index is the member index of a tar, built by one pass over its headers.
+// Index is the member index of a tar, built by one pass over its headers: what each path
+// holds once the tar is extracted (see extract.go).
 //
 // None of its fields are modified after BuildIndex returns, and the underlying io.ReaderAt is
 // only read through ReadAt, so an Index is safe for concurrent use.
 type Index struct {
 	r    io.ReaderAt
 	size int64
-	// members in archive order.
+	// members in archive order, PAX global headers and members naming the root left out.
 	members []Member
-	// byName maps a normalized name to the position of its last occurrence in members, as
-	// extraction keeps the last one.
+	// byName maps a normalized name to the position of its last occurrence in members.
 	byName map[string]int
 	// duplicates lists names that occur more than once, in order of their second occurrence.
 	duplicates []string
-	// insecure lists raw names that would land outside the root when extracted.
+	// insecure lists raw names that climb out of the root; extraction puts them inside it.
 	insecure []string
+	// needsTree is set during the scan by what makes byName differ from what extraction
+	// leaves: links, and names used twice other than by directories.
+	needsTree bool
+	// root is the tree extraction leaves; nil when byName says the same (see finish).
+	root *node
+	// extractErr is the first member on which extraction fails (wrapping ErrNotExtractable
+	// or ErrBadLink): docker load then fails.
+	extractErr error
+	// sparse holds the map of each sparse member, by data offset (see sparse.go).
+	sparse map[int64]*sparseMap
 }
 
 // cleanName normalizes a member name or a path taken from manifest.json: "./x", "/x" and "x"
@@ -185,8 +195,9 @@ func BuildIndex(r io.ReaderAt, size int64, maxMembers int) (*Index, error) {
 	ix := &Index{r: r, size: size, byName: make(map[string]int)}
 	var blk [blockSize]byte
 	var tr *tar.Reader // nil while the fast path is in use
+	var end int64      // where the previous member's data ends
 	for {
-		hdrStart := sr.pos
+		hdrStart := (end + blockSize - 1) / blockSize * blockSize
 		var hdr fastHeader
 		if tr == nil {
 			if ok := readFastHeader(sr, &blk, &hdr); !ok {
@@ -194,6 +205,7 @@ func BuildIndex(r io.ReaderAt, size int64, maxMembers int) (*Index, error) {
 				tr = tar.NewReader(sr)
 			}
 		}
+		var sp *sparseMap
 		if tr != nil {
 			th, err := tr.Next()
 			if err == io.EOF {
@@ -205,28 +217,49 @@ func BuildIndex(r io.ReaderAt, size int64, maxMembers int) (*Index, error) {
 				}
 				return nil, fmt.Errorf("reading tar header at offset %d: %w", hdrStart, err)
 			}
-			hdr = fastHeader{name: th.Name, linkname: th.Linkname, size: th.Size, typeflag: th.Typeflag}
-			if isHeaderOnlyType(hdr.typeflag) {
-				hdr.size = 0 // as archive/tar does: a link's or directory's size field is not data
+			hdr = headerOf(th)
+			if isSparse(th) {
+				if sp, err = readSparseMap(r, size, th, hdrStart, sr.pos); err != nil {
+					return nil, fmt.Errorf("member %q at offset %d: %w", th.Name, hdrStart, err)
+				}
 			}
 		}
 		dataStart := sr.pos
 		if maxMembers > 0 && len(ix.members) >= maxMembers {
 			return nil, fmt.Errorf("%w: more than %d tar members", ErrTooLarge, maxMembers)
 		}
-		if hdr.size < 0 || hdr.size > size-dataStart { // not dataStart+hdr.size: it can overflow
-			return nil, fmt.Errorf("member %q: claims %d bytes past the end of the archive: %w", hdr.name, hdr.size, io.ErrUnexpectedEOF)
+		stored := hdr.size
+		if sp != nil {
+			stored = sp.stored
 		}
+		if stored < 0 || stored > size-dataStart { // not dataStart+stored: it can overflow
+			return nil, fmt.Errorf("member %q: claims %d bytes past the end of the archive: %w", hdr.name, stored, io.ErrUnexpectedEOF)
+		}
+		end = dataStart + stored
 		if tr == nil && !isHeaderOnlyType(hdr.typeflag) {
 			sr.pos = dataStart + (hdr.size+blockSize-1)/blockSize*blockSize
 		}
-		if hdr.typeflag == tar.TypeGNUSparse {
-			// Sparse members cannot be served as a byte range; no image writer produces them.
-			continue
+		if sp != nil {
+			if ix.sparse == nil {
+				ix.sparse = map[int64]*sparseMap{}
+			}
+			ix.sparse[dataStart] = sp
 		}
 		ix.add(hdr, dataStart, hdrStart)
 	}
+	ix.finish()
 	return ix, nil
+}
+
+// headerOf is the part of a header archive/tar decoded that the index keeps.
+func headerOf(th *tar.Header) fastHeader {
+	hdr := fastHeader{name: th.Name, linkname: th.Linkname, size: th.Size, typeflag: th.Typeflag}
+	if isHeaderOnlyType(hdr.typeflag) || hdr.typeflag == tar.TypeGNUSparse {
+		// A link's or directory's size field is not data (archive/tar ignores it too); an
+		// old GNU sparse member cannot be extracted, so its data is never read.
+		hdr.size = 0
+	}
+	return hdr
 }
 
 const blockSize = 512
@@ -350,41 +383,55 @@ func isHeaderOnlyType(flag byte) bool {
 
 // add records one member.
 func (ix *Index) add(hdr fastHeader, dataStart, hdrStart int64) {
-	m, ok := makeMember(hdr, dataStart, hdrStart)
-	if !ok {
+	m, ok, climbed := makeMember(hdr, dataStart, hdrStart)
+	if climbed {
 		ix.insecure = append(ix.insecure, hdr.name)
-		return
 	}
-	ix.addMember(m)
+	if ok {
+		ix.addMember(m)
+	}
 }
 
-// makeMember normalizes a header into a Member. It reports false for a name that would land
-// outside the root when extracted.
-func makeMember(hdr fastHeader, dataStart, hdrStart int64) (Member, bool) {
-	name, err := cleanName(hdr.name)
-	if err != nil {
-		return Member{}, false
+// makeMember normalizes a header into a Member, its name placed as extraction places it
+// (see memberName). It reports false for what extraction skips: a PAX global header, a member
+// naming the root; and whether the name climbed out of the root.
+func makeMember(hdr fastHeader, dataStart, hdrStart int64) (m Member, ok, climbed bool) {
+	if hdr.typeflag == tar.TypeXGlobalHeader {
+		return Member{}, false, false
 	}
-	m := Member{Name: name, Type: hdr.typeflag, Offset: dataStart, Size: hdr.size, Linkname: hdr.linkname, HeaderOffset: hdrStart}
+	name, climbed := memberName(hdr.name)
+	if name == "" {
+		return Member{}, false, climbed
+	}
+	m = Member{Name: name, Type: hdr.typeflag, Offset: dataStart, Size: hdr.size, Linkname: hdr.linkname, HeaderOffset: hdrStart}
 	if m.Type == tar.TypeRegA {
 		m.Type = tar.TypeReg
 	}
 	if m.Type == tar.TypeLink {
-		if ln, err := cleanName(hdr.linkname); err == nil {
-			m.Linkname = ln
-		}
+		// Extraction links to the target's path taken from the root, a climb stopping there.
+		m.Linkname, _ = memberName(hdr.linkname)
 	}
 	if m.Type != tar.TypeReg {
 		// Links and directories carry no data of their own.
 		m.Size = 0
 	}
-	return m, true
+	return m, true, climbed
 }
 
 // addMember appends a normalized member; a later member of the same name wins.
 func (ix *Index) addMember(m Member) {
-	if _, dup := ix.byName[m.Name]; dup && m.Type != tar.TypeDir {
-		ix.duplicates = append(ix.duplicates, m.Name)
+	if prev, dup := ix.byName[m.Name]; dup {
+		if m.Type != tar.TypeDir {
+			ix.duplicates = append(ix.duplicates, m.Name)
+		}
+		if m.Type != tar.TypeDir || ix.members[prev].Type != tar.TypeDir {
+			ix.needsTree = true // the earlier one is removed, with anything under it
+		}
+	}
+	switch m.Type {
+	case tar.TypeReg, tar.TypeDir, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+	default:
+		ix.needsTree = true // links, and types extraction fails on
 	}
 	ix.byName[m.Name] = len(ix.members)
 	ix.members = append(ix.members, m)
@@ -405,69 +452,69 @@ func (ix *Index) Size() int64 { return ix.size }
 // ReaderAt is the tar the index was built from.
 func (ix *Index) ReaderAt() io.ReaderAt { return ix.r }
 
-// Lookup returns the last member with the normalized form of name, without following links.
+// Lookup returns the member at name once the tar is extracted, whatever its type: symlinks
+// are followed as Resolve follows them except in the last component (a symlink there is
+// returned as such), and a directory made implicitly has Type tar.TypeDir and no offset.
+// It reports false when nothing is there or the path cannot be walked.
 func (ix *Index) Lookup(name string) (Member, bool) {
 	c, err := cleanName(name)
 	if err != nil {
 		return Member{}, false
 	}
-	i, ok := ix.byName[c]
-	if !ok {
+	if ix.root == nil {
+		i, ok := ix.byName[c]
+		if !ok {
+			return Member{}, false
+		}
+		return ix.members[i], true
+	}
+	n, err := ix.walk(ix.root, c, walkLstat)
+	if err != nil || n == nil {
 		return Member{}, false
 	}
-	return ix.members[i], true
+	if n.member < 0 {
+		return Member{Name: c, Type: tar.TypeDir}, true
+	}
+	return ix.members[n.member], true
 }
 
-// Resolve returns the regular file that name refers to, following symlinks (relative to the
-// link's directory) and hardlinks. A target outside the root is ErrInsecurePath; a missing
-// member is ErrMemberNotFound; a loop, a chain longer than a small bound, or a link to a
-// non-file is ErrBadLink.
+// Resolve returns the regular file that name refers to once the tar is extracted, walking
+// the path as docker load does: symlinks followed wherever they are (a target taken from the
+// root when absolute, relative to the link's directory otherwise, ".." stopping at the root),
+// hard links holding what their target held when they were extracted. A name that climbs out
+// of the root is ErrInsecurePath; nothing at the path is ErrMemberNotFound; a path through a
+// link that leads nowhere, a loop or too long a chain, or something other than a regular
+// file is ErrBadLink. The member returned is the one whose data the path holds.
 func (ix *Index) Resolve(name string) (Member, error) {
-	cur, err := cleanName(name)
+	c, err := cleanName(name)
 	if err != nil {
 		return Member{}, err
 	}
-	for hop := 0; ; hop++ {
-		i, ok := ix.byName[cur]
+	var m Member
+	if ix.root == nil {
+		i, ok := ix.byName[c]
 		if !ok {
-			if hop == 0 {
-				return Member{}, fmt.Errorf("%w: %q", ErrMemberNotFound, name)
-			}
-			return Member{}, fmt.Errorf("%w: %q: target %q does not exist", ErrBadLink, name, cur)
+			return Member{}, fmt.Errorf("%w: %q", ErrMemberNotFound, name)
 		}
-		m := ix.members[i]
-		switch m.Type {
-		case tar.TypeReg:
-			return m, nil
-		case tar.TypeSymlink, tar.TypeLink:
-		default:
-			return Member{}, fmt.Errorf("%w: %q: %q is not a regular file (type %q)", ErrBadLink, name, cur, m.Type)
+		m = ix.members[i]
+	} else {
+		n, linked, err := ix.walkLinks(ix.root, c, walkScoped)
+		switch {
+		case err != nil:
+			return Member{}, fmt.Errorf("%w: %w", ErrBadLink, err)
+		case n == nil && linked:
+			return Member{}, fmt.Errorf("%w: %q: its links lead to nothing once the archive is extracted", ErrBadLink, name)
+		case n == nil:
+			return Member{}, fmt.Errorf("%w: %q (once the archive is extracted)", ErrMemberNotFound, name)
+		case n.member < 0:
+			return Member{}, fmt.Errorf("%w: %q is a directory", ErrBadLink, name)
 		}
-		if hop >= maxLinkHops {
-			return Member{}, fmt.Errorf("%w: %q: more than %d links (or a loop)", ErrBadLink, name, maxLinkHops)
-		}
-		next, err := linkTarget(m)
-		if err != nil {
-			return Member{}, fmt.Errorf("%q: %w", name, err)
-		}
-		cur = next
+		m = ix.members[n.member]
 	}
-}
-
-// linkTarget returns the normalized name a link member points at.
-func linkTarget(m Member) (string, error) {
-	if m.Type == tar.TypeLink {
-		return cleanName(m.Linkname)
+	if m.Type != tar.TypeReg {
+		return Member{}, fmt.Errorf("%w: %q: %q is not a regular file (type %q)", ErrBadLink, name, m.Name, m.Type)
 	}
-	t := m.Linkname
-	if strings.HasPrefix(t, "/") {
-		return "", fmt.Errorf("%w: symlink %q has absolute target %q", ErrInsecurePath, m.Name, t)
-	}
-	joined := path.Dir(m.Name) + "/" + t
-	if escapes(joined) {
-		return "", fmt.Errorf("%w: symlink %q -> %q leaves the archive root", ErrInsecurePath, m.Name, t)
-	}
-	return cleanName(joined)
+	return m, nil
 }
 
 // Open resolves name and returns a reader over its bytes and the resolved member.
@@ -476,7 +523,7 @@ func (ix *Index) Open(name string) (*io.SectionReader, Member, error) {
 	if err != nil {
 		return nil, Member{}, err
 	}
-	return io.NewSectionReader(ix.r, m.Offset, m.Size), m, nil
+	return ix.section(m), m, nil
 }
 
 // ReadSmall reads a whole member of at most max bytes (after following links).

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -69,13 +70,20 @@ func TestResolve(t *testing.T) {
 	hard := func(name, target string) archivetest.Entry {
 		return archivetest.Entry{Name: name, Type: tar.TypeLink, Linkname: target}
 	}
-	chain := []archivetest.Entry{reg("base.tar", "layer")}
-	prev := "base.tar"
-	for i := 0; i < maxLinkHops+1; i++ {
-		n := "l" + strings.Repeat("x", i) + ".tar"
-		chain = append(chain, sym(n, prev))
-		prev = n
+	// A chain of n symlinks at the root: docker's walk takes a step per link, one for the
+	// leading "/" and one for base.tar, and gives up past maxScopedSteps.
+	chain := func(n int) ([]archivetest.Entry, string) {
+		entries := []archivetest.Entry{reg("base.tar", "layer")}
+		prev := "base.tar"
+		for i := 0; i < n; i++ {
+			l := fmt.Sprintf("l%d.tar", i)
+			entries = append(entries, sym(l, prev))
+			prev = l
+		}
+		return entries, prev
 	}
+	within, withinName := chain(maxScopedSteps - 1)
+	tooLong, tooLongName := chain(maxScopedSteps)
 	tests := []struct {
 		name    string
 		entries []archivetest.Entry
@@ -94,13 +102,28 @@ func TestResolve(t *testing.T) {
 		{"hardlink to symlink", []archivetest.Entry{reg("x.tar", "X"), sym("s", "x.tar"), hard("h", "./s")}, "h", "X", nil},
 		// Extraction keeps the last member of a name.
 		{"duplicate name: last wins", []archivetest.Entry{reg("a.tar", "old"), reg("a.tar", "new")}, "a.tar", "new", nil},
-		{"long chain within bound", chain[:maxLinkHops+1], prev[:len(prev)-len("x.tar")] + ".tar", "layer", nil},
-		{"chain too long", chain, prev, "", ErrBadLink},
+		{"long chain within bound", within, withinName, "layer", nil},
+		{"chain too long", tooLong, tooLongName, "", ErrBadLink},
 		{"symlink cycle", []archivetest.Entry{sym("a", "b"), sym("b", "a")}, "a", "", ErrBadLink},
 		{"self link", []archivetest.Entry{sym("a", "a")}, "a", "", ErrBadLink},
-		{"escaping symlink", []archivetest.Entry{sym("a", "../../etc/passwd")}, "a", "", ErrInsecurePath},
-		{"absolute symlink", []archivetest.Entry{sym("a", "/etc/passwd")}, "a", "", ErrInsecurePath},
-		{"escaping hardlink", []archivetest.Entry{hard("a", "../x")}, "a", "", ErrInsecurePath},
+		// Extraction happens in a chroot and docker resolves paths inside the root: a climb
+		// above it stops there, an absolute target starts there.
+		{"symlink climbing out", []archivetest.Entry{reg("x.tar", "X"), sym("a/b", "../../../x.tar")}, "a/b", "X", nil},
+		{"absolute symlink", []archivetest.Entry{reg("x.tar", "X"), sym("a/b", "/x.tar")}, "a/b", "X", nil},
+		{"hardlink climbing out", []archivetest.Entry{reg("x.tar", "X"), hard("a", "../x.tar")}, "a", "X", nil},
+		{"symlink climbing out to nothing", []archivetest.Entry{sym("a", "../../etc/passwd")}, "a", "", ErrBadLink},
+		{"absolute symlink to nothing", []archivetest.Entry{sym("a", "/etc/passwd")}, "a", "", ErrBadLink},
+		// A parent directory that is a symlink is followed, when reading and when extracting.
+		{"symlinked parent", []archivetest.Entry{reg("real/x.tar", "X"), sym("link", "/real")}, "link/x.tar", "X", nil},
+		{"member written through a symlinked parent", []archivetest.Entry{{Name: "real/", Type: tar.TypeDir}, sym("link", "real"), reg("link/x.tar", "X")}, "real/x.tar", "X", nil},
+		// A hard link holds what its target held when it was extracted.
+		{"hardlink keeps the old content", []archivetest.Entry{reg("a", "old"), hard("h", "a"), reg("a", "new")}, "h", "old", nil},
+		{"hardlink to a symlink resolves from its own place", []archivetest.Entry{sym("a/s", "x"), reg("a/x", "A"), reg("c/x", "C"), hard("c/h", "a/s")}, "c/h", "C", nil},
+		// A file replacing a directory removes what was under it.
+		{"file replaces a directory", []archivetest.Entry{reg("d/x", "X"), reg("d", "D")}, "d/x", "", ErrBadLink},
+		{"directory recreated after a file", []archivetest.Entry{reg("d/x", "X"), reg("d", "D"), {Name: "d/", Type: tar.TypeDir}}, "d/x", "", ErrMemberNotFound},
+		{"symlink replaces a directory", []archivetest.Entry{reg("d/x", "old"), reg("e/x", "E"), sym("d", "e")}, "d/x", "E", nil},
+		{"manifest path with a missing directory and dot-dot", []archivetest.Entry{reg("x", "X"), sym("l", "nothere/../x")}, "l", "X", nil},
 		{"dangling symlink", []archivetest.Entry{sym("a", "missing")}, "a", "", ErrBadLink},
 		{"link to directory", []archivetest.Entry{{Name: "d/", Type: tar.TypeDir}, sym("a", "d")}, "a", "", ErrBadLink},
 		{"missing member", []archivetest.Entry{reg("a", "A")}, "b", "", ErrMemberNotFound},
@@ -130,7 +153,9 @@ func TestResolve(t *testing.T) {
 	}
 }
 
-func TestIndexSkipsInsecureNames(t *testing.T) {
+// TestIndexAnchorsClimbingNames: a name that climbs out of the root is extracted inside it
+// (docker extracts in a chroot), so the index has it there, and lists the raw name.
+func TestIndexAnchorsClimbingNames(t *testing.T) {
 	ix := indexOf(t, archivetest.Tar([]archivetest.Entry{
 		{Name: "../evil", Body: []byte("x")},
 		{Name: "ok", Body: []byte("y")},
@@ -138,11 +163,11 @@ func TestIndexSkipsInsecureNames(t *testing.T) {
 	if got := ix.Insecure(); len(got) != 1 || got[0] != "../evil" {
 		t.Errorf("Insecure() = %q, want [../evil]", got)
 	}
-	if _, ok := ix.Lookup("evil"); ok {
-		t.Error("an escaping name must not be reachable under its cleaned form")
+	if m, ok := ix.Lookup("evil"); !ok || m.Size != 1 {
+		t.Errorf(`Lookup("evil") = %+v, %v; want the member "../evil"`, m, ok)
 	}
-	if len(ix.Members()) != 1 {
-		t.Errorf("got %d members, want 1", len(ix.Members()))
+	if len(ix.Members()) != 2 {
+		t.Errorf("got %d members, want 2", len(ix.Members()))
 	}
 }
 
@@ -305,13 +330,13 @@ func slowIndex(t *testing.T, data []byte) []Member {
 		if err != nil {
 			t.Fatal(err)
 		}
-		name, err := cleanName(hdr.Name)
-		if err != nil || hdr.Typeflag == tar.TypeGNUSparse {
+		name, _ := memberName(hdr.Name)
+		if name == "" || hdr.Typeflag == tar.TypeXGlobalHeader {
 			continue
 		}
 		m := Member{Name: name, Type: hdr.Typeflag, Offset: pos, Size: hdr.Size, Linkname: hdr.Linkname}
 		if m.Type == tar.TypeLink {
-			m.Linkname, _ = cleanName(hdr.Linkname)
+			m.Linkname, _ = memberName(hdr.Linkname)
 		}
 		if m.Type != tar.TypeReg {
 			m.Size = 0
@@ -390,6 +415,36 @@ func TestFastHeadersMatchArchiveTar(t *testing.T) {
 				if g != want[i] {
 					t.Errorf("member %d: got %+v, want %+v", i, g, want[i])
 				}
+			}
+		})
+	}
+}
+
+// TestExtractionFailures: members docker's extraction fails on make the index record the
+// failure (docker then loads nothing), and members it handles do not.
+func TestExtractionFailures(t *testing.T) {
+	reg := func(name string) archivetest.Entry { return archivetest.Entry{Name: name, Body: []byte("x")} }
+	tests := []struct {
+		name    string
+		entries []archivetest.Entry
+		wantErr error // nil: extraction succeeds
+	}{
+		{"plain", []archivetest.Entry{reg("a"), reg("b/c")}, nil},
+		{"member under a regular file", []archivetest.Entry{reg("a"), reg("a/b")}, ErrNotExtractable},
+		{"member under a dangling symlink", []archivetest.Entry{{Name: "l", Type: tar.TypeSymlink, Linkname: "x"}, reg("l/b")}, ErrNotExtractable},
+		{"hard link to nothing", []archivetest.Entry{{Name: "h", Type: tar.TypeLink, Linkname: "x"}}, ErrBadLink},
+		{"hard link to itself", []archivetest.Entry{reg("h"), {Name: "h", Type: tar.TypeLink, Linkname: "h"}}, ErrBadLink},
+		{"contiguous file", []archivetest.Entry{{Name: "c", Type: tar.TypeCont}}, ErrNotExtractable},
+		{"root entries skipped", []archivetest.Entry{{Name: "./", Type: tar.TypeDir}, reg("."), reg("a")}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ix := indexOf(t, archivetest.Tar(tc.entries))
+			if tc.wantErr == nil && ix.extractErr != nil {
+				t.Fatalf("extraction fails: %v", ix.extractErr)
+			}
+			if !errors.Is(ix.extractErr, tc.wantErr) {
+				t.Fatalf("extraction error %v, want %v", ix.extractErr, tc.wantErr)
 			}
 		})
 	}

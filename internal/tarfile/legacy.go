@@ -180,7 +180,7 @@ func (r *Reader) diffIDOf(m Member) (digest.Digest, error) {
 	if f, ok := r.StreamFacts(m); ok {
 		return f.DiffID, f.DiffIDErr
 	}
-	sr := io.NewSectionReader(r.ix.r, m.Offset, m.Size)
+	sr := r.ix.section(m)
 	var head [10]byte
 	n, _ := sr.ReadAt(head[:], 0)
 	dec, closeDec, err := Decompress(sr, sniffMember(head[:n]))

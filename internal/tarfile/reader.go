@@ -123,7 +123,7 @@ func (r *Reader) configOf(m Member) *configEntry {
 			return
 		}
 		e.data = make([]byte, m.Size)
-		if _, err := io.ReadFull(io.NewSectionReader(r.ix.r, m.Offset, m.Size), e.data); err != nil {
+		if _, err := io.ReadFull(r.ix.section(m), e.data); err != nil {
 			e.data, e.err = nil, fmt.Errorf("reading member %q: %w", m.Name, err)
 			return
 		}
@@ -193,6 +193,20 @@ func newReader(name string, ra io.ReaderAt, size int64, limits Limits) (*Reader,
 	return r, nil
 }
 
+// loadImages works out the images and gives each the archive's extraction failure, if any:
+// docker load extracts the whole tar first, so such an archive loads nothing.
+func (r *Reader) loadImages() error {
+	if err := r.loadImagesFrom(); err != nil {
+		return err
+	}
+	if err := r.ix.extractErr; err != nil {
+		for _, img := range r.images {
+			img.Problems = append([]error{fmt.Errorf("extracting the archive: %w", err)}, img.Problems...)
+		}
+	}
+	return nil
+}
+
 // Name is the name given to newReader.
 func (r *Reader) Name() string { return r.name }
 
@@ -210,7 +224,7 @@ func (r *Reader) Images() []*Image { return r.images }
 // repositories only) or "oci" (an OCI layout without manifest.json).
 func (r *Reader) Format() string { return r.format }
 
-func (r *Reader) loadImages() error {
+func (r *Reader) loadImagesFrom() error {
 	switch {
 	case r.has(layout.ManifestFile):
 		data, err := r.readMetadata(layout.ManifestFile)
@@ -259,7 +273,7 @@ func (r *Reader) has(name string) bool {
 func (r *Reader) imageFromItem(i int, it layout.ManifestItem) *Image {
 	img := &Image{r: r, Index: i, RepoTags: it.RepoTags, layerSources: it.LayerSources}
 	img.setTags()
-	cfg, err := cleanManifestPath(it.Config)
+	cfg, err := cleanName(it.Config)
 	if err != nil || it.Config == "" {
 		if err == nil {
 			err = fmt.Errorf("%w: empty Config", ErrInvalidManifest)
@@ -286,7 +300,7 @@ func (r *Reader) imageFromItem(i int, it layout.ManifestItem) *Image {
 	img.LayerNames = make([]string, len(it.Layers))
 	img.LayerMembers = make([]Member, len(it.Layers))
 	for j, l := range it.Layers {
-		c, err := cleanManifestPath(l)
+		c, err := cleanName(l)
 		if err != nil {
 			img.Problems = append(img.Problems, fmt.Errorf("layer %d: %w", j, err))
 			img.LayerNames[j] = l
@@ -301,15 +315,6 @@ func (r *Reader) imageFromItem(i int, it layout.ManifestItem) *Image {
 		img.LayerMembers[j] = m
 	}
 	return img
-}
-
-// cleanManifestPath cleans a path taken from manifest.json. Unlike member names, which are
-// normalized ("/x" is "x"), such paths must be local: an absolute one is refused.
-func cleanManifestPath(p string) (string, error) {
-	if strings.HasPrefix(p, "/") {
-		return "", fmt.Errorf("%w: %q is an absolute path", ErrInsecurePath, p)
-	}
-	return cleanName(p)
 }
 
 func (img *Image) setTags() {
@@ -461,7 +466,7 @@ func (r *Reader) hashMember(m Member) (digest.Digest, error) {
 	r.cacheMu.Unlock()
 	e.once.Do(func() {
 		h := sha256.New()
-		if _, err := io.Copy(h, io.NewSectionReader(r.ix.r, m.Offset, m.Size)); err != nil {
+		if _, err := io.Copy(h, r.ix.section(m)); err != nil {
 			e.err = err
 			return
 		}

@@ -190,7 +190,7 @@ func (r *Reader) sniff(m Member) (Compression, error) {
 		return f.Compression, nil
 	}
 	var head [10]byte
-	n, err := io.ReadFull(io.NewSectionReader(r.ix.r, m.Offset, m.Size), head[:])
+	n, err := io.ReadFull(r.ix.section(m), head[:])
 	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
 		return Uncompressed, err
 	}
@@ -263,7 +263,7 @@ func (img *Image) OpenBlob(d digest.Digest, full bool) (io.ReadCloser, int64, er
 	if b.data != nil {
 		return newVerifier(io.NopCloser(newBytesReader(b.data)), b.digest, b.size, label, Uncompressed, ""), b.size, nil
 	}
-	var src io.Reader = io.NewSectionReader(img.r.ix.r, b.member.Offset, b.member.Size)
+	var src io.Reader = img.r.ix.section(b.member)
 	if b.decompress {
 		dec, closeDec, err := Decompress(src, b.stored)
 		if err != nil {
@@ -291,5 +291,5 @@ func (rc readCloser) Close() error {
 // Stored returns a reader of member m's bytes as stored, unverified: for a caller that
 // checks them itself (a writer hashing what it copies against the digest it expects).
 func (img *Image) Stored(m Member) *io.SectionReader {
-	return io.NewSectionReader(img.r.ix.r, m.Offset, m.Size)
+	return img.r.ix.section(m)
 }

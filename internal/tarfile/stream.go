@@ -35,8 +35,9 @@ type streamMember struct {
 // memberStream reads the members of a tar front to back, once: the streaming counterpart of
 // BuildIndex, with the same header decoding (plain headers directly, archive/tar from the
 // first header that needs it on), the same normalization (names cleaned with cleanName, links
-// and directories of size 0), the same skipping and recording of names that leave the root,
-// the same skipping of sparse files and the same member limit. Offsets are positions in the
+// and directories of size 0), the same placing and recording of names that climb out of the
+// root, the same skipping of PAX global headers and of the root, the same member limit; PAX
+// sparse members are read expanded, as BuildIndex serves them. Offsets are positions in the
 // (decompressed) tar stream, as BuildIndex gives them for a file.
 type memberStream struct {
 	cr         *countingReader
@@ -47,6 +48,7 @@ type memberStream struct {
 	maxMembers int
 	n          int
 	end        int64 // where the data of the previous member ended
+	sparse     bool  // the previous member is sparse: end is known once its body is read
 	insecure   []string
 }
 
@@ -59,6 +61,13 @@ func newMemberStream(r io.Reader, maxMembers int) *memberStream {
 // of the previous member's body is skipped.
 func (s *memberStream) Next() (streamMember, error) {
 	for {
+		if s.sparse {
+			// Its stored size is not its size: read the rest of it to learn where it ends.
+			if _, err := io.Copy(io.Discard, s.tr); err != nil {
+				return streamMember{}, fmt.Errorf("member at offset %d: %w", s.end, unexpected(err))
+			}
+			s.end, s.sparse = s.cr.N, false
+		}
 		hdrStart := (s.end + blockSize - 1) / blockSize * blockSize
 		var hdr fastHeader
 		if s.tr == nil {
@@ -94,10 +103,8 @@ func (s *memberStream) Next() (streamMember, error) {
 				}
 				return streamMember{}, fmt.Errorf("reading tar header at offset %d: %w", hdrStart, err)
 			}
-			hdr = fastHeader{name: th.Name, linkname: th.Linkname, size: th.Size, typeflag: th.Typeflag}
-			if isHeaderOnlyType(hdr.typeflag) {
-				hdr.size = 0
-			}
+			hdr = headerOf(th)
+			s.sparse = isSparse(th)
 		}
 		// Both paths read exactly the header blocks, so the count is where the data starts.
 		dataStart := s.cr.N
@@ -111,12 +118,11 @@ func (s *memberStream) Next() (streamMember, error) {
 			s.pad = (blockSize - hdr.size%blockSize) % blockSize
 			body = &s.body
 		}
-		if hdr.typeflag == tar.TypeGNUSparse {
-			continue // as BuildIndex: no image writer produces them
-		}
-		m, ok := makeMember(hdr, dataStart, hdrStart)
-		if !ok {
+		m, ok, climbed := makeMember(hdr, dataStart, hdrStart)
+		if climbed {
 			s.insecure = append(s.insecure, hdr.name)
+		}
+		if !ok {
 			continue
 		}
 		s.n++
@@ -262,6 +268,7 @@ func ReadStream(ctx context.Context, name string, in io.Reader, o StreamOptions)
 		return nil, fmt.Errorf("archive %q: after the end of the tar: %w", name, err)
 	}
 	ix.r, ix.size, ix.insecure = state.kept, size, ms.Insecure()
+	ix.finish()
 	r := &Reader{name: name, ix: ix, limits: limits, stream: state}
 	if err := r.loadImages(); err != nil {
 		return nil, fmt.Errorf("archive %q: %w", name, err)
