@@ -147,17 +147,17 @@ func (r *Reader) describeLayer(img *Image, j int, diffID digest.Digest) (Layer, 
 	m := img.LayerMembers[j]
 	name := img.LayerNames[j]
 	l := Layer{Name: name, Member: m, DiffID: diffID}
-	c, err := r.sniff(m)
+	c, skippable, err := r.sniff(m)
 	if err != nil {
 		return l, blob{}, err
 	}
 	l.Compression = c
 	b := blob{name: name, member: m, stored: l.Compression, allDiffID: diffID}
-	switch l.Compression {
-	case Uncompressed:
+	switch {
+	case c == Uncompressed:
 		u := uncompressedLayer(diffID, m.Size)
 		l.Digest, l.Size, l.MediaType = u.Digest, u.Size, u.MediaType
-	case Gzip, Zstd:
+	case c == Gzip, c == Zstd && !skippable:
 		l.Size = m.Size
 		l.MediaType = manifest.DockerV2Schema2LayerMediaType
 		if l.Compression == Zstd {
@@ -175,7 +175,10 @@ func (r *Reader) describeLayer(img *Image, j int, diffID digest.Digest) (Layer, 
 			l.Digest = d
 			b.diffID = diffID
 		}
-	default: // xz, bzip2: no media type can carry them, so they are served decompressed
+	default:
+		// xz and bzip2, which no media type can carry, and zstd behind a leading skippable
+		// frame (pzstd's output), which containers/image takes for uncompressed data and
+		// would compress again: served decompressed.
 		l.Digest, l.Size, l.MediaType = diffID, -1, manifest.DockerV2SchemaLayerMediaTypeUncompressed
 		b.decompress = true
 	}
@@ -184,17 +187,18 @@ func (r *Reader) describeLayer(img *Image, j int, diffID digest.Digest) (Layer, 
 }
 
 // sniff identifies the compression of a member's stored bytes from its first bytes (or, for
-// a streamed archive, from what was seen as it passed).
-func (r *Reader) sniff(m Member) (Compression, error) {
+// a streamed archive, from what was seen as it passed), and whether they start with a zstd
+// skippable frame (see StartsWithSkippableFrame).
+func (r *Reader) sniff(m Member) (c Compression, skippable bool, err error) {
 	if f, ok := r.StreamFacts(m); ok {
-		return f.Compression, nil
+		return f.Compression, f.SkippableStart, nil
 	}
 	var head [10]byte
 	n, err := io.ReadFull(io.NewSectionReader(r.ix.r, m.Offset, m.Size), head[:])
 	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
-		return Uncompressed, err
+		return Uncompressed, false, err
 	}
-	return sniffMember(head[:n]), nil
+	return sniffMember(head[:n]), StartsWithSkippableFrame(head[:n]), nil
 }
 
 // sniffMember identifies a layer member's compression from its first bytes. A tar header is

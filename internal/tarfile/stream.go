@@ -175,8 +175,11 @@ func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
 
 // memberFacts is what ReadStream learned about a regular member as it passed.
 type memberFacts struct {
-	// Compression of the stored bytes, identified from their first bytes as Resolve does.
-	Compression Compression
+	// Compression of the stored bytes, identified from their first bytes as Resolve does;
+	// SkippableStart says zstd bytes start with a skippable frame (see
+	// StartsWithSkippableFrame).
+	Compression    Compression
+	SkippableStart bool
 	// Digest is the sha256 digest of the stored bytes.
 	Digest digest.Digest
 	// DiffID is the sha256 digest of the stored bytes decompressed (the same as Digest when
@@ -216,7 +219,9 @@ type StreamOptions struct {
 // hashed) while it is passed to o.Forward. At the end the images are derived exactly as
 // newReader derives them, so selection and Resolve behave the same; only the bodies of
 // forwarded members cannot be read again, and StreamFacts says what they held. The input is
-// read to its end, so a compressed stream's trailer is checked.
+// read up to trailLimit bytes past the end of the tar (see Trailer), so a compressed
+// stream's trailer is checked, but a stream that goes on is not decompressed further and a
+// writer into a pipe that sends more finds it closed.
 func ReadStream(ctx context.Context, name string, in io.Reader, o StreamOptions) (*Reader, error) {
 	limits := o.Limits.WithDefaults()
 	src, _, closeDec, err := decompressStream(in)
@@ -256,13 +261,14 @@ func ReadStream(ctx context.Context, name string, in io.Reader, o StreamOptions)
 		}
 	}
 	size := ms.Offset()
-	// Read the input to its end: the tar's end-of-archive padding, and a compressed stream's
-	// trailer, whose checksum is only checked there.
-	if _, err := io.Copy(io.Discard, src); err != nil {
+	// Read what follows the tar, within a bound: the padding tar(1) adds, and a compressed
+	// stream's trailer, whose checksum is only checked there.
+	trail, err := readTrailer(src)
+	if err != nil {
 		return nil, fmt.Errorf("archive %q: after the end of the tar: %w", name, err)
 	}
-	ix.r, ix.size, ix.insecure = state.kept, size, ms.Insecure()
-	r := &Reader{name: name, ix: ix, limits: limits, stream: state}
+	ix.r, ix.size, ix.end, ix.insecure = state.kept, size, size, ms.Insecure()
+	r := &Reader{name: name, ix: ix, limits: limits, stream: state, trail: &trail}
 	if err := r.loadImages(); err != nil {
 		return nil, fmt.Errorf("archive %q: %w", name, err)
 	}
@@ -301,7 +307,7 @@ func (st *streamer) member(sm streamMember) (*memberFacts, []byte, error) {
 	if _, err := io.ReadFull(sm.Body, data[len(head):]); err != nil {
 		return nil, nil, unexpected(err)
 	}
-	f := &memberFacts{Kept: true, Compression: sniffMember(data[:min(len(data), 10)]), Digest: digest.FromBytes(data)}
+	f := &memberFacts{Kept: true, Compression: sniffMember(data[:min(len(data), 10)]), SkippableStart: StartsWithSkippableFrame(data), Digest: digest.FromBytes(data)}
 	f.DiffID = f.Digest
 	if f.Compression != Uncompressed {
 		f.DiffID, f.DiffIDErr = decompressedDigest(bytes.NewReader(data), f.Compression)
@@ -325,7 +331,7 @@ func keepMember(head []byte, size, maxSize int64) bool {
 
 // pass streams one member through the hashers to Forward.
 func (st *streamer) pass(sm streamMember, head []byte) (*memberFacts, error) {
-	f := &memberFacts{Compression: sniffMember(head[:min(len(head), 10)])}
+	f := &memberFacts{Compression: sniffMember(head[:min(len(head), 10)]), SkippableStart: StartsWithSkippableFrame(head)}
 	st.h.Reset()
 	var diff *digestTask
 	if f.Compression != Uncompressed {
