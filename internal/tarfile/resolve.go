@@ -125,8 +125,8 @@ func (img *Image) resolve() (*Resolved, error) {
 		if err != nil {
 			return nil, fmt.Errorf("layer %d %q: %w", j, img.LayerNames[j], err)
 		}
-		if l.Compression == Zstd {
-			needOCI = true
+		if l.Compression == Zstd && l.Size >= 0 {
+			needOCI = true // served as stored: only OCI has a zstd media type
 		}
 		res.Layers = append(res.Layers, l)
 		if _, dup := res.blobs[l.Digest]; !dup {
@@ -224,11 +224,11 @@ func composeManifest(id digest.Digest, configSize int64, ls []Layer, oci bool) (
 		layers := make([]imgspecv1.Descriptor, len(ls))
 		for i, l := range ls {
 			mt := l.MediaType
-			switch l.Compression {
-			case Gzip:
-				mt = imgspecv1.MediaTypeImageLayerGzip
-			case Uncompressed, Xz, Bzip2:
+			switch {
+			case l.Compression == Uncompressed, l.Size < 0: // stored or served uncompressed
 				mt = imgspecv1.MediaTypeImageLayer
+			case l.Compression == Gzip:
+				mt = imgspecv1.MediaTypeImageLayerGzip
 			}
 			layers[i] = imgspecv1.Descriptor{MediaType: mt, Digest: l.Digest, Size: l.Size}
 		}
