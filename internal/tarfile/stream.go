@@ -48,7 +48,27 @@ type memberStream struct {
 	n          int
 	end        int64 // where the data of the previous member ended
 	insecure   []string
+	skipBuf    []byte
 }
+
+// skip reads and drops n bytes of data in large reads: io.Discard would read 8 KiB at a
+// time, which shows when what is read is also copied (spoolInput's tee).
+func (s *memberStream) skip(n int64) error {
+	if n == 0 {
+		return nil
+	}
+	if s.skipBuf == nil {
+		s.skipBuf = make([]byte, 256<<10)
+	}
+	got, err := io.CopyBuffer(writeOnly{io.Discard}, io.LimitReader(s.cr, n), s.skipBuf)
+	if err == nil && got < n {
+		err = io.EOF
+	}
+	return err
+}
+
+// writeOnly hides its Writer's ReadFrom, so that io.CopyBuffer uses the buffer it is given.
+type writeOnly struct{ io.Writer }
 
 // newMemberStream reads the tar in r. maxMembers bounds the number of members (0: no bound).
 func newMemberStream(r io.Reader, maxMembers int) *memberStream {
@@ -62,7 +82,7 @@ func (s *memberStream) Next() (streamMember, error) {
 		hdrStart := (s.end + blockSize - 1) / blockSize * blockSize
 		var hdr fastHeader
 		if s.tr == nil {
-			if _, err := io.CopyN(io.Discard, s.cr, s.body.n); err != nil {
+			if err := s.skip(s.body.n); err != nil {
 				return streamMember{}, fmt.Errorf("member at offset %d: %w", s.end-s.body.n, unexpected(err))
 			}
 			// A tar that ends right after the last member's data, without padding, ends
