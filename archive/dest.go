@@ -429,7 +429,7 @@ func (d *imageDestination) Commit(ctx context.Context, unparsedToplevel types.Un
 	d.committed = true
 	a.finishSlot(d.slot, img)
 	if d.owned {
-		return a.Commit()
+		return a.CommitContext(ctx)
 	}
 	return nil
 }

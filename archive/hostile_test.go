@@ -212,7 +212,9 @@ func hostileCases(t *testing.T) []hostileCase {
 	paxNULBlocks[156] = tar.TypeXHeader
 	setChecksum(paxNULBlocks[:512])
 	valid := p.valid()
-	gzipBomb := archivetest.GzipBytes(make([]byte, 2<<20))
+	// A member of zeros: zeros alone would be the end-of-archive blocks, after which nothing
+	// is spooled.
+	gzipBomb := archivetest.GzipBytes(archivetest.Tar([]archivetest.Entry{{Name: "zeros", Body: make([]byte, 2<<20)}}))
 
 	return []hostileCase{
 		// Member names.

@@ -188,11 +188,20 @@ func writeBomb(format string) func(t *testing.T, p string) {
 				t.Fatal(err)
 			}
 		}
+		// One tar member of zeros: zeros alone would be the end-of-archive blocks, after
+		// which nothing is spooled.
+		tw := tar.NewWriter(w)
+		if err := tw.WriteHeader(&tar.Header{Name: "zeros", Mode: 0o644, Size: bombSize}); err != nil {
+			t.Fatal(err)
+		}
 		zeros := make([]byte, 1<<20)
 		for i := 0; i < bombSize>>20; i++ {
-			if _, err := w.Write(zeros); err != nil {
+			if _, err := tw.Write(zeros); err != nil {
 				t.Fatal(err)
 			}
+		}
+		if err := tw.Close(); err != nil {
+			t.Fatal(err)
 		}
 		if err := w.Close(); err != nil {
 			t.Fatal(err)

@@ -321,6 +321,9 @@ func (a *ReadableArchive) Verify(ctx context.Context, parallel int) []Problem {
 	for _, n := range a.r.Unreferenced() {
 		probs = append(probs, Problem{Image: -1, Warning: true, Err: fmt.Errorf("member %q is not referenced by any image", n)})
 	}
+	if p, ok := trailerProblem(a.r); ok {
+		probs = append(probs, p)
+	}
 	imgs := a.r.Images()
 	perImage := make([][]Problem, len(imgs))
 	if parallel <= 0 {
@@ -340,6 +343,26 @@ func (a *ReadableArchive) Verify(ctx context.Context, parallel int) []Problem {
 		probs = append(probs, p...)
 	}
 	return probs
+}
+
+// trailerProblem reports what follows the end of the tar when it is more than padding: data
+// (docker load ignores it, and so does every reader here), or more than the bound darc reads.
+func trailerProblem(r *tarfile.Reader) (Problem, bool) {
+	t, err := r.Trailer()
+	if err != nil {
+		return Problem{Image: -1, Err: fmt.Errorf("reading past the end of the tar: %w", err)}, true
+	}
+	amount := fmt.Sprintf("%d bytes", t.Read)
+	if t.More {
+		amount = fmt.Sprintf("more than %d bytes", t.Read)
+	}
+	switch {
+	case t.NonZero:
+		return Problem{Image: -1, Warning: true, Err: fmt.Errorf("%s of data follow the end of the tar; they are ignored, as docker load ignores them", amount)}, true
+	case t.More:
+		return Problem{Image: -1, Warning: true, Err: fmt.Errorf("%s of zeros follow the end of the tar; the rest of the input was not read", amount)}, true
+	}
+	return Problem{}, false
 }
 
 // blobChecks shares layer checks between the images of one Verify: images that share a layer

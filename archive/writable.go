@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -658,7 +659,14 @@ func (a *WritableArchive) finishSlot(s *slot, img *imageRecord) {
 // path. It fails with ErrNoImages when no image was committed and ErrBusy while an image
 // destination is open and uncommitted; the archive stays usable after those two. Any other
 // failure removes the temp file. A reference never used is ignored.
-func (a *WritableArchive) Commit() error {
+func (a *WritableArchive) Commit() error { return a.CommitContext(context.Background()) }
+
+// CommitContext is Commit, abandoned if ctx is done before the archive is final: for Create,
+// ctx is consulted once, when the temp file is complete and synced, just before the rename
+// (and a commit that reaches the rename is done); for NewWriter, once before the metadata is
+// written. An abandoned commit fails with ctx's error and leaves nothing at the output (a
+// file that was there is untouched), as any failed commit does.
+func (a *WritableArchive) CommitContext(ctx context.Context) error {
 	a.mu.Lock()
 	if err := a.usableLocked(); err != nil {
 		a.mu.Unlock()
@@ -704,7 +712,7 @@ func (a *WritableArchive) Commit() error {
 	a.mu.Unlock()
 
 	if err == nil {
-		err = a.finish(files)
+		err = a.finish(ctx, files)
 	}
 
 	a.mu.Lock()
@@ -721,8 +729,14 @@ func (a *WritableArchive) Commit() error {
 	return errors.Join(err, closeSpools(spools), a.discardOutput())
 }
 
-// finish writes the metadata files and the trailer and puts the file in place.
-func (a *WritableArchive) finish(files []layout.File) error {
+// finish writes the metadata files and the trailer and puts the file in place, unless ctx is
+// done first (see CommitContext).
+func (a *WritableArchive) finish(ctx context.Context, files []layout.File) error {
+	if a.file == nil {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("archive %q: commit abandoned: %w", a.name, err)
+		}
+	}
 	for _, f := range files {
 		if _, err := a.tw.WriteFile(f.Name, f.Data); err != nil {
 			return fmt.Errorf("archive %q: writing %s: %w", a.name, f.Name, err)
@@ -747,6 +761,11 @@ func (a *WritableArchive) finish(files []layout.File) error {
 	tmp := a.file.Name()
 	err := a.file.Close()
 	a.file = nil
+	if err == nil {
+		if err = ctx.Err(); err != nil {
+			err = fmt.Errorf("commit abandoned before the rename: %w", err)
+		}
+	}
 	if err != nil {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("archive %q: %w", a.name, err)

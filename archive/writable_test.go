@@ -845,6 +845,37 @@ func TestWriteExisting(t *testing.T) {
 	})
 }
 
+// TestCommitContextCancelled: a commit whose context is done before the rename is abandoned:
+// the error is the context's, the file that was there is untouched and nothing else is left.
+func TestCommitContextCancelled(t *testing.T) {
+	srcs := wtSources(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "out.tar")
+	old := []byte("precious")
+	if err := os.WriteFile(path, old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := archive.Create(path, archive.WithOverwrite(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	dst, _ := a.NewReference(wtTag(t, "localhost/c:v1"))
+	wtCopy(t, context.Background(), wtCopyOptions(t.TempDir()), dst, srcs["C"])
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := a.CommitContext(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("CommitContext: got %v, want context.Canceled", err)
+	}
+	if err := a.Close(); err != nil {
+		t.Error(err)
+	}
+	if got := wtReadFile(t, path); !bytes.Equal(got, old) {
+		t.Error("the file there was replaced")
+	}
+	wtNoLeftovers(t, dir, "out.tar")
+}
+
 // TestWriteNothingLeft: whatever happens short of Commit, Close leaves no file and no temp
 // file; Commit with no image fails and keeps the archive usable.
 func TestWriteNothingLeft(t *testing.T) {

@@ -1,6 +1,7 @@
 package copy
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -19,6 +20,7 @@ import (
 	"go.podman.io/image/v5/types"
 
 	"github.com/darc-dev/darc/archive"
+	"github.com/darc-dev/darc/internal/tarfile"
 	"github.com/darc-dev/darc/reference"
 )
 
@@ -264,7 +266,7 @@ func (st *stager) blob(m archive.StreamMember) *staged {
 
 // put sends a member's bytes to the staging destination as containers/image's copy would
 // send the blob an archive source serves for it: xz and bzip2 members decompressed (no media
-// type describes them), then compressed if the destination wants compressed layers and the
+// type describes them), and so are zstd members behind a leading skippable frame, then compressed if the destination wants compressed layers and the
 // blob is not, or recompressed if another format was requested.
 func (st *stager) put(s *staged, m archive.StreamMember, body io.Reader) {
 	size := m.Size
@@ -273,7 +275,14 @@ func (st *stager) put(s *staged, m archive.StreamMember, body io.Reader) {
 		s.err = fmt.Errorf("member %q: %w", m.Name, err)
 		return
 	}
-	if base := format.BaseVariantName(); decompressor != nil && base != compressiontypes.GzipAlgorithmName && base != compressiontypes.ZstdAlgorithmName {
+	hidden := false
+	if decompressor == nil {
+		body, hidden = startsWithSkippableFrame(body)
+		if hidden {
+			decompressor = compression.ZstdDecompressor
+		}
+	}
+	if base := format.BaseVariantName(); hidden || decompressor != nil && base != compressiontypes.GzipAlgorithmName && base != compressiontypes.ZstdAlgorithmName {
 		dec, err := decompressor(body)
 		if err != nil {
 			s.err = fmt.Errorf("member %q: %w", m.Name, err)
@@ -320,6 +329,15 @@ func (st *stager) put(s *staged, m archive.StreamMember, body io.Reader) {
 		}
 	}
 	s.blob = types.BlobInfo{Digest: info.Digest, Size: info.Size}
+}
+
+// startsWithSkippableFrame reports whether body starts with a zstd skippable frame (pzstd's
+// output), which compression.DetectCompressionFormat takes for uncompressed data; the archive
+// serves such a member decompressed. It returns body with nothing consumed.
+func startsWithSkippableFrame(body io.Reader) (io.Reader, bool) {
+	br := bufio.NewReader(body)
+	head, _ := br.Peek(8)
+	return br, tarfile.StartsWithSkippableFrame(head)
 }
 
 // sourceError marks a failure to read a member (a layer that does not decompress), as

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -179,4 +182,136 @@ func saveTargetChanged(target string, withPrevious bool, previous []byte) bool {
 		return withPrevious
 	}
 	return !withPrevious || st.Size() != int64(len(previous))
+}
+
+// TestInterruptBeforeRename sends SIGINT or SIGTERM to `darc save` at the moment its temp
+// file is complete, just before the rename (the test hook pauses there): the commit is
+// abandoned, the target is absent or the previous file byte for byte, no temp file is left,
+// and the exit status is 128 plus the signal's number.
+func TestInterruptBeforeRename(t *testing.T) {
+	previous, err := os.ReadFile(fixture("skopeo-copy.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		sig  syscall.Signal
+		code int
+	}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}} {
+		for _, withPrevious := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%v, previous file %v", tc.sig, withPrevious), func(t *testing.T) {
+				out := t.TempDir()
+				target := filepath.Join(out, "out.tar")
+				if withPrevious {
+					if err := os.WriteFile(target, previous, 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+				cmd := exec.Command(os.Args[0], "save", "-q", "--overwrite", "-o", target, "docker-archive:"+fixture("podman-save-m.tar")+":@0")
+				cmd.Env = append(os.Environ(), "DARC_TEST_MAIN=1", pauseBeforeRenameEnv+"=1")
+				stderr, err := cmd.StderrPipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				var rest strings.Builder
+				sc := bufio.NewScanner(stderr)
+				for sc.Scan() {
+					if sc.Text() == pausedBeforeRename {
+						if temp := saveTempSize(out); temp <= 0 {
+							t.Errorf("paused before the rename, but the temp file has size %d", temp)
+						}
+						_ = cmd.Process.Signal(tc.sig)
+						break
+					}
+					fmt.Fprintln(&rest, sc.Text())
+				}
+				_, _ = io.Copy(&rest, stderr)
+				err = cmd.Wait()
+				var exit *exec.ExitError
+				if !errors.As(err, &exit) || exit.ExitCode() != tc.code {
+					t.Fatalf("exit: %v, want status %d\n%s", err, tc.code, rest.String())
+				}
+				if !strings.Contains(rest.String(), "nothing was written to "+target) {
+					t.Errorf("stderr does not say nothing was written:\n%s", rest.String())
+				}
+				data, err := os.ReadFile(target)
+				switch {
+				case !withPrevious && !os.IsNotExist(err):
+					t.Errorf("target: %v, want it absent", err)
+				case withPrevious && (err != nil || !bytes.Equal(data, previous)):
+					t.Errorf("target: %v, want the previous file byte for byte", err)
+				}
+				for _, n := range testtools.DirNames(t, out) {
+					if n != "out.tar" {
+						t.Errorf("left behind %q", n)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestInterruptedLoadSaysWhatWasLoaded interrupts `darc load` of four images into an OCI
+// layout once the first is done: the exit status is 130 and the report names as copied
+// exactly the images whose "done" line was printed, the others as not copied.
+func TestInterruptedLoadSaysWhatWasLoaded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("loads 16 MiB of layers")
+	}
+	src := filepath.Join(t.TempDir(), "src.tar")
+	var images []archivetest.Image
+	for i := range 4 {
+		images = append(images, archivetest.Image{
+			Tags:   []string{fmt.Sprintf("example.com/int/%d:1", i)},
+			Layers: [][]byte{archivetest.Layer(int64(500+i), 2, 2<<20)},
+		})
+	}
+	data, err := archivetest.BuildBytes(images, archivetest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(src, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dest := "oci:" + filepath.Join(t.TempDir(), "layout")
+	cmd := exec.Command(os.Args[0], "load", "-p", "1", src, dest)
+	cmd.Env = append(os.Environ(), "DARC_TEST_MAIN=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var all strings.Builder
+	sc := bufio.NewScanner(stderr)
+	signalled := false
+	for sc.Scan() {
+		fmt.Fprintln(&all, sc.Text())
+		if strings.HasPrefix(sc.Text(), "done") && !signalled {
+			_ = cmd.Process.Signal(syscall.SIGINT)
+			signalled = true
+		}
+	}
+	err = cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 130 {
+		t.Fatalf("exit: %v, want status 130\n%s", err, all.String())
+	}
+	var done []string
+	for i := range 4 {
+		if strings.Contains(all.String(), fmt.Sprintf("done    %s:@%d\n", src, i)) {
+			done = append(done, fmt.Sprintf("@%d", i))
+		}
+	}
+	want := "copied to " + dest + ": " + strings.Join(done, ", ")
+	if !strings.Contains(all.String(), want) {
+		t.Errorf("stderr lacks %q:\n%s", want, all.String())
+	}
+	if len(done) < 4 && !strings.Contains(all.String(), "; not copied: ") {
+		t.Errorf("stderr does not say which images were not copied:\n%s", all.String())
+	}
+	t.Logf("%s", all.String())
 }

@@ -10,8 +10,10 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"syscall"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 )
 
 // errProblems marks a failure already reported line by line on stdout/stderr.
@@ -26,20 +28,52 @@ func main() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(softMemoryLimit)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-signals
+		// A second signal kills at once: the default action is back.
+		signal.Stop(signals)
+		cancel(interrupted{s.(syscall.Signal)})
+	}()
 	err := newRootCommand(os.Stdout, os.Stderr).ExecuteContext(ctx)
-	if err != nil {
-		switch {
-		case errors.Is(err, errProblems):
-		case ctx.Err() != nil:
-			fmt.Fprintln(os.Stderr, "darc: interrupted; nothing was left at the output")
-		default:
-			fmt.Fprintln(os.Stderr, "darc:", err)
+	os.Exit(exitStatus(context.Cause(ctx), err, os.Stderr))
+}
+
+// interrupted is the cause of the command's context once a signal arrived.
+type interrupted struct{ sig syscall.Signal }
+
+func (i interrupted) Error() string { return "interrupted by " + unix.SignalName(i.sig) }
+
+// interruptReport is what a command that writes somewhere returns once interrupted: what it
+// had done by then, and what not.
+type interruptReport string
+
+func (r interruptReport) Error() string { return string(r) }
+
+// exitStatus reports err on stderr and returns the exit status: 0 on success, 1 on failure,
+// and after a signal 128 plus its number (130 for SIGINT, 143 for SIGTERM), as a shell
+// reports a command killed by it, whether or not the command got to finish.
+func exitStatus(cause, err error, stderr io.Writer) int {
+	var sig interrupted
+	if errors.As(cause, &sig) {
+		var report interruptReport
+		if errors.As(err, &report) {
+			fmt.Fprintf(stderr, "darc: %v; %s\n", sig, report)
+		} else {
+			fmt.Fprintf(stderr, "darc: %v\n", sig)
 		}
-		stop()
-		os.Exit(1)
+		return 128 + int(sig.sig)
 	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errProblems):
+	default:
+		fmt.Fprintln(stderr, "darc:", err)
+	}
+	return 1
 }
 
 func newRootCommand(stdout, stderr io.Writer) *cobra.Command {

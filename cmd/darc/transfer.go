@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -280,29 +281,107 @@ func (f *transferFlags) writeArchive(cmd *cobra.Command, output string, wopts []
 	if err != nil {
 		return err
 	}
+	_, statErr := os.Stat(output)
+	existed := output != "-" && statErr == nil
 	w, err := createOutput(output, wopts...)
 	if err != nil {
 		return err
 	}
 	results, copyErr := copyInto(w, opts)
 	wait()
-	err = finishWrite(w, copyErr)
+	err = finishWrite(cmd.Context(), w, copyErr)
 	if perr := printResults(cmd.OutOrStdout(), f.asJSON && output != "-", results); err == nil {
 		err = perr
+	}
+	if cmd.Context().Err() != nil {
+		return writeReport(output, err == nil, existed)
 	}
 	return err
 }
 
-// finishWrite commits w when the copies succeeded and always closes it; on failure nothing
-// is left at the output path.
-func finishWrite(w *archive.WritableArchive, copyErr error) error {
+// finishWrite commits w when the copies succeeded, unless ctx is done before the rename
+// (see archive.WritableArchive.CommitContext), and always closes it; on failure nothing is
+// left at the output path.
+func finishWrite(ctx context.Context, w *archive.WritableArchive, copyErr error) error {
 	if copyErr == nil {
-		copyErr = w.Commit()
+		copyErr = w.CommitContext(pauseBeforeRename(ctx))
 	}
 	if err := w.Close(); copyErr == nil {
 		copyErr = err
 	}
 	return copyErr
+}
+
+// pauseBeforeRenameEnv is a test hook: when set, the commit stops where it is about to
+// rename the complete temp file into place, prints pausedBeforeRename on stderr and waits
+// there, up to a minute, for a signal. crash_test.go interrupts it at that moment.
+const (
+	pauseBeforeRenameEnv = "DARC_TEST_PAUSE_BEFORE_RENAME"
+	pausedBeforeRename   = "darc-test: paused before rename"
+)
+
+// pauseBeforeRename returns ctx, or with the test hook set a context whose Err, which
+// CommitContext calls once just before the rename, waits first (see pauseBeforeRenameEnv).
+func pauseBeforeRename(ctx context.Context) context.Context {
+	if os.Getenv(pauseBeforeRenameEnv) == "" {
+		return ctx
+	}
+	return pausingContext{ctx}
+}
+
+type pausingContext struct{ context.Context }
+
+func (p pausingContext) Err() error {
+	fmt.Fprintln(os.Stderr, pausedBeforeRename)
+	select {
+	case <-p.Done():
+	case <-time.After(time.Minute):
+	}
+	return p.Context.Err()
+}
+
+// writeReport says what an interrupted save or merge left at output: the archive was
+// complete and renamed into place (committed), or nothing was written there.
+func writeReport(output string, committed, existed bool) error {
+	switch {
+	case output == "-" && committed:
+		return interruptReport("the archive on standard output was complete before the interrupt")
+	case output == "-":
+		return interruptReport("the archive on standard output is incomplete")
+	case committed:
+		return interruptReport(fmt.Sprintf("%s was complete and renamed into place before the interrupt: it is done", output))
+	case existed:
+		return interruptReport(fmt.Sprintf("nothing was written to %s: the file there is unchanged", output))
+	}
+	return interruptReport(fmt.Sprintf("nothing was written to %s", output))
+}
+
+// loadReport says which images an interrupted load or cp had copied to dest, and which not,
+// each named by label. results is nil when the interrupt came before any image was copied (a
+// stream not read to its end).
+func loadReport(dest string, results []dcopy.Result, label func(dcopy.Result) string) error {
+	var done, notDone []string
+	for _, r := range results {
+		label := label(r)
+		if r.Err == nil && !r.Skipped {
+			done = append(done, label)
+		} else {
+			notDone = append(notDone, label)
+		}
+	}
+	var b strings.Builder
+	if len(done) == 0 {
+		fmt.Fprintf(&b, "no image was copied to %s", dest)
+	} else {
+		fmt.Fprintf(&b, "copied to %s: %s", dest, strings.Join(done, ", "))
+	}
+	if len(notDone) > 0 {
+		fmt.Fprintf(&b, "; not copied: %s", strings.Join(notDone, ", "))
+	}
+	if len(notDone) > 0 || results == nil {
+		b.WriteString(" (blobs already sent for them may remain there)")
+	}
+	return interruptReport(b.String())
 }
 
 func newSaveCommand() *cobra.Command {
@@ -498,6 +577,9 @@ input to a temp file first (in $TMPDIR) and loads from there, as dir: destinatio
 			if perr := printResults(cmd.OutOrStdout(), f.asJSON, results); err == nil {
 				err = perr
 			}
+			if cmd.Context().Err() != nil {
+				return loadReport(args[1], results, func(r dcopy.Result) string { return fmt.Sprintf("@%d", r.Index) })
+			}
 			return err
 		},
 	}
@@ -588,6 +670,12 @@ single-image archive; the file must not exist yet.`,
 			wait()
 			if perr := printResults(cmd.OutOrStdout(), f.asJSON, []dcopy.Result{res}); err == nil {
 				err = perr
+			}
+			if cmd.Context().Err() != nil {
+				if res.Err == nil {
+					res.Err = err
+				}
+				return loadReport(args[1], []dcopy.Result{res}, func(dcopy.Result) string { return args[0] })
 			}
 			return err
 		},

@@ -46,6 +46,8 @@ type Member struct {
 type Index struct {
 	r    io.ReaderAt
 	size int64
+	// end is where the tar ends (see BuildIndex); what follows is ignored.
+	end int64
 	// members in archive order, PAX global headers and members naming the root left out.
 	members []Member
 	// byName maps a normalized name to the position of its last occurrence in members.
@@ -184,6 +186,9 @@ func (s *scanReader) Seek(offset int64, whence int) (int64, error) {
 
 // BuildIndex reads the headers of the tar in r (size bytes) once, seeking over member data.
 // It fails with ErrTooLarge when there are more than maxMembers members (0 means no limit).
+// The tar ends where archive/tar sees its end, as docker load does: after the end-of-archive
+// blocks, or at the end of r on a header boundary; anything after is ignored (see
+// Reader.Trailer).
 //
 // Plain ustar, GNU and v7 headers, which is what image tools write, are decoded directly
 // from their 512-byte blocks. At the first header that needs more (PAX or GNU long-name
@@ -209,6 +214,7 @@ func BuildIndex(r io.ReaderAt, size int64, maxMembers int) (*Index, error) {
 		if tr != nil {
 			th, err := tr.Next()
 			if err == io.EOF {
+				ix.end = min(sr.pos, size)
 				break
 			}
 			if err != nil {
@@ -446,7 +452,7 @@ func (ix *Index) Duplicates() []string { return ix.duplicates }
 // Insecure returns raw member names that were skipped because they would leave the root.
 func (ix *Index) Insecure() []string { return ix.insecure }
 
-// Size is the size of the tar.
+// Size is the size of the tar's input, including what follows the end of the tar.
 func (ix *Index) Size() int64 { return ix.size }
 
 // ReaderAt is the tar the index was built from.

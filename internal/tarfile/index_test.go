@@ -205,6 +205,12 @@ func TestDetectCompression(t *testing.T) {
 		{"plain tar", archivetest.Tar([]archivetest.Entry{{Name: "a", Body: []byte("x")}}), Uncompressed},
 		{"gzip", []byte{0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0}, Gzip},
 		{"zstd", []byte{0x28, 0xb5, 0x2f, 0xfd, 0, 0}, Zstd},
+		// pzstd starts with a skippable frame (magic 0x184D2A50, little-endian, and a length).
+		{"zstd skippable frame 0x184D2A50", []byte{0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 1, 2}, Zstd},
+		{"zstd skippable frame 0x184D2A5F", []byte{0x5f, 0x2a, 0x4d, 0x18, 0, 0, 0, 0}, Zstd},
+		// The magic without its length is not enough.
+		{"skippable magic cut short", []byte{0x50, 0x2a, 0x4d, 0x18, 4}, Uncompressed},
+		{"not a skippable magic", []byte{0x60, 0x2a, 0x4d, 0x18, 4, 0, 0, 0}, Uncompressed},
 		{"xz", []byte{0xfd, '7', 'z', 'X', 'Z', 0x00, 0}, Xz},
 		{"bzip2", []byte("BZh91AY&SY\x00\x00"), Bzip2},
 		// "BZh" without the block magic is not bzip2.

@@ -212,7 +212,7 @@ func (img *Image) useOwnManifest(res *Resolved) (bool, error) {
 		if li.Digest != l.DiffID {
 			// The manifest's digest is authoritative; the stored compression is sniffed again
 			// because the blob may differ from the member manifest.json names.
-			l.Compression, _ = img.r.sniff(mem)
+			l.Compression, _, _ = img.r.sniff(mem)
 		} else {
 			l.Compression = Uncompressed
 		}

@@ -69,19 +69,21 @@ func OpenFile(path string, o OpenOptions) (*Reader, error) {
 }
 
 // OpenStream reads an archive from a stream, decompressing it when its magic bytes say so,
-// into an unlinked temp file in o.TempDir, and opens that. name is used in messages.
+// into an unlinked temp file in o.TempDir, and opens that. name is used in messages. Only
+// the tar is spooled, and the input is read no further than trailLimit bytes past its end
+// (see Trailer): a writer into a pipe that sends more than that finds it closed.
 func OpenStream(name string, in io.Reader, o OpenOptions) (*Reader, error) {
 	limits := o.Limits.WithDefaults()
-	f, size, _, err := spoolInput(in, o.TempDir, limits.MaxSpoolSize)
+	sp, err := spoolInput(in, o.TempDir, limits.MaxSpoolSize)
 	if err != nil {
 		return nil, fmt.Errorf("archive %q: %w", name, err)
 	}
-	r, err := newReader(name, f, size, limits)
+	r, err := newReader(name, sp.f, sp.size, limits)
 	if err != nil {
-		_ = f.Close()
+		_ = sp.f.Close()
 		return nil, err
 	}
-	r.closer = f
+	r.closer, r.trail = sp.f, &sp.trail
 	return r, nil
 }
 

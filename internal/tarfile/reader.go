@@ -86,7 +86,20 @@ type Reader struct {
 	// member as it passed. The bodies of forwarded members cannot be read again.
 	stream *streamState
 
+	// trail describes what followed the tar in a spooled or streamed input, which is not
+	// kept; nil when the tar is read in place (see Trailer).
+	trail *Trailer
+
 	closer io.Closer
+}
+
+// Trailer describes what follows the end of the tar in the archive's input, which every
+// reader ignores, as docker load does.
+func (r *Reader) Trailer() (Trailer, error) {
+	if r.trail != nil {
+		return *r.trail, nil
+	}
+	return readTrailer(io.NewSectionReader(r.ix.r, r.ix.end, r.ix.size-r.ix.end))
 }
 
 // configEntry is a config member as read and parsed once.

@@ -125,8 +125,8 @@ func (img *Image) resolve() (*Resolved, error) {
 		if err != nil {
 			return nil, fmt.Errorf("layer %d %q: %w", j, img.LayerNames[j], err)
 		}
-		if l.Compression == Zstd {
-			needOCI = true
+		if l.Compression == Zstd && l.Size >= 0 {
+			needOCI = true // served as stored: only OCI has a zstd media type
 		}
 		res.Layers = append(res.Layers, l)
 		if _, dup := res.blobs[l.Digest]; !dup {
@@ -147,17 +147,17 @@ func (r *Reader) describeLayer(img *Image, j int, diffID digest.Digest) (Layer, 
 	m := img.LayerMembers[j]
 	name := img.LayerNames[j]
 	l := Layer{Name: name, Member: m, DiffID: diffID}
-	c, err := r.sniff(m)
+	c, skippable, err := r.sniff(m)
 	if err != nil {
 		return l, blob{}, err
 	}
 	l.Compression = c
 	b := blob{name: name, member: m, stored: l.Compression, allDiffID: diffID}
-	switch l.Compression {
-	case Uncompressed:
+	switch {
+	case c == Uncompressed:
 		u := uncompressedLayer(diffID, m.Size)
 		l.Digest, l.Size, l.MediaType = u.Digest, u.Size, u.MediaType
-	case Gzip, Zstd:
+	case c == Gzip, c == Zstd && !skippable:
 		l.Size = m.Size
 		l.MediaType = manifest.DockerV2Schema2LayerMediaType
 		if l.Compression == Zstd {
@@ -175,7 +175,10 @@ func (r *Reader) describeLayer(img *Image, j int, diffID digest.Digest) (Layer, 
 			l.Digest = d
 			b.diffID = diffID
 		}
-	default: // xz, bzip2: no media type can carry them, so they are served decompressed
+	default:
+		// xz and bzip2, which no media type can carry, and zstd behind a leading skippable
+		// frame (pzstd's output), which containers/image takes for uncompressed data and
+		// would compress again: served decompressed.
 		l.Digest, l.Size, l.MediaType = diffID, -1, manifest.DockerV2SchemaLayerMediaTypeUncompressed
 		b.decompress = true
 	}
@@ -184,17 +187,18 @@ func (r *Reader) describeLayer(img *Image, j int, diffID digest.Digest) (Layer, 
 }
 
 // sniff identifies the compression of a member's stored bytes from its first bytes (or, for
-// a streamed archive, from what was seen as it passed).
-func (r *Reader) sniff(m Member) (Compression, error) {
+// a streamed archive, from what was seen as it passed), and whether they start with a zstd
+// skippable frame (see StartsWithSkippableFrame).
+func (r *Reader) sniff(m Member) (c Compression, skippable bool, err error) {
 	if f, ok := r.StreamFacts(m); ok {
-		return f.Compression, nil
+		return f.Compression, f.SkippableStart, nil
 	}
 	var head [10]byte
 	n, err := io.ReadFull(r.ix.section(m), head[:])
 	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
-		return Uncompressed, err
+		return Uncompressed, false, err
 	}
-	return sniffMember(head[:n]), nil
+	return sniffMember(head[:n]), StartsWithSkippableFrame(head[:n]), nil
 }
 
 // sniffMember identifies a layer member's compression from its first bytes. A tar header is
@@ -220,11 +224,11 @@ func composeManifest(id digest.Digest, configSize int64, ls []Layer, oci bool) (
 		layers := make([]imgspecv1.Descriptor, len(ls))
 		for i, l := range ls {
 			mt := l.MediaType
-			switch l.Compression {
-			case Gzip:
-				mt = imgspecv1.MediaTypeImageLayerGzip
-			case Uncompressed, Xz, Bzip2:
+			switch {
+			case l.Compression == Uncompressed, l.Size < 0: // stored or served uncompressed
 				mt = imgspecv1.MediaTypeImageLayer
+			case l.Compression == Gzip:
+				mt = imgspecv1.MediaTypeImageLayerGzip
 			}
 			layers[i] = imgspecv1.Descriptor{MediaType: mt, Digest: l.Digest, Size: l.Size}
 		}

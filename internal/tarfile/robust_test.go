@@ -141,9 +141,9 @@ func TestSpoolErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			f, _, _, err := spoolInput(tc.in, t.TempDir(), 0)
-			if f != nil {
-				f.Close()
+			sp, err := spoolInput(tc.in, t.TempDir(), 0)
+			if sp != nil {
+				sp.f.Close()
 			}
 			for _, w := range tc.want {
 				if !errors.Is(err, w) {

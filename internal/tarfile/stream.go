@@ -50,7 +50,27 @@ type memberStream struct {
 	end        int64 // where the data of the previous member ended
 	sparse     bool  // the previous member is sparse: end is known once its body is read
 	insecure   []string
+	skipBuf    []byte
 }
+
+// skip reads and drops n bytes of data in large reads: io.Discard would read 8 KiB at a
+// time, which shows when what is read is also copied (spoolInput's tee).
+func (s *memberStream) skip(n int64) error {
+	if n == 0 {
+		return nil
+	}
+	if s.skipBuf == nil {
+		s.skipBuf = make([]byte, 256<<10)
+	}
+	got, err := io.CopyBuffer(writeOnly{io.Discard}, io.LimitReader(s.cr, n), s.skipBuf)
+	if err == nil && got < n {
+		err = io.EOF
+	}
+	return err
+}
+
+// writeOnly hides its Writer's ReadFrom, so that io.CopyBuffer uses the buffer it is given.
+type writeOnly struct{ io.Writer }
 
 // newMemberStream reads the tar in r. maxMembers bounds the number of members (0: no bound).
 func newMemberStream(r io.Reader, maxMembers int) *memberStream {
@@ -71,7 +91,7 @@ func (s *memberStream) Next() (streamMember, error) {
 		hdrStart := (s.end + blockSize - 1) / blockSize * blockSize
 		var hdr fastHeader
 		if s.tr == nil {
-			if _, err := io.CopyN(io.Discard, s.cr, s.body.n); err != nil {
+			if err := s.skip(s.body.n); err != nil {
 				return streamMember{}, fmt.Errorf("member at offset %d: %w", s.end-s.body.n, unexpected(err))
 			}
 			// A tar that ends right after the last member's data, without padding, ends
@@ -181,8 +201,11 @@ func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
 
 // memberFacts is what ReadStream learned about a regular member as it passed.
 type memberFacts struct {
-	// Compression of the stored bytes, identified from their first bytes as Resolve does.
-	Compression Compression
+	// Compression of the stored bytes, identified from their first bytes as Resolve does;
+	// SkippableStart says zstd bytes start with a skippable frame (see
+	// StartsWithSkippableFrame).
+	Compression    Compression
+	SkippableStart bool
 	// Digest is the sha256 digest of the stored bytes.
 	Digest digest.Digest
 	// DiffID is the sha256 digest of the stored bytes decompressed (the same as Digest when
@@ -222,7 +245,9 @@ type StreamOptions struct {
 // hashed) while it is passed to o.Forward. At the end the images are derived exactly as
 // newReader derives them, so selection and Resolve behave the same; only the bodies of
 // forwarded members cannot be read again, and StreamFacts says what they held. The input is
-// read to its end, so a compressed stream's trailer is checked.
+// read up to trailLimit bytes past the end of the tar (see Trailer), so a compressed
+// stream's trailer is checked, but a stream that goes on is not decompressed further and a
+// writer into a pipe that sends more finds it closed.
 func ReadStream(ctx context.Context, name string, in io.Reader, o StreamOptions) (*Reader, error) {
 	limits := o.Limits.WithDefaults()
 	src, _, closeDec, err := decompressStream(in)
@@ -262,14 +287,15 @@ func ReadStream(ctx context.Context, name string, in io.Reader, o StreamOptions)
 		}
 	}
 	size := ms.Offset()
-	// Read the input to its end: the tar's end-of-archive padding, and a compressed stream's
-	// trailer, whose checksum is only checked there.
-	if _, err := io.Copy(io.Discard, src); err != nil {
+	// Read what follows the tar, within a bound: the padding tar(1) adds, and a compressed
+	// stream's trailer, whose checksum is only checked there.
+	trail, err := readTrailer(src)
+	if err != nil {
 		return nil, fmt.Errorf("archive %q: after the end of the tar: %w", name, err)
 	}
-	ix.r, ix.size, ix.insecure = state.kept, size, ms.Insecure()
+	ix.r, ix.size, ix.end, ix.insecure = state.kept, size, size, ms.Insecure()
 	ix.finish()
-	r := &Reader{name: name, ix: ix, limits: limits, stream: state}
+	r := &Reader{name: name, ix: ix, limits: limits, stream: state, trail: &trail}
 	if err := r.loadImages(); err != nil {
 		return nil, fmt.Errorf("archive %q: %w", name, err)
 	}
@@ -308,7 +334,7 @@ func (st *streamer) member(sm streamMember) (*memberFacts, []byte, error) {
 	if _, err := io.ReadFull(sm.Body, data[len(head):]); err != nil {
 		return nil, nil, unexpected(err)
 	}
-	f := &memberFacts{Kept: true, Compression: sniffMember(data[:min(len(data), 10)]), Digest: digest.FromBytes(data)}
+	f := &memberFacts{Kept: true, Compression: sniffMember(data[:min(len(data), 10)]), SkippableStart: StartsWithSkippableFrame(data), Digest: digest.FromBytes(data)}
 	f.DiffID = f.Digest
 	if f.Compression != Uncompressed {
 		f.DiffID, f.DiffIDErr = decompressedDigest(bytes.NewReader(data), f.Compression)
@@ -332,7 +358,7 @@ func keepMember(head []byte, size, maxSize int64) bool {
 
 // pass streams one member through the hashers to Forward.
 func (st *streamer) pass(sm streamMember, head []byte) (*memberFacts, error) {
-	f := &memberFacts{Compression: sniffMember(head[:min(len(head), 10)])}
+	f := &memberFacts{Compression: sniffMember(head[:min(len(head), 10)]), SkippableStart: StartsWithSkippableFrame(head)}
 	st.h.Reset()
 	var diff *digestTask
 	if f.Compression != Uncompressed {
