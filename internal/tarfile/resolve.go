@@ -66,7 +66,7 @@ type blob struct {
 	allDiffID digest.Digest
 }
 
-// Resolve reads the image's config, checks it against its ID and its layers, and works out
+// Resolve reads the image's config, checks it against its layers, and works out
 // how each blob is served. The result is computed once and shared.
 func (img *Image) Resolve() (*Resolved, error) {
 	img.once.Do(func() {
@@ -84,7 +84,7 @@ func (img *Image) resolve() (*Resolved, error) {
 	}
 	r := img.r
 	res := &Resolved{blobs: map[digest.Digest]blob{}}
-	cfgData, got := img.legacyConfig, digest.Digest("")
+	cfgData := img.legacyConfig
 	var cfg *layout.Config
 	var err error
 	if cfgData == nil {
@@ -97,13 +97,10 @@ func (img *Image) resolve() (*Resolved, error) {
 		if e.err != nil {
 			return nil, fmt.Errorf("config: %w", e.err)
 		}
-		cfgData, got, cfg, err = e.data, e.id, e.cfg, e.parseErr
+		cfgData = e.data
+		cfg, err = e.parsed()
 	} else {
-		got = digest.FromBytes(cfgData)
 		cfg, err = layout.ParseConfig(cfgData)
-	}
-	if got != img.ID {
-		return nil, fmt.Errorf("config %q: %w: content is %s, its name says %s", img.ConfigName, ErrDigestMismatch, got, img.ID)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("config %q: %w: %w", img.ConfigName, ErrInvalidManifest, err)
