@@ -625,7 +625,7 @@ func Load(ctx context.Context, a *archive.ReadableArchive, dest Destination, sel
 	for i, info := range picked {
 		sel, _ := reference.IndexSelector(info.Index)
 		res := &results[i]
-		*res, refs[i] = o.planLoad(dest, a.Path(), info.Index, info.ID, info.Tags)
+		*res, refs[i] = o.planLoad(dest, a.Path(), info)
 		if res.Err != nil {
 			continue
 		}
@@ -653,11 +653,17 @@ func Load(ctx context.Context, a *archive.ReadableArchive, dest Destination, sel
 
 // planLoad starts the Result of loading image index (of the archive called name) into dest
 // and works out its destination references: from its tags, or the names WithNames gives it.
-// An untagged image is skipped (Result.Skipped, ErrUntagged) unless dest needs no name.
-func (o options) planLoad(dest Destination, name string, index int, id digest.Digest, tags []distref.NamedTagged) (Result, []types.ImageReference) {
+// An untagged image is skipped (Result.Skipped, ErrUntagged) unless dest needs no name. An
+// image with an invalid RepoTags entry fails (unless WithNames replaces its tags): docker
+// load refuses it, and loading it under its other tags would silently drop one.
+func (o options) planLoad(dest Destination, name string, info archive.ImageInfo) (Result, []types.ImageReference) {
+	index, id, tags := info.Index, info.ID, info.Tags
 	res := Result{Index: index, Source: fmt.Sprintf("%s:%s:@%d", reference.Transport, name, index)}
 	if names, ok := o.names[index]; ok {
 		tags = names
+	} else if len(info.BadTags) > 0 {
+		res.Err = fmt.Errorf("%w: image @%d (%s): RepoTags entry %q is not a valid tag (docker load refuses it); name the image to load it", archive.ErrInvalidManifest, index, id, info.BadTags[0])
+		return res, nil
 	}
 	for _, t := range tags {
 		res.Tags = append(res.Tags, t.String())

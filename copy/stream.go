@@ -134,7 +134,7 @@ func LoadStream(ctx context.Context, r io.Reader, dest Destination, selectors []
 	results := make([]Result, len(picked))
 	refs := make([][]types.ImageReference, len(picked))
 	for i, img := range picked {
-		results[i], refs[i] = o.planLoad(dest, name, img.Index, img.ID, img.Tags)
+		results[i], refs[i] = o.planLoad(dest, name, img.ImageInfo)
 	}
 	finish := func(ctx context.Context, i int) {
 		res := &results[i]

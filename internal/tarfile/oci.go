@@ -272,7 +272,7 @@ func (r *Reader) loadOCIOnly() error {
 	for i, m := range l.tops {
 		it := layout.ManifestItem{Config: layout.BlobName(m.parsed.ConfigInfo().Digest), RepoTags: []string{}}
 		for _, n := range m.names {
-			if _, err := reference.NormalizeTag(n); err == nil {
+			if _, err := reference.ParseRepoTag(n); err == nil {
 				it.RepoTags = append(it.RepoTags, n)
 			}
 		}
