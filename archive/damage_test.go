@@ -112,6 +112,7 @@ var errorClasses = []struct {
 	{"ErrBadLink", archive.ErrBadLink},
 	{"ErrMemberNotFound", archive.ErrMemberNotFound},
 	{"ErrInvalidManifest", archive.ErrInvalidManifest},
+	{"ErrInvalidLayer", archive.ErrInvalidLayer},
 	{"ErrNotDockerArchive", archive.ErrNotDockerArchive},
 	{"ErrImageNotFound", archive.ErrImageNotFound},
 	{"ErrAmbiguous", archive.ErrAmbiguous},

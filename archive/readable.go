@@ -26,6 +26,7 @@ var (
 	ErrDigestMismatch   = tarfile.ErrDigestMismatch   // content does not match its digest
 	ErrSizeMismatch     = tarfile.ErrSizeMismatch     // content is not as long as declared
 	ErrInvalidManifest  = tarfile.ErrInvalidManifest  // malformed or inconsistent metadata
+	ErrInvalidLayer     = tarfile.ErrInvalidLayer     // a layer's uncompressed content is not a tar
 	ErrImageNotFound    = tarfile.ErrImageNotFound    // no image matches a selector
 	ErrAmbiguous        = tarfile.ErrAmbiguous        // a selector matches several images
 )
@@ -302,9 +303,11 @@ func (p Problem) String() string {
 	return fmt.Sprintf("%s: image @%d: %v", sev, p.Image, p.Err)
 }
 
-// Verify checks every image: every referenced member exists, the layer count matches the
-// config, every layer matches its diffID (compressed layers are decompressed to check) and
-// its stated digest, the config its digest, every tag is valid. Unreferenced members and
+// Verify checks every image: every referenced member exists, the config parses as docker
+// parses it and its layer count matches, every layer matches its diffID (compressed layers
+// are decompressed to check) and its stated digest and reads as a tar (ErrInvalidLayer), the
+// archive's own OCI manifest is the image's, every tag is valid and names its tag. A config
+// whose member name states another digest than its content's is a warning. Unreferenced members and
 // duplicate names are reported as warnings. Up to parallel images are read at once (0: 2).
 func (a *ReadableArchive) Verify(ctx context.Context, parallel int) []Problem {
 	var probs []Problem

@@ -245,8 +245,11 @@ func uncompressedLayer(diffID digest.Digest, size int64) Layer {
 }
 
 // OpenBlob returns a reader of the blob with digest d, its size (-1 if unknown) and verifies
-// the bytes while they are read: a mismatch is returned instead of io.EOF. With full set, a
-// compressed layer is also decompressed on the way and checked against its diffID.
+// the bytes while they are read: a mismatch is returned instead of io.EOF. A layer's
+// uncompressed stream is read as a tar on the way (one that is not a tar wraps
+// ErrInvalidLayer): always when it is stored uncompressed, and when it is decompressed anyway.
+// With full set, a compressed layer is always decompressed on the way and checked against its
+// diffID.
 func (img *Image) OpenBlob(d digest.Digest, full bool) (io.ReadCloser, int64, error) {
 	res, err := img.Resolve()
 	if err != nil {
@@ -258,7 +261,7 @@ func (img *Image) OpenBlob(d digest.Digest, full bool) (io.ReadCloser, int64, er
 	}
 	label := fmt.Sprintf("archive %q: %s: member %q", img.r.name, img.Name(), b.name)
 	if b.data != nil {
-		return newVerifier(io.NopCloser(newBytesReader(b.data)), b.digest, b.size, label, Uncompressed, ""), b.size, nil
+		return newVerifier(io.NopCloser(newBytesReader(b.data)), b.digest, b.size, label, Uncompressed, "", false), b.size, nil
 	}
 	var src io.Reader = io.NewSectionReader(img.r.ix.r, b.member.Offset, b.member.Size)
 	if b.decompress {
@@ -266,13 +269,13 @@ func (img *Image) OpenBlob(d digest.Digest, full bool) (io.ReadCloser, int64, er
 		if err != nil {
 			return nil, 0, fmt.Errorf("%s: %w", label, err)
 		}
-		return newVerifier(readCloser{dec, closeDec}, b.digest, -1, label, Uncompressed, ""), -1, nil
+		return newVerifier(readCloser{dec, closeDec}, b.digest, -1, label, Uncompressed, "", true), -1, nil
 	}
 	diffID := b.diffID
 	if full && b.stored != Uncompressed {
 		diffID = b.allDiffID
 	}
-	return newVerifier(io.NopCloser(src), b.digest, b.size, label, b.stored, diffID), b.size, nil
+	return newVerifier(io.NopCloser(src), b.digest, b.size, label, b.stored, diffID, true), b.size, nil
 }
 
 type readCloser struct {
