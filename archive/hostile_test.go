@@ -262,7 +262,7 @@ func hostileCases(t *testing.T) []hostileCase {
 		// The image ID is the content digest, as docker load gives it; verify only warns.
 		{"config content does not match its name", p.with("0"+p.cfgName[1:], []string{p.layerName}, reg("0"+p.cfgName[1:], p.config)), nil, nil},
 		{"manifest.json not JSON", archivetest.Tar([]archivetest.Entry{p.layerEntry(), p.configEntry(), reg("manifest.json", []byte("[{"))}), nil, archive.ErrInvalidManifest},
-		{"manifest.json with trailing data", archivetest.Tar([]archivetest.Entry{p.layerEntry(), p.configEntry(), reg("manifest.json", []byte("[]]"))}), nil, archive.ErrInvalidManifest},
+		{"manifest.json with trailing data, ignored as docker load does", archivetest.Tar([]archivetest.Entry{p.layerEntry(), p.configEntry(), reg("manifest.json", []byte("[]]"))}), nil, archive.ErrNotDockerArchive},
 		{"manifest.json lists no image", archivetest.Tar([]archivetest.Entry{reg("manifest.json", []byte("[]"))}), nil, archive.ErrNotDockerArchive},
 		{"legacy parent chain loop", legacyArchive("a", map[string]string{"a": `{"id":"a","parent":"b"}`, "b": `{"id":"b","parent":"a"}`}, "a", "b"), nil, archive.ErrInvalidManifest},
 		{"OCI index nested 3 deep", ociIndexChain(3), nil, nil},

@@ -2,6 +2,7 @@ package archive
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -313,6 +314,9 @@ func (a *ReadableArchive) Verify(ctx context.Context, parallel int) []Problem {
 	var probs []Problem
 	for _, n := range a.r.Index().Insecure() {
 		probs = append(probs, Problem{Image: -1, Err: fmt.Errorf("%w: member %q is outside the archive root (ignored)", ErrInsecurePath, n)})
+	}
+	for _, n := range a.r.Notes() {
+		probs = append(probs, Problem{Image: -1, Warning: true, Err: errors.New(n)})
 	}
 	for _, n := range a.r.Index().Duplicates() {
 		probs = append(probs, Problem{Image: -1, Warning: true, Err: fmt.Errorf("member %q appears more than once; the last one is used", n)})

@@ -651,18 +651,18 @@ func Load(ctx context.Context, a *archive.ReadableArchive, dest Destination, sel
 	return results, joinErrors(results)
 }
 
-// planLoad starts the Result of loading image index (of the archive called name) into dest
+// planLoad starts the Result of loading image img (of the archive called name) into dest
 // and works out its destination references: from its tags, or the names WithNames gives it.
 // An untagged image is skipped (Result.Skipped, ErrUntagged) unless dest needs no name. An
-// image with an invalid RepoTags entry fails (unless WithNames replaces its tags): docker
-// load refuses it, and loading it under its other tags would silently drop one.
-func (o options) planLoad(dest Destination, name string, info archive.ImageInfo) (Result, []types.ImageReference) {
-	index, id, tags := info.Index, info.ID, info.Tags
+// image whose RepoTags hold an entry that is no tagged reference fails, as docker load does,
+// unless WithNames replaces its tags.
+func (o options) planLoad(dest Destination, name string, img archive.ImageInfo) (Result, []types.ImageReference) {
+	index, tags := img.Index, img.Tags
 	res := Result{Index: index, Source: fmt.Sprintf("%s:%s:@%d", reference.Transport, name, index)}
 	if names, ok := o.names[index]; ok {
 		tags = names
-	} else if len(info.BadTags) > 0 {
-		res.Err = fmt.Errorf("%w: image @%d (%s): RepoTags entry %q is not a valid tag (docker load refuses it); name the image to load it", archive.ErrInvalidManifest, index, id, info.BadTags[0])
+	} else if len(img.BadTags) > 0 {
+		res.Err = fmt.Errorf("image @%d: %w: tag %q is not a valid NAME:TAG reference (docker load refuses it too); name the image to load it", index, archive.ErrInvalidManifest, img.BadTags[0])
 		return res, nil
 	}
 	for _, t := range tags {
@@ -670,7 +670,7 @@ func (o options) planLoad(dest Destination, name string, info archive.ImageInfo)
 	}
 	if len(tags) == 0 && dest.transport != "dir" {
 		res.Skipped = true
-		res.Err = fmt.Errorf("%w: image @%d (%s) has no tag; name it to load it", ErrUntagged, index, id)
+		res.Err = fmt.Errorf("%w: image @%d (%s) has no tag; name it to load it", ErrUntagged, index, img.ID)
 		return res, nil
 	}
 	refs, err := dest.references(index, tags, o.baseOnly)

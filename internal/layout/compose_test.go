@@ -65,7 +65,7 @@ func TestCompose(t *testing.T) {
 	if want := []string{m1.Digest.Encoded()[:6] + " 1", m1.Digest.Encoded()[:6] + " 2", m2.Digest.Encoded()[:6] + " "}; !slices.Equal(got, want) {
 		t.Errorf("index.json descriptors %q, want %q", got, want)
 	}
-	items, err := ParseManifest(byName[ManifestFile], 0)
+	items, _, err := ParseManifest(byName[ManifestFile], 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestCompose(t *testing.T) {
 	if len(files) != 2 || files[0].Name != ManifestFile {
 		t.Fatalf("docker layout files %v", files)
 	}
-	if items, _ := ParseManifest(files[0].Data, 0); items[0].LayerSources != nil {
+	if items, _, _ := ParseManifest(files[0].Data, 0); items[0].LayerSources != nil {
 		t.Errorf("docker layout manifest.json has LayerSources: %s", files[0].Data)
 	}
 }

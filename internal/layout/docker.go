@@ -1,6 +1,7 @@
 package layout
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"path"
@@ -33,28 +34,39 @@ type ManifestItem struct {
 // ParseManifest decodes manifest.json. A JSON null (written by some tools for an empty
 // archive) decodes as no items.
 //
+// Like docker load, which decodes manifest.json with a json.Decoder, it reads the first JSON
+// value and ignores whatever follows it; end is where that value ends, so that a caller can
+// tell (see HasTrailer) and warn: containers/image refuses such a manifest.json.
+//
 // maxSize is the manifest size limit data was read within (0: no bound). It bounds the
 // strings the text may hold (one per 8 bytes of it), checked before decoding, and the images,
 // tags, layers and layer sources the items may list together (one per 32 bytes of it).
-func ParseManifest(data []byte, maxSize int64) ([]ManifestItem, error) {
+func ParseManifest(data []byte, maxSize int64) (items []ManifestItem, end int, err error) {
 	if err := checkStrings(ManifestFile, data, maxSize); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	var items []ManifestItem
-	if err := strictUnmarshal(data, &items); err != nil {
-		return nil, fmt.Errorf("%w: manifest.json: %w", ErrInvalidManifest, err)
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&items); err != nil {
+		return nil, 0, fmt.Errorf("%w: manifest.json: %w", ErrInvalidManifest, err)
 	}
+	end = int(dec.InputOffset())
 	if maxSize <= 0 {
-		return items, nil
+		return items, end, nil
 	}
 	refs := 0
 	for _, it := range items {
 		refs += 1 + len(it.RepoTags) + len(it.Layers) + len(it.LayerSources)
 	}
 	if max := maxSize / bytesPerRef; int64(refs) > max {
-		return nil, fmt.Errorf("%w: manifest.json lists %d images, tags, layers and layer sources, more than %d (one per %d bytes of the manifest size limit)", ErrTooLarge, refs, max, bytesPerRef)
+		return nil, 0, fmt.Errorf("%w: manifest.json lists %d images, tags, layers and layer sources, more than %d (one per %d bytes of the manifest size limit)", ErrTooLarge, refs, max, bytesPerRef)
 	}
-	return items, nil
+	return items, end, nil
+}
+
+// HasTrailer reports whether data holds more than white space from end on: for a JSON value
+// that ends at end.
+func HasTrailer(data []byte, end int) bool {
+	return len(bytes.TrimLeft(data[end:], " \t\r\n")) > 0
 }
 
 // marshalManifest encodes items as manifest.json. The output is deterministic: encoding/json

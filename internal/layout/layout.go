@@ -12,7 +12,8 @@
 //
 // It works on bytes and names only: reading members out of a tar, and writing them, is
 // internal/tarfile's job, and which images and tags an archive holds is the caller's.
-// Parsers refuse trailing data and wrap ErrInvalidManifest; the bounds they check (see
+// Parsers refuse trailing data (except manifest.json's, which docker load ignores) and wrap
+// ErrInvalidManifest; the bounds they check (see
 // ParseManifest) wrap ErrTooLarge. Composition is deterministic: the output depends only on
 // the values given, in the order given.
 package layout

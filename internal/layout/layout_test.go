@@ -35,7 +35,7 @@ func TestParseBounds(t *testing.T) {
 	index := []byte(`{"schemaVersion":2,"manifests":[]}`) // 2 strings
 	repos := []byte(`{"r":{"t":"i"}}`)                    // 3 strings
 	parse := map[string]func([]byte, int64) error{
-		"manifest.json": func(b []byte, max int64) error { _, err := ParseManifest(b, max); return err },
+		"manifest.json": func(b []byte, max int64) error { _, _, err := ParseManifest(b, max); return err },
 		"index.json":    func(b []byte, max int64) error { _, err := ParseIndex(b, max); return err },
 		"repositories":  func(b []byte, max int64) error { _, err := ParseRepositories(b, max); return err },
 	}
@@ -54,7 +54,8 @@ func TestParseBounds(t *testing.T) {
 		{"index strings over the bound", "index.json", index, 2*bytesPerString - 1, ErrTooLarge},
 		{"repositories strings at the bound", "repositories", repos, 3 * bytesPerString, nil},
 		{"repositories strings over the bound", "repositories", repos, 3*bytesPerString - 1, ErrTooLarge},
-		{"trailing data", "manifest.json", append(manifest, ']'), 0, ErrInvalidManifest},
+		{"trailing data after manifest.json's value (docker load ignores it)", "manifest.json", append(manifest, ']'), 0, nil},
+		{"trailing data after index.json's value", "index.json", append(index, ']'), 0, ErrInvalidManifest},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

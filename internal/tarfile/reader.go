@@ -78,6 +78,10 @@ type Reader struct {
 	configs map[int64]*configEntry
 	digests map[int64]*digestEntry
 
+	// notes are oddities of the archive as a whole that docker load tolerates but other
+	// readers may not (see Notes).
+	notes []string
+
 	// stream is set for a Reader made by ReadStream: what was learned about each regular
 	// member as it passed. The bodies of forwarded members cannot be read again.
 	stream *streamState
@@ -207,6 +211,10 @@ func (r *Reader) Name() string { return r.name }
 // Index is the member index.
 func (r *Reader) Index() *Index { return r.ix }
 
+// Notes are oddities of the archive as a whole that docker load tolerates but other readers
+// may not, for verification warnings.
+func (r *Reader) Notes() []string { return r.notes }
+
 // Images returns the images in archive order. The slice must not be modified.
 func (r *Reader) Images() []*Image { return r.images }
 
@@ -221,9 +229,12 @@ func (r *Reader) loadImages() error {
 		if err != nil {
 			return err
 		}
-		items, err := layout.ParseManifest(data, r.limits.MaxManifestSize)
+		items, end, err := layout.ParseManifest(data, r.limits.MaxManifestSize)
 		if err != nil {
 			return err
+		}
+		if layout.HasTrailer(data, end) {
+			r.notes = append(r.notes, "manifest.json holds data after its JSON value: docker load ignores it, containers/image (podman, skopeo) refuses the archive")
 		}
 		if len(items) == 0 {
 			return fmt.Errorf("%w: manifest.json lists no images", ErrNotDockerArchive)

@@ -239,6 +239,12 @@ func (d *Docker) Run(t testing.TB, args ...string) []byte {
 	return out
 }
 
+// Try runs the docker client against this daemon and returns its standard output and its error
+// (which carries standard error), for a command that may rightly fail.
+func (d *Docker) Try(args ...string) ([]byte, error) {
+	return d.run(context.Background(), args...)
+}
+
 // Podman runs podman with all of its storage in a temp directory (vfs driver, no events, no
 // systemd), as tests need on this machine.
 type Podman struct {
