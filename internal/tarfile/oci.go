@@ -246,7 +246,9 @@ func (img *Image) ownLayer(l Layer, d digest.Digest, size int64, mediaType strin
 	if err != nil {
 		return l, err
 	}
-	if mem.Size != size {
+	// A size of -1 says nothing (containers/image's "unknown"; darc's own writer leaves it in
+	// manifests of layers it served decompressed); any other size must be the blob's.
+	if size >= 0 && mem.Size != size {
 		return l, fmt.Errorf("%w: the descriptor says %d bytes, member %q has %d", ErrSizeMismatch, size, name, mem.Size)
 	}
 	c, err := img.r.sniff(mem)
@@ -262,7 +264,7 @@ func (img *Image) ownLayer(l Layer, d digest.Digest, size int64, mediaType strin
 	case c == Uncompressed && d != l.DiffID:
 		return l, fmt.Errorf("%w: the blob is uncompressed, so its digest is its diffID, and the config's diffID is %s", ErrDigestMismatch, l.DiffID)
 	}
-	l.Name, l.Member, l.Digest, l.Size, l.MediaType, l.Compression = name, mem, d, size, mediaType, c
+	l.Name, l.Member, l.Digest, l.Size, l.MediaType, l.Compression = name, mem, d, mem.Size, mediaType, c
 	return l, nil
 }
 
