@@ -28,6 +28,7 @@ var (
 	ErrDigestMismatch   = tarfile.ErrDigestMismatch   // content does not match its digest
 	ErrSizeMismatch     = tarfile.ErrSizeMismatch     // content is not as long as declared
 	ErrInvalidManifest  = tarfile.ErrInvalidManifest  // malformed or inconsistent metadata
+	ErrInvalidLayer     = tarfile.ErrInvalidLayer     // a layer's uncompressed content is not a tar
 	ErrImageNotFound    = tarfile.ErrImageNotFound    // no image matches a selector
 	ErrAmbiguous        = tarfile.ErrAmbiguous        // a selector matches several images
 )
@@ -155,14 +156,16 @@ func (a *ReadableArchive) Close() error { return a.r.Close() }
 // Path is the path the archive was opened from ("-" for a stream).
 func (a *ReadableArchive) Path() string { return a.path }
 
-// ImageInfo describes one image as manifest.json (or the legacy layout) lists it. Computing
-// it reads no config and no layer.
+// ImageInfo describes one image as manifest.json (or the legacy layout) lists it. Opening the
+// archive read each config once, to hash it; no config is parsed and no layer read for it.
 type ImageInfo struct {
 	// Index is the image's position in the archive, from 0: the INDEX of @INDEX.
 	Index int
 	// Tags are the image's tags, normalized ("busybox" is docker.io/library/busybox:latest).
 	Tags []distref.NamedTagged
-	// ID is the image ID, the digest of its config.
+	// ID is the image ID, the digest of its config's content (what docker and podman show
+	// after loading it, whatever the config's member name says); empty when the config cannot
+	// be read (see Problems).
 	ID digest.Digest
 	// Layers are the layer members, base first.
 	Layers []LayerInfo
@@ -302,9 +305,11 @@ func (p Problem) String() string {
 	return fmt.Sprintf("%s: image @%d: %v", sev, p.Image, p.Err)
 }
 
-// Verify checks every image: every referenced member exists, the layer count matches the
-// config, every layer matches its diffID (compressed layers are decompressed to check) and
-// its stated digest, the config its digest, every tag is valid. Unreferenced members and
+// Verify checks every image: every referenced member exists, the config parses as docker
+// parses it and its layer count matches, every layer matches its diffID (compressed layers
+// are decompressed to check) and its stated digest and reads as a tar (ErrInvalidLayer), the
+// archive's own OCI manifest is the image's, every tag is valid and names its tag. A config
+// whose member name states another digest than its content's is a warning. Unreferenced members and
 // duplicate names are reported as warnings. Up to parallel images are read at once (0: 2).
 func (a *ReadableArchive) Verify(ctx context.Context, parallel int) []Problem {
 	var probs []Problem
@@ -406,6 +411,9 @@ func verifyImage(ctx context.Context, img *tarfile.Image, checks *blobChecks) []
 	add := func(err error) { probs = append(probs, Problem{Image: img.Index, Err: err}) }
 	for _, t := range img.BadTags {
 		add(fmt.Errorf("%w: tag %q is not a valid reference", ErrInvalidManifest, t))
+	}
+	if img.NamedID != "" && img.ID != "" && img.NamedID != img.ID {
+		probs = append(probs, Problem{Image: img.Index, Warning: true, Err: fmt.Errorf("config %q: its name states %s, its content is %s; the image ID is %s, as docker load gives it", img.ConfigName, img.NamedID, img.ID, img.ID)})
 	}
 	for _, p := range img.Problems {
 		add(p)

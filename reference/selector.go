@@ -164,6 +164,31 @@ func NormalizeTag(s string) (distref.NamedTagged, error) {
 	return t, nil
 }
 
+// ParseRepoTag parses s, an entry of RepoTags in an archive's manifest.json, into a
+// normalized name and tag. Unlike [NormalizeTag], which reads what a user types, it does not
+// add ":latest": an entry without a tag ("busybox") is an error wrapping
+// [ErrInvalidReference], as docker load ("invalid tag") and containers/image refuse it.
+func ParseRepoTag(s string) (distref.NamedTagged, error) {
+	t, err := parseTag(s)
+	if err == nil && !hasExplicitTag(s) {
+		err = errors.New("no tag: an archive names every image with its tag")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: tag %q: %w", ErrInvalidReference, s, err)
+	}
+	return t, nil
+}
+
+// hasExplicitTag reports whether a valid, undigested reference s names a tag.
+func hasExplicitTag(s string) bool {
+	n, err := distref.ParseNormalizedNamed(s)
+	if err != nil {
+		return false
+	}
+	_, ok := n.(distref.Tagged)
+	return ok
+}
+
 func parseTag(s string) (distref.NamedTagged, error) {
 	n, err := distref.ParseNormalizedNamed(s)
 	if err != nil {
@@ -273,12 +298,13 @@ func (s Selector) MatchID(id digest.Digest) bool {
 // manifest.json, names the same image as s, which must be of KindTag. Both
 // sides are compared in normalized form, so Docker's shortened
 // "busybox:latest", "library/busybox" and "docker.io/library/busybox:latest"
-// are all the same. An invalid or digested repoTag matches nothing.
+// are all the same. A repoTag that is invalid, digested or without a tag (see
+// [ParseRepoTag]) matches nothing.
 func (s Selector) MatchTag(repoTag string) bool {
 	if s.kind != KindTag {
 		return false
 	}
-	t, err := parseTag(repoTag)
+	t, err := ParseRepoTag(repoTag)
 	if err != nil {
 		return false
 	}

@@ -3,6 +3,7 @@ package reference_test
 import (
 	"errors"
 	"math"
+	"strings"
 	"testing"
 
 	distref "github.com/distribution/reference"
@@ -187,7 +188,9 @@ func TestMatchTag(t *testing.T) {
 		{name: "short form", sel: "busybox", repoTag: "busybox:latest", want: true},
 		// podman's and containers/image's full form.
 		{name: "full form", sel: "busybox", repoTag: "docker.io/library/busybox:latest", want: true},
-		{name: "library path without tag", sel: "busybox", repoTag: "library/busybox", want: true},
+		// An entry without a tag is invalid in an archive (docker load: "invalid tag"): it
+		// names no image, so nothing matches it.
+		{name: "library path without tag", sel: "busybox", repoTag: "library/busybox", want: false},
 		{name: "full selector, short tag", sel: "docker.io/library/busybox:latest", repoTag: "busybox:latest", want: true},
 		{name: "localhost", sel: "localhost/x:1", repoTag: "localhost/x:1", want: true},
 		{name: "host and port", sel: "localhost:5000/a/b:1", repoTag: "localhost:5000/a/b:1", want: true},
@@ -272,5 +275,35 @@ func TestKindString(t *testing.T) {
 		if got := tt.k.String(); got != tt.want {
 			t.Errorf("Kind(%d).String() = %q, want %q", int(tt.k), got, tt.want)
 		}
+	}
+}
+
+func TestParseRepoTag(t *testing.T) {
+	for _, tc := range []struct {
+		name, in, want string // want "": an error wrapping ErrInvalidReference
+	}{
+		// Docker's shortened form: the name is normalized, the tag kept.
+		{"short", "busybox:1", "docker.io/library/busybox:1"},
+		{"full", "docker.io/library/busybox:latest", "docker.io/library/busybox:latest"},
+		{"registry with port", "localhost:5000/a/b:1", "localhost:5000/a/b:1"},
+		// docker load refuses an entry without a tag ("invalid tag"): no ":latest" is added.
+		{"no tag", "busybox", ""},
+		{"registry with port, no tag", "localhost:5000/a/b", ""},
+		{"digested", "busybox:1@sha256:" + strings.Repeat("a", 64), ""},
+		{"upper case", "BusyBox:1", ""},
+		{"empty", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := reference.ParseRepoTag(tc.in)
+			if tc.want == "" {
+				if !errors.Is(err, reference.ErrInvalidReference) {
+					t.Fatalf("ParseRepoTag(%q) = %v, %v; want ErrInvalidReference", tc.in, got, err)
+				}
+				return
+			}
+			if err != nil || got.String() != tc.want {
+				t.Fatalf("ParseRepoTag(%q) = %v, %v; want %s", tc.in, got, err, tc.want)
+			}
+		})
 	}
 }

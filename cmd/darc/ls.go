@@ -14,11 +14,14 @@ import (
 
 // lsEntry is one line of `darc ls --json`.
 type lsEntry struct {
-	Index  int      `json:"index"`
-	Tags   []string `json:"tags"`
-	ID     string   `json:"id"`
-	Layers int      `json:"layers"`
-	Size   int64    `json:"size"`
+	Index int      `json:"index"`
+	Tags  []string `json:"tags"`
+	// InvalidTags are RepoTags entries that name no image (no tag, a digest, an invalid
+	// name): docker load refuses them, so they are not listed as tags, nor given ":latest".
+	InvalidTags []string `json:"invalid_tags,omitempty"`
+	ID          string   `json:"id"`
+	Layers      int      `json:"layers"`
+	Size        int64    `json:"size"`
 }
 
 func newLsCommand() *cobra.Command {
@@ -27,7 +30,9 @@ func newLsCommand() *cobra.Command {
 		Use:   "ls [--json] ARCHIVE",
 		Short: "List the images of an archive in archive order",
 		Long: `List the images of an archive in archive order: index (for ARCHIVE:@INDEX),
-image ID, tags, layer count and the size of the layers as stored.`,
+image ID (the digest of the config's content, as docker shows it after loading), tags,
+layer count and the size of the layers as stored. RepoTags entries that docker load would
+refuse (a name without a tag, a digest) are shown as invalid, not as tags.`,
 		Example: `  darc ls bundle.tar
   darc ls --json bundle.tar.zst
   zcat bundle.tar.gz | darc ls -`,
@@ -41,7 +46,7 @@ image ID, tags, layer count and the size of the layers as stored.`,
 			imgs := a.Images()
 			entries := make([]lsEntry, len(imgs))
 			for i, img := range imgs {
-				e := lsEntry{Index: img.Index, Tags: []string{}, ID: img.ID.String(), Layers: len(img.Layers), Size: img.Size()}
+				e := lsEntry{Index: img.Index, Tags: []string{}, InvalidTags: img.BadTags, ID: img.ID.String(), Layers: len(img.Layers), Size: img.Size()}
 				for _, t := range img.Tags {
 					e.Tags = append(e.Tags, t.String())
 				}
@@ -63,6 +68,9 @@ image ID, tags, layer count and the size of the layers as stored.`,
 				label := strings.Join(tags, ", ")
 				if label == "" {
 					label = "<none>"
+				}
+				for _, b := range e.InvalidTags {
+					label += fmt.Sprintf(" (invalid: %q)", b)
 				}
 				fmt.Fprintf(tw, "@%d\t%s\t%d\t%s\t%s\n", e.Index, shortID(e.ID), e.Layers, humanSize(e.Size), label)
 			}

@@ -15,8 +15,11 @@ func newVerifyCommand() *cobra.Command {
 		Short: "Check every image of an archive, byte for byte",
 		Long: `Check every image of an archive: every member manifest.json refers to exists and
 stays inside the archive, each config matches its digest and lists as many layers as
-manifest.json, every layer matches its diffID (compressed layers are decompressed to check)
-and any digest the archive states for it, and every tag is a valid reference. Members that
+manifest.json and parses as docker parses it, every layer matches its diffID (compressed
+layers are decompressed to check) and any digest the archive states for it and reads as a
+tar to its end, the archive's own OCI manifest (Docker 25+) agrees with the config and the
+blobs it names, and every tag is a valid reference with its tag. A config whose member name
+states another digest than its content's is a warning: the image ID is the content's. Members that
 nothing refers to and names that occur twice are reported as warnings.
 
 Prints one line per finding. Exits 0 when there is no error (warnings allowed), 1 otherwise.`,

@@ -33,6 +33,9 @@ var (
 	ErrDigestMismatch = errors.New("archive: digest mismatch")
 	// ErrSizeMismatch means content is not as long as declared.
 	ErrSizeMismatch = errors.New("archive: size mismatch")
+	// ErrInvalidLayer means a layer's uncompressed content is not a tar, which docker fails
+	// to apply.
+	ErrInvalidLayer = errors.New("archive: invalid layer")
 	// ErrInvalidManifest means manifest.json, repositories, index.json or an image config is
 	// malformed or inconsistent.
 	ErrInvalidManifest = layout.ErrInvalidManifest

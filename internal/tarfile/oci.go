@@ -183,7 +183,12 @@ func (l *ociLayout) walkBlob(r *Reader, d imgspecv1.Descriptor, depth int) (ociM
 }
 
 // useOwnManifest serves the archive's own manifest for img when its OCI layout has one that
-// uses img's config, has the right number of layers and whose blobs are all present.
+// uses img's config. That manifest is the image's identity (its digest), so it is served
+// exactly as it is or not at all: one that does not describe the config and the blobs it
+// names (a size, a layer count, a media type that lies about compression, an uncompressed
+// blob that is not the config's layer) makes Resolve fail, rather than serving a broken image
+// or silently building another manifest, which would change the image's digest. A compressed
+// blob's diffID is checked whenever the blob is read (see blob.diffID).
 func (img *Image) useOwnManifest(res *Resolved) (bool, error) {
 	l, err := img.r.ociLayoutInfo()
 	if err != nil || l == nil {
@@ -196,34 +201,87 @@ func (img *Image) useOwnManifest(res *Resolved) (bool, error) {
 			return false, nil
 		}
 	}
+	if err := img.serveOwnManifest(res, m); err != nil {
+		return false, fmt.Errorf("the archive's own manifest %s: %w", m.digest, err)
+	}
+	return true, nil
+}
+
+// serveOwnManifest checks m against the config and the blobs it names and makes res serve it.
+func (img *Image) serveOwnManifest(res *Resolved, m ociManifest) error {
+	if got, want := m.parsed.ConfigInfo().Size, int64(len(res.Config)); got != want {
+		return fmt.Errorf("%w: its config descriptor says %d bytes, the config has %d", ErrSizeMismatch, got, want)
+	}
 	infos := m.parsed.LayerInfos()
 	if len(infos) != len(res.Layers) {
-		return false, nil
+		return fmt.Errorf("%w: it lists %d layers, the config (rootfs.diff_ids) %d", ErrInvalidManifest, len(infos), len(res.Layers))
 	}
 	blobs := map[digest.Digest]blob{img.ID: res.blobs[img.ID]}
 	layers := make([]Layer, len(res.Layers))
 	for i, li := range infos {
-		mem, err := img.r.ix.Resolve(layout.BlobName(li.Digest))
-		if err != nil || (li.Size >= 0 && mem.Size != li.Size) {
-			return false, nil
-		}
-		l := res.Layers[i]
-		l.Name, l.Member, l.Digest, l.Size, l.MediaType = layout.BlobName(li.Digest), mem, li.Digest, mem.Size, li.MediaType
-		if li.Digest != l.DiffID {
-			// The manifest's digest is authoritative; the stored compression is sniffed again
-			// because the blob may differ from the member manifest.json names.
-			l.Compression, _, _ = img.r.sniff(mem)
-		} else {
-			l.Compression = Uncompressed
+		l, err := img.ownLayer(res.Layers[i], li.Digest, li.Size, li.MediaType)
+		if err != nil {
+			return fmt.Errorf("layer %d %s: %w", i, li.Digest, err)
 		}
 		layers[i] = l
-		if _, dup := blobs[li.Digest]; !dup {
-			blobs[li.Digest] = blob{name: l.Name, member: mem, digest: li.Digest, size: mem.Size, stored: l.Compression, allDiffID: l.DiffID}
+		if _, dup := blobs[l.Digest]; !dup {
+			b := blob{name: l.Name, member: l.Member, digest: l.Digest, size: l.Size, stored: l.Compression, allDiffID: l.DiffID}
+			if l.Compression != Uncompressed {
+				b.diffID = l.DiffID // the manifest's digest names the blob, not what it holds
+			}
+			blobs[l.Digest] = b
 		}
 	}
 	res.Layers, res.blobs = layers, blobs
 	res.Manifest, res.ManifestType, res.OwnManifest = m.data, m.mediaType, true
-	return true, nil
+	return nil
+}
+
+// ownLayer describes layer l as the archive's own manifest serves it: the blob d of the
+// given size and media type, checked against what the blob is (its size, its compression)
+// and, when it is uncompressed, against l's diffID.
+func (img *Image) ownLayer(l Layer, d digest.Digest, size int64, mediaType string) (Layer, error) {
+	name := layout.BlobName(d)
+	mem, err := img.r.ix.Resolve(name)
+	if err != nil {
+		return l, err
+	}
+	// A size of -1 says nothing (containers/image's "unknown"; darc's own writer leaves it in
+	// manifests of layers it served decompressed); any other size must be the blob's.
+	if size >= 0 && mem.Size != size {
+		return l, fmt.Errorf("%w: the descriptor says %d bytes, member %q has %d", ErrSizeMismatch, size, name, mem.Size)
+	}
+	c, _, err := img.r.sniff(mem)
+	if err != nil {
+		return l, err
+	}
+	said, known := layerMediaTypeCompression(mediaType)
+	switch {
+	case !known:
+		return l, fmt.Errorf("%w: media type %q is not a layer type", ErrInvalidManifest, mediaType)
+	case said != c:
+		return l, fmt.Errorf("%w: media type %q says %s, the blob is %s", ErrInvalidManifest, mediaType, said, c)
+	case c == Uncompressed && d != l.DiffID:
+		return l, fmt.Errorf("%w: the blob is uncompressed, so its digest is its diffID, and the config's diffID is %s", ErrDigestMismatch, l.DiffID)
+	}
+	l.Name, l.Member, l.Digest, l.Size, l.MediaType, l.Compression = name, mem, d, mem.Size, mediaType, c
+	return l, nil
+}
+
+// layerMediaTypeCompression returns the compression a layer media type states; false for a
+// type that is no layer type (or one darc cannot serve).
+func layerMediaTypeCompression(mt string) (Compression, bool) {
+	switch mt {
+	case manifest.DockerV2SchemaLayerMediaTypeUncompressed, manifest.DockerV2Schema2ForeignLayerMediaType,
+		imgspecv1.MediaTypeImageLayer, imgspecv1.MediaTypeImageLayerNonDistributable: //nolint:staticcheck // still written
+		return Uncompressed, true
+	case manifest.DockerV2Schema2LayerMediaType, manifest.DockerV2Schema2ForeignLayerMediaTypeGzip,
+		imgspecv1.MediaTypeImageLayerGzip, imgspecv1.MediaTypeImageLayerNonDistributableGzip: //nolint:staticcheck // still written
+		return Gzip, true
+	case imgspecv1.MediaTypeImageLayerZstd, imgspecv1.MediaTypeImageLayerNonDistributableZstd: //nolint:staticcheck // still written
+		return Zstd, true
+	}
+	return Uncompressed, false
 }
 
 // maxUnindexedManifest bounds the blobs searched by unindexedManifest.
@@ -272,7 +330,7 @@ func (r *Reader) loadOCIOnly() error {
 	for i, m := range l.tops {
 		it := layout.ManifestItem{Config: layout.BlobName(m.parsed.ConfigInfo().Digest), RepoTags: []string{}}
 		for _, n := range m.names {
-			if _, err := reference.NormalizeTag(n); err == nil {
+			if _, err := reference.ParseRepoTag(n); err == nil {
 				it.RepoTags = append(it.RepoTags, n)
 			}
 		}

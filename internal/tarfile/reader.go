@@ -102,13 +102,16 @@ func (r *Reader) Trailer() (Trailer, error) {
 	return readTrailer(io.NewSectionReader(r.ix.r, r.ix.end, r.ix.size-r.ix.end))
 }
 
-// configEntry is a config member as read and parsed once.
+// configEntry is a config member as read and hashed once, and parsed once when first needed:
+// listing needs only the digest, so a big archive's configs are not parsed to list it.
 type configEntry struct {
-	once     sync.Once
-	data     []byte
-	id       digest.Digest
-	cfg      *layout.Config
-	err      error // reading
+	once  sync.Once
+	data  []byte
+	id    digest.Digest
+	err   error // reading
+	parse sync.Once
+	cfg   *layout.Config
+	// parseErr is the parser's error: the config is one docker would refuse.
 	parseErr error
 }
 
@@ -118,7 +121,7 @@ type digestEntry struct {
 	err  error
 }
 
-// configOf reads, hashes and parses the config member m, once.
+// configOf reads and hashes the config member m, once.
 func (r *Reader) configOf(m Member) *configEntry {
 	r.cacheMu.Lock()
 	if r.configs == nil {
@@ -141,9 +144,14 @@ func (r *Reader) configOf(m Member) *configEntry {
 			return
 		}
 		e.id = digest.FromBytes(e.data)
-		e.cfg, e.parseErr = layout.ParseConfig(e.data)
 	})
 	return e
+}
+
+// parsed returns the config parsed, once. e must have been read without error.
+func (e *configEntry) parsed() (*layout.Config, error) {
+	e.parse.Do(func() { e.cfg, e.parseErr = layout.ParseConfig(e.data) })
+	return e.cfg, e.parseErr
 }
 
 // Image is one image of an archive, as manifest.json (or the legacy layout) describes it.
@@ -153,16 +161,20 @@ type Image struct {
 	Index int
 	// RepoTags are the tags as written in the archive; nil when the archive says null.
 	RepoTags []string
-	// Tags are RepoTags normalized, duplicates dropped, invalid ones left out (see BadTags).
+	// Tags are RepoTags normalized, duplicates dropped, invalid ones left out (see BadTags):
+	// an entry without a tag is invalid, as docker load says, and gets no ":latest".
 	Tags []distref.NamedTagged
-	// BadTags are RepoTags entries that are not valid tagged references.
+	// BadTags are RepoTags entries that are not valid tagged references (reference.ParseRepoTag).
 	BadTags []string
 	// ConfigName is the config member's cleaned path.
 	ConfigName string
-	// ID is the config digest: taken from the config's member name when the name states it
-	// (verified when the config is read), computed otherwise.
-	ID         digest.Digest
-	idFromName bool
+	// ID is the image ID: the digest of the config's content, as docker and podman show it
+	// after loading. It is empty when the config cannot be read (see Problems).
+	ID digest.Digest
+	// NamedID is the digest the config's member name states ("<hex>.json", "sha256:<hex>",
+	// "blobs/sha256/<hex>"), if it states one. It is only a name: when it is not ID, the name
+	// lies, which docker load does not mind.
+	NamedID digest.Digest
 	// LayerNames are the cleaned layer paths from manifest.json, base first.
 	LayerNames []string
 	// LayerMembers are the regular files the layer paths resolve to (zero Members for
@@ -294,20 +306,9 @@ func (r *Reader) imageFromItem(i int, it layout.ManifestItem) *Image {
 		img.Problems = append(img.Problems, fmt.Errorf("config: %w", err))
 	} else {
 		img.ConfigName = cfg
-		d, fromName := layout.DigestFromName(cfg, false)
-		switch _, err := r.ix.Resolve(cfg); {
-		case err != nil:
+		img.NamedID, _ = layout.DigestFromName(cfg, false)
+		if err := img.readID(); err != nil {
 			img.Problems = append(img.Problems, fmt.Errorf("config: %w", err))
-			img.ID, img.idFromName = d, fromName
-		case fromName:
-			img.ID, img.idFromName = d, true
-		default:
-			m, _ := r.ix.Resolve(cfg) // resolved above
-			if e := r.configOf(m); e.err != nil {
-				img.Problems = append(img.Problems, fmt.Errorf("config: %w", e.err))
-			} else {
-				img.ID = e.id
-			}
 		}
 	}
 	img.LayerNames = make([]string, len(it.Layers))
@@ -330,10 +331,25 @@ func (r *Reader) imageFromItem(i int, it layout.ManifestItem) *Image {
 	return img
 }
 
+// readID sets the image ID from the config's content: the config is read (once per member,
+// see configOf) whatever its name says.
+func (img *Image) readID() error {
+	m, err := img.r.ix.Resolve(img.ConfigName)
+	if err != nil {
+		return err
+	}
+	e := img.r.configOf(m)
+	if e.err != nil {
+		return e.err
+	}
+	img.ID = e.id
+	return nil
+}
+
 func (img *Image) setTags() {
 	seen := map[string]bool{} // not a scan of img.Tags: quadratic in an image with many tags
 	for _, t := range img.RepoTags {
-		nt, err := reference.NormalizeTag(t)
+		nt, err := reference.ParseRepoTag(t)
 		if err != nil {
 			img.BadTags = append(img.BadTags, t)
 			continue

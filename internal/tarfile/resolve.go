@@ -66,7 +66,7 @@ type blob struct {
 	allDiffID digest.Digest
 }
 
-// Resolve reads the image's config, checks it against its ID and its layers, and works out
+// Resolve reads the image's config, checks it against its layers, and works out
 // how each blob is served. The result is computed once and shared.
 func (img *Image) Resolve() (*Resolved, error) {
 	img.once.Do(func() {
@@ -84,7 +84,7 @@ func (img *Image) resolve() (*Resolved, error) {
 	}
 	r := img.r
 	res := &Resolved{blobs: map[digest.Digest]blob{}}
-	cfgData, got := img.legacyConfig, digest.Digest("")
+	cfgData := img.legacyConfig
 	var cfg *layout.Config
 	var err error
 	if cfgData == nil {
@@ -97,13 +97,10 @@ func (img *Image) resolve() (*Resolved, error) {
 		if e.err != nil {
 			return nil, fmt.Errorf("config: %w", e.err)
 		}
-		cfgData, got, cfg, err = e.data, e.id, e.cfg, e.parseErr
+		cfgData = e.data
+		cfg, err = e.parsed()
 	} else {
-		got = digest.FromBytes(cfgData)
 		cfg, err = layout.ParseConfig(cfgData)
-	}
-	if got != img.ID {
-		return nil, fmt.Errorf("config %q: %w: content is %s, its name says %s", img.ConfigName, ErrDigestMismatch, got, img.ID)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("config %q: %w: %w", img.ConfigName, ErrInvalidManifest, err)
@@ -252,8 +249,11 @@ func uncompressedLayer(diffID digest.Digest, size int64) Layer {
 }
 
 // OpenBlob returns a reader of the blob with digest d, its size (-1 if unknown) and verifies
-// the bytes while they are read: a mismatch is returned instead of io.EOF. With full set, a
-// compressed layer is also decompressed on the way and checked against its diffID.
+// the bytes while they are read: a mismatch is returned instead of io.EOF. A layer's
+// uncompressed stream is read as a tar on the way (one that is not a tar wraps
+// ErrInvalidLayer): always when it is stored uncompressed, and when it is decompressed anyway.
+// With full set, a compressed layer is always decompressed on the way and checked against its
+// diffID.
 func (img *Image) OpenBlob(d digest.Digest, full bool) (io.ReadCloser, int64, error) {
 	res, err := img.Resolve()
 	if err != nil {
@@ -265,7 +265,7 @@ func (img *Image) OpenBlob(d digest.Digest, full bool) (io.ReadCloser, int64, er
 	}
 	label := fmt.Sprintf("archive %q: %s: member %q", img.r.name, img.Name(), b.name)
 	if b.data != nil {
-		return newVerifier(io.NopCloser(newBytesReader(b.data)), b.digest, b.size, label, Uncompressed, ""), b.size, nil
+		return newVerifier(io.NopCloser(newBytesReader(b.data)), b.digest, b.size, label, Uncompressed, "", false), b.size, nil
 	}
 	var src io.Reader = img.r.ix.section(b.member)
 	if b.decompress {
@@ -273,13 +273,13 @@ func (img *Image) OpenBlob(d digest.Digest, full bool) (io.ReadCloser, int64, er
 		if err != nil {
 			return nil, 0, fmt.Errorf("%s: %w", label, err)
 		}
-		return newVerifier(readCloser{dec, closeDec}, b.digest, -1, label, Uncompressed, ""), -1, nil
+		return newVerifier(readCloser{dec, closeDec}, b.digest, -1, label, Uncompressed, "", true), -1, nil
 	}
 	diffID := b.diffID
 	if full && b.stored != Uncompressed {
 		diffID = b.allDiffID
 	}
-	return newVerifier(io.NopCloser(src), b.digest, b.size, label, b.stored, diffID), b.size, nil
+	return newVerifier(io.NopCloser(src), b.digest, b.size, label, b.stored, diffID, true), b.size, nil
 }
 
 type readCloser struct {

@@ -213,6 +213,9 @@ type memberFacts struct {
 	// wraps ErrDigestMismatch.
 	DiffID    digest.Digest
 	DiffIDErr error
+	// TarErr is set when the uncompressed content is not a tar (see readLayer); it wraps
+	// ErrInvalidLayer. It matters only for a member that is a layer.
+	TarErr error
 	// Kept says the bytes are held in memory (see Reader.KeptData); otherwise they were
 	// handed to StreamOptions.Forward.
 	Kept bool
@@ -335,9 +338,11 @@ func (st *streamer) member(sm streamMember) (*memberFacts, []byte, error) {
 		return nil, nil, unexpected(err)
 	}
 	f := &memberFacts{Kept: true, Compression: sniffMember(data[:min(len(data), 10)]), SkippableStart: StartsWithSkippableFrame(data), Digest: digest.FromBytes(data)}
-	f.DiffID = f.Digest
-	if f.Compression != Uncompressed {
-		f.DiffID, f.DiffIDErr = decompressedDigest(bytes.NewReader(data), f.Compression)
+	compressed := f.Compression != Uncompressed
+	diffID, tarErr, err := readLayer(bytes.NewReader(data), f.Compression, compressed, true)
+	f.DiffID, f.TarErr, f.DiffIDErr = diffID, tarErr, err
+	if !compressed {
+		f.DiffID = f.Digest
 	}
 	return f, data, nil
 }
@@ -360,13 +365,12 @@ func keepMember(head []byte, size, maxSize int64) bool {
 func (st *streamer) pass(sm streamMember, head []byte) (*memberFacts, error) {
 	f := &memberFacts{Compression: sniffMember(head[:min(len(head), 10)]), SkippableStart: StartsWithSkippableFrame(head)}
 	st.h.Reset()
-	var diff *digestTask
-	if f.Compression != Uncompressed {
-		if st.difPipe == nil {
-			st.difPipe = newChunkPipe()
-		}
-		diff = startDigestTask(st.difPipe, f.Compression)
+	if st.difPipe == nil {
+		st.difPipe = newChunkPipe()
 	}
+	// Every passed member is read as a tar on the way (most are layers); a compressed one is
+	// also decompressed and hashed for its diffID.
+	diff := startDigestTask(st.difPipe, f.Compression)
 	var fw *chunkPipe
 	fwDone := make(chan struct{})
 	if st.forward != nil {
@@ -386,9 +390,7 @@ func (st *streamer) pass(sm streamMember, head []byte) (*memberFacts, error) {
 	}
 	emit := func(p []byte) {
 		st.h.Write(p)
-		if diff != nil {
-			diff.p.write(p)
-		}
+		diff.p.write(p)
 		if fw != nil {
 			fw.write(p)
 		}
@@ -414,15 +416,13 @@ func (st *streamer) pass(sm streamMember, head []byte) (*memberFacts, error) {
 	}
 	<-fwDone
 	if readErr != nil {
-		if diff != nil {
-			diff.abort()
-		}
+		diff.abort()
 		return nil, readErr
 	}
 	f.Digest = digest.NewDigest(digest.SHA256, st.h)
-	f.DiffID = f.Digest
-	if diff != nil {
-		f.DiffID, f.DiffIDErr = diff.finish()
+	f.DiffID, f.TarErr, f.DiffIDErr = diff.finish()
+	if f.Compression == Uncompressed {
+		f.DiffID = f.Digest
 	}
 	return f, nil
 }
@@ -435,12 +435,14 @@ func unexpected(err error) error {
 	return err
 }
 
-// digestTask decompresses what is written to its pipe on a goroutine and hashes the result.
+// digestTask reads what is written to its pipe on a goroutine as a layer (see readLayer):
+// as a tar, and, when it is compressed, decompressed and hashed.
 type digestTask struct {
-	p    *chunkPipe
-	done chan struct{}
-	d    digest.Digest
-	err  error
+	p      *chunkPipe
+	done   chan struct{}
+	d      digest.Digest
+	tarErr error
+	err    error
 }
 
 func startDigestTask(p *chunkPipe, c Compression) *digestTask {
@@ -451,15 +453,17 @@ func startDigestTask(p *chunkPipe, c Compression) *digestTask {
 		// The decompressor may stop before the end (trailing data); stopReading lets the
 		// writer drop the rest instead of blocking.
 		defer p.stopReading()
-		t.d, t.err = decompressedDigest(p, c)
+		t.d, t.tarErr, t.err = readLayer(p, c, c != Uncompressed, true)
 	}()
 	return t
 }
 
-func (t *digestTask) finish() (digest.Digest, error) {
+// finish returns the diffID (of a compressed member), the error that makes the content not a
+// tar, and the error that makes it not decompress.
+func (t *digestTask) finish() (digest.Digest, error, error) {
 	t.p.closeWrite(nil)
 	<-t.done
-	return t.d, t.err
+	return t.d, t.tarErr, t.err
 }
 
 func (t *digestTask) abort() {
@@ -540,7 +544,7 @@ func (p *chunkPipe) Read(b []byte) (int, error) {
 	for p.off == len(p.cur) {
 		if p.cur != nil {
 			p.free <- p.cur[:cap(p.cur)] // never blocks: free has room for every buffer
-			p.cur = nil
+			p.cur, p.off = nil, 0        // so that a read after the end ends again
 		}
 		c, ok := <-p.full
 		if !ok {
@@ -637,6 +641,8 @@ func (img *Image) VerifyStreamed() error {
 			errs = append(errs, fmt.Errorf("layer %d %q: %w", j, l.Name, f.DiffIDErr))
 		case f.DiffID != l.DiffID:
 			errs = append(errs, fmt.Errorf("layer %d %q: %w: uncompressed content is %s, the config's diffID is %s", j, l.Name, ErrDigestMismatch, f.DiffID, l.DiffID))
+		case f.TarErr != nil:
+			errs = append(errs, fmt.Errorf("layer %d %q: %w", j, l.Name, f.TarErr))
 		case l.Size >= 0 && f.Digest != l.Digest:
 			// Served as stored (l.Size -1: xz and bzip2 members are served decompressed,
 			// their digest is the diffID checked above).
