@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"strings"
 	"testing"
 
 	digest "github.com/opencontainers/go-digest"
@@ -80,10 +82,40 @@ func metadataCases(t *testing.T) []truthCase {
 			says: []string{"not a valid reference"},
 		},
 		{
+			name:   "Parent names an image that is nowhere",
+			data:   img.archiveWith(`[{"Config":"` + img.config.Name + `","RepoTags":["busybox:1"],"Layers":["` + img.layer.Name + `"],"Parent":"sha256:` + strings.Repeat("ab", 32) + `"}]`),
+			docker: true, verify: true, load: true, images: tagged,
+		},
+		withConfig(img, "an image of no layers", archivetest.GenerateConfig(nil), nil, true),
+		withConfig(img, "an empty layer member", archivetest.GenerateConfig([]digest.Digest{digest.FromBytes(nil)}), []byte{}, true),
+		func() truthCase {
+			c := withConfig(img, "a windows image", bytes.Replace(img.config.Body, []byte(`"os":"linux"`), []byte(`"os":"windows"`), 1), img.layer.Body, true)
+			c.docker = false
+			c.why = "docker load on Linux refuses another OS (\"cannot load windows image on linux\"); darc loads into registries and layouts, where it is valid, and warns"
+			c.says = []string{`warning: image @0: the image's OS is "windows"`}
+			return c
+		}(),
+		{
 			name:   "empty list",
 			data:   img.archiveWith("[]"),
 			docker: true, verify: false, load: false,
 			why: "an archive that names no image is refused: docker load loads nothing and says nothing",
 		},
+	}
+}
+
+// withConfig is an archive of one image with the given config and layer (nil: none), tagged
+// busybox:1, which every reader loads when ok.
+func withConfig(img oneImage, name string, cfg, layer []byte, ok bool) truthCase {
+	entries := []archivetest.Entry{{Name: digest.FromBytes(cfg).Encoded() + ".json", Body: cfg}}
+	layers := "[]"
+	if layer != nil {
+		entries = append(entries, archivetest.Entry{Name: "layer.tar", Body: layer})
+		layers = `["layer.tar"]`
+	}
+	entries = append(entries, archivetest.Entry{Name: "manifest.json", Body: []byte(`[{"Config":"` + entries[0].Name + `","RepoTags":["busybox:1"],"Layers":` + layers + `}]`)})
+	return truthCase{
+		name: name, data: archivetest.Tar(entries), docker: ok, verify: ok, load: ok,
+		images: []truthImage{{id: digest.FromBytes(cfg).String(), tags: []string{"docker.io/library/busybox:1"}}},
 	}
 }
