@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -52,11 +53,16 @@ refuse (a name without a tag, a digest) are shown as invalid, not as tags.`,
 				}
 				entries[i] = e
 			}
-			out := cmd.OutOrStdout()
+			// tabwriter writes each cell on its own: one write(2) per cell to a terminal or pipe
+			// without a buffer, which costs more than reading the archive when it is large.
+			out := bufio.NewWriterSize(cmd.OutOrStdout(), 64<<10)
 			if asJSON {
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
-				return enc.Encode(entries)
+				if err := enc.Encode(entries); err != nil {
+					return err
+				}
+				return out.Flush()
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "INDEX\tIMAGE ID\tLAYERS\tSIZE\tTAGS")
@@ -74,7 +80,10 @@ refuse (a name without a tag, a digest) are shown as invalid, not as tags.`,
 				}
 				fmt.Fprintf(tw, "@%d\t%s\t%d\t%s\t%s\n", e.Index, shortID(e.ID), e.Layers, humanSize(e.Size), label)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			return out.Flush()
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array, one object per image")
