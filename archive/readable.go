@@ -415,6 +415,9 @@ func verifyImage(ctx context.Context, img *tarfile.Image, checks *blobChecks) []
 	if img.NamedID != "" && img.ID != "" && img.NamedID != img.ID {
 		probs = append(probs, Problem{Image: img.Index, Warning: true, Err: fmt.Errorf("config %q: its name states %s, its content is %s; the image ID is %s, as docker load gives it", img.ConfigName, img.NamedID, img.ID, img.ID)})
 	}
+	for _, m := range img.MovedTags {
+		probs = append(probs, Problem{Image: img.Index, Warning: true, Err: fmt.Errorf("tag %s is also on image @%d, later in the archive: docker load leaves it there, and this image without it", distref.FamiliarString(m.Tag), m.To)})
+	}
 	for _, p := range img.Problems {
 		add(p)
 	}

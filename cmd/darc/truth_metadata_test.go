@@ -46,7 +46,7 @@ func (o oneImage) item(repoTags string) string {
 }
 
 func metadataCases(t *testing.T) []truthCase {
-	img := newOneImage(1)
+	img, other := newOneImage(1), newOneImage(2)
 	tagged := []truthImage{{id: img.id, tags: []string{"docker.io/library/busybox:1"}}}
 	return []truthCase{
 		{
@@ -95,6 +95,14 @@ func metadataCases(t *testing.T) []truthCase {
 			c.says = []string{`warning: image @0: the image's OS is "windows"`}
 			return c
 		}(),
+		{
+			name: "the same tag on two images",
+			data: archivetest.Tar([]archivetest.Entry{img.layer, img.config, other.layer, other.config,
+				{Name: "manifest.json", Body: []byte("[" + img.item(`["busybox:1"]`) + "," + other.item(`["busybox:1"]`) + "]")}}),
+			docker: true, verify: true, load: true,
+			images: []truthImage{{id: img.id, tags: []string{}}, {id: other.id, tags: []string{"docker.io/library/busybox:1"}}},
+			says:   []string{"warning: image @0: tag busybox:1 is also on image @1"},
+		},
 		{
 			name:   "empty list",
 			data:   img.archiveWith("[]"),

@@ -162,10 +162,14 @@ type Image struct {
 	// RepoTags are the tags as written in the archive; nil when the archive says null.
 	RepoTags []string
 	// Tags are RepoTags normalized, duplicates dropped, invalid ones left out (see BadTags):
-	// an entry without a tag is invalid, as docker load says, and gets no ":latest".
+	// an entry without a tag is invalid, as docker load says, and gets no ":latest". Tags a
+	// later image takes are left out too (see MovedTags).
 	Tags []distref.NamedTagged
 	// BadTags are RepoTags entries that are not valid tagged references (reference.ParseRepoTag).
 	BadTags []string
+	// MovedTags are tags of RepoTags that a later image with another ID also has: docker load
+	// leaves them there, so they are not in Tags (see settleTags).
+	MovedTags []MovedTag
 	// ConfigName is the config member's cleaned path.
 	ConfigName string
 	// ID is the image ID: the digest of the config's content, as docker and podman show it
@@ -229,7 +233,42 @@ func (r *Reader) loadImages() error {
 			img.Problems = append([]error{fmt.Errorf("extracting the archive: %w", err)}, img.Problems...)
 		}
 	}
+	r.settleTags()
 	return nil
+}
+
+// settleTags gives each tag to the last image naming it, as docker load does: loading an
+// image under a tag that an earlier image of the archive got moves the tag. An earlier image
+// with another ID loses the tag from Tags and records it in MovedTags; entries of one image
+// (go-containerregistry writes one per tag) keep theirs.
+func (r *Reader) settleTags() {
+	if len(r.images) < 2 {
+		return
+	}
+	owner := map[string]*Image{}
+	for _, img := range r.images {
+		for _, t := range img.Tags {
+			owner[t.String()] = img
+		}
+	}
+	for _, img := range r.images {
+		var kept []distref.NamedTagged
+		for _, t := range img.Tags {
+			if o := owner[t.String()]; o != img && o.ID != img.ID {
+				img.MovedTags = append(img.MovedTags, MovedTag{Tag: t, To: o.Index})
+				continue
+			}
+			kept = append(kept, t)
+		}
+		img.Tags = kept
+	}
+}
+
+// MovedTag is a tag that a later image of the archive also has, so that docker load leaves it
+// on that image (To, its index).
+type MovedTag struct {
+	Tag distref.NamedTagged
+	To  int
 }
 
 // Name is the name given to newReader.
