@@ -8,6 +8,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/copy"
 	"go.podman.io/image/v5/types"
 
@@ -61,6 +62,16 @@ func FuzzRewrite(f *testing.F) {
 		}
 		f.Add(data)
 	}
+	// An image for another OS verifies with a warning and re-writes with the same one.
+	windows := bytes.Replace(archivetest.GenerateConfig([]digest.Digest{digest.FromBytes(base)}), []byte(`"os":"linux"`), []byte(`"os":"windows"`), 1)
+	if !bytes.Contains(windows, []byte(`"os":"windows"`)) {
+		f.Fatal("the generated config names no OS to replace")
+	}
+	data, err := archivetest.BuildBytes([]archivetest.Image{{Tags: []string{"w:1"}, Layers: [][]byte{base}, Config: windows}}, archivetest.Options{Layout: archivetest.Docker24})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(data)
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > fuzzRewriteMax {

@@ -31,6 +31,10 @@ var (
 	ErrInvalidLayer     = tarfile.ErrInvalidLayer     // a layer's uncompressed content is not a tar
 	ErrImageNotFound    = tarfile.ErrImageNotFound    // no image matches a selector
 	ErrAmbiguous        = tarfile.ErrAmbiguous        // a selector matches several images
+
+	// ErrForeignOS marks the verify warning about an image whose OS is not linux: docker
+	// load on a Linux host refuses it, a registry or an engine on that OS takes it.
+	ErrForeignOS = errors.New("docker load on a Linux host refuses images for another OS")
 )
 
 // OpenOption configures Open and OpenStream. Create and NewWriter take CreateOption, so a
@@ -432,7 +436,7 @@ func verifyImage(ctx context.Context, img *tarfile.Image, checks *blobChecks) []
 	if res.OS != "" && res.OS != "linux" {
 		// docker load on Linux refuses any other OS ("cannot load windows image on linux");
 		// a registry, podman on another host or docker on Windows take it.
-		probs = append(probs, Problem{Image: img.Index, Warning: true, Err: fmt.Errorf("the image's OS is %q: docker load on a Linux host refuses it", res.OS)})
+		probs = append(probs, Problem{Image: img.Index, Warning: true, Err: fmt.Errorf("the image's OS is %q: %w", res.OS, ErrForeignOS)})
 	}
 	seen := map[digest.Digest]bool{}
 	for _, l := range res.Layers {

@@ -149,6 +149,10 @@ func wtReadBack(t *testing.T, path string) []wtImage {
 	}
 	defer a.Close()
 	for _, p := range a.Verify(context.Background(), 2) {
+		// The OS warning comes with the config, which a re-written archive carries as it is.
+		if p.Warning && errors.Is(p.Err, archive.ErrForeignOS) {
+			continue
+		}
 		t.Errorf("verify %s: %v", filepath.Base(path), p)
 	}
 	var out []wtImage
