@@ -169,33 +169,21 @@ func NormalizeTag(s string) (distref.NamedTagged, error) {
 // add ":latest": an entry without a tag ("busybox") is an error wrapping
 // [ErrInvalidReference], as docker load ("invalid tag") and containers/image refuse it.
 func ParseRepoTag(s string) (distref.NamedTagged, error) {
-	t, err := parseTag(s)
-	if err == nil && !hasExplicitTag(s) {
+	n, err := parseUndigested(s)
+	if err == nil {
+		if t, ok := n.(distref.NamedTagged); ok {
+			return t, nil
+		}
 		err = errors.New("no tag: an archive names every image with its tag")
 	}
-	if err != nil {
-		return nil, fmt.Errorf("%w: tag %q: %w", ErrInvalidReference, s, err)
-	}
-	return t, nil
+	return nil, fmt.Errorf("%w: tag %q: %w", ErrInvalidReference, s, err)
 }
 
-// hasExplicitTag reports whether a valid, undigested reference s names a tag.
-func hasExplicitTag(s string) bool {
-	n, err := distref.ParseNormalizedNamed(s)
-	if err != nil {
-		return false
-	}
-	_, ok := n.(distref.Tagged)
-	return ok
-}
-
+// parseTag parses s as a user types a tag: ":latest" is added where s names none.
 func parseTag(s string) (distref.NamedTagged, error) {
-	n, err := distref.ParseNormalizedNamed(s)
+	n, err := parseUndigested(s)
 	if err != nil {
-		return nil, fmt.Errorf("name: %w", err)
-	}
-	if _, ok := n.(distref.Digested); ok {
-		return nil, errors.New("a name with a digest is not allowed: images in an archive are addressed by tag")
+		return nil, err
 	}
 	t, ok := distref.TagNameOnly(n).(distref.NamedTagged)
 	if !ok {
@@ -203,6 +191,18 @@ func parseTag(s string) (distref.NamedTagged, error) {
 		return nil, errors.New("name has no tag")
 	}
 	return t, nil
+}
+
+// parseUndigested parses s into a normalized name, refusing a digest.
+func parseUndigested(s string) (distref.Named, error) {
+	n, err := distref.ParseNormalizedNamed(s)
+	if err != nil {
+		return nil, fmt.Errorf("name: %w", err)
+	}
+	if _, ok := n.(distref.Digested); ok {
+		return nil, errors.New("a name with a digest is not allowed: images in an archive are addressed by tag")
+	}
+	return n, nil
 }
 
 func isDecimal(s string) bool {

@@ -3,6 +3,7 @@ package layout
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path"
 	"slices"
@@ -45,11 +46,9 @@ func ParseManifest(data []byte, maxSize int64) (items []ManifestItem, end int, e
 	if err := checkStrings(ManifestFile, data, maxSize); err != nil {
 		return nil, 0, err
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&items); err != nil {
+	if items, end, err = decodeFirst[[]ManifestItem](data); err != nil {
 		return nil, 0, fmt.Errorf("%w: manifest.json: %w", ErrInvalidManifest, err)
 	}
-	end = int(dec.InputOffset())
 	if maxSize <= 0 {
 		return items, end, nil
 	}
@@ -61,6 +60,22 @@ func ParseManifest(data []byte, maxSize int64) (items []ManifestItem, end int, e
 		return nil, 0, fmt.Errorf("%w: manifest.json lists %d images, tags, layers and layer sources, more than %d (one per %d bytes of the manifest size limit)", ErrTooLarge, refs, max, bytesPerRef)
 	}
 	return items, end, nil
+}
+
+// decodeFirst decodes the first JSON value in data, as a json.Decoder does, and returns
+// where it ends. The usual case, data that is one value, is decoded in place; only data
+// with something after the value goes through a Decoder, which copies it.
+func decodeFirst[T any](data []byte) (v T, end int, err error) {
+	var syn *json.SyntaxError
+	if err = json.Unmarshal(data, &v); !errors.As(err, &syn) {
+		return v, len(data), err
+	}
+	var zero T
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&zero); err != nil {
+		return zero, 0, err
+	}
+	return zero, int(dec.InputOffset()), nil
 }
 
 // HasTrailer reports whether data holds more than white space from end on: for a JSON value

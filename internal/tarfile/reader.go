@@ -5,9 +5,11 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	distref "github.com/distribution/reference"
 	digest "github.com/opencontainers/go-digest"
@@ -306,9 +308,7 @@ func (r *Reader) loadImagesFrom() error {
 			return fmt.Errorf("%w: manifest.json lists no images", ErrNotDockerArchive)
 		}
 		r.format = "manifest.json"
-		for i, it := range items {
-			r.images = append(r.images, r.imageFromItem(i, it))
-		}
+		r.images = r.imagesFromItems(items)
 		return nil
 	case r.has(layout.RepositoriesFile):
 		r.format = "legacy"
@@ -330,6 +330,23 @@ func (r *Reader) readMetadata(name string) ([]byte, error) {
 func (r *Reader) has(name string) bool {
 	_, ok := r.ix.Lookup(name)
 	return ok
+}
+
+// imagesFromItems builds the images of manifest.json's entries on every core: reading and
+// hashing each config is most of the work of listing an archive of many images.
+func (r *Reader) imagesFromItems(items []layout.ManifestItem) []*Image {
+	images := make([]*Image, len(items))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(items)) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(items); i = int(next.Add(1) - 1) {
+				images[i] = r.imageFromItem(i, items[i])
+			}
+		})
+	}
+	wg.Wait()
+	return images
 }
 
 // imageFromItem builds an Image from a manifest.json entry, recording (not failing on)
