@@ -4,6 +4,8 @@
 //
 //	benchwork prepare        generate the OCI layout and the archives made from it (cached)
 //	benchwork table [FILE…]  read `go test -bench` output and print darc against its peers
+//	benchwork big FILE       write the 10,000-image, 100,000-member archive of BenchmarkLsBig,
+//	                         to time `darc ls FILE` as a command
 package main
 
 import (
@@ -13,6 +15,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/darc-dev/darc/internal/archivetest"
 	"github.com/darc-dev/darc/internal/benchwork"
 )
 
@@ -26,6 +29,11 @@ func main() {
 		err = prepare()
 	case "table":
 		err = table(os.Args[2:])
+	case "big":
+		if len(os.Args) != 3 {
+			usage()
+		}
+		err = big(os.Args[2])
 	default:
 		usage()
 	}
@@ -36,7 +44,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: benchwork prepare | benchwork table [FILE…]")
+	fmt.Fprintln(os.Stderr, "usage: benchwork prepare | benchwork table [FILE…] | benchwork big FILE")
 	os.Exit(2)
 }
 
@@ -91,4 +99,16 @@ func table(files []string) error {
 		in = io.MultiReader(rs...)
 	}
 	return benchwork.Table(in, os.Stdout)
+}
+
+func big(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := archivetest.BigArchive(f, 10_000, 100_000); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
