@@ -220,8 +220,8 @@ func (a *ReadableArchive) Images() []ImageInfo {
 }
 
 // Select returns the image that sel picks (see reference.Selector). No selector picks the
-// only image and is ErrAmbiguous for several; a tag or ID prefix matching two different
-// images is ErrAmbiguous.
+// only image and is ErrAmbiguous for several; a tag picks the image docker load leaves it
+// on, the last naming it; an ID prefix matching two different images is ErrAmbiguous.
 func (a *ReadableArchive) Select(sel reference.Selector) (ImageInfo, error) {
 	img, err := a.r.Select(sel)
 	if err != nil {

@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -125,5 +128,30 @@ func withConfig(img oneImage, name string, cfg, layer []byte, ok bool) truthCase
 	return truthCase{
 		name: name, data: archivetest.Tar(entries), docker: ok, verify: ok, load: ok,
 		images: []truthImage{{id: digest.FromBytes(cfg).String(), tags: []string{"docker.io/library/busybox:1"}}},
+	}
+}
+
+// TestTruthTagOnTwoImagesSelects: a tag that two images carry names the later one, the image
+// docker load leaves it on, wherever darc takes a selector.
+func TestTruthTagOnTwoImagesSelects(t *testing.T) {
+	img, other := newOneImage(1), newOneImage(2)
+	path := filepath.Join(t.TempDir(), "archive.tar")
+	data := archivetest.Tar([]archivetest.Entry{img.layer, img.config, other.layer, other.config,
+		{Name: "manifest.json", Body: []byte("[" + img.item(`["busybox:1"]`) + "," + other.item(`["busybox:1"]`) + "]")}})
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err := run(t, "inspect", "--json", path+":busybox:1")
+	if err != nil {
+		t.Fatalf("darc inspect: %v\n%s", err, errOut)
+	}
+	var d struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal([]byte(out), &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.ID != other.id {
+		t.Errorf("busybox:1 selects %s, want the later image %s", d.ID, other.id)
 	}
 }

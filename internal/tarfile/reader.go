@@ -417,8 +417,9 @@ func (img *Image) setTags() {
 	}
 }
 
-// Select returns the image a selector picks. No selector picks the only image; a tag or an
-// ID prefix that matches two different images is ErrAmbiguous, naming both.
+// Select returns the image a selector picks. No selector picks the only image; a tag picks
+// the image docker load leaves it on, the last naming it; an ID prefix that matches two
+// different images is ErrAmbiguous, naming both.
 // SelectEach returns the images the selectors pick, in selector order, each once; with no
 // selector, every image in archive order.
 func (r *Reader) SelectEach(sels []reference.Selector) ([]*Image, error) {
@@ -455,8 +456,10 @@ func (r *Reader) Select(sel reference.Selector) (*Image, error) {
 		}
 		return r.images[i], nil
 	case reference.KindTag:
+		// Tags, not RepoTags: a tag on two images picks the later, as docker load leaves it
+		// (see settleTags).
 		for _, img := range r.images {
-			if slices.ContainsFunc(img.RepoTags, sel.MatchTag) {
+			if slices.ContainsFunc(img.Tags, func(t distref.NamedTagged) bool { return sel.MatchTag(t.String()) }) {
 				matches = append(matches, img)
 			}
 		}
