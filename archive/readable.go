@@ -9,6 +9,7 @@ import (
 
 	distref "github.com/distribution/reference"
 	digest "github.com/opencontainers/go-digest"
+	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/types"
 	"golang.org/x/sync/errgroup"
 
@@ -31,6 +32,7 @@ var (
 	ErrInvalidLayer     = tarfile.ErrInvalidLayer     // a layer's uncompressed content is not a tar
 	ErrImageNotFound    = tarfile.ErrImageNotFound    // no image matches a selector
 	ErrAmbiguous        = tarfile.ErrAmbiguous        // a selector matches several images
+	ErrPlatformNotFound = tarfile.ErrPlatformNotFound // the platform asked for is not in the archive
 
 	// ErrForeignOS marks the verify warning about an image whose OS is not linux: docker
 	// load on a Linux host refuses it, a registry or an engine on that OS takes it.
@@ -177,6 +179,53 @@ type ImageInfo struct {
 	Problems []error
 	// BadTags are entries of RepoTags that are not valid references.
 	BadTags []string
+	// List is the manifest list (OCI index or Docker manifest list) the image is one platform
+	// of, as the archive's OCI layout holds it (Docker 25+, containerd); nil for an image that
+	// is one manifest. The image itself is the platform manifest.json names.
+	List *ListInfo
+}
+
+// ListInfo is a manifest list and what the archive holds of each of its platforms.
+type ListInfo struct {
+	Digest    digest.Digest
+	MediaType string
+	// Platforms are the list's manifests in its order, attestations left out.
+	Platforms []PlatformInfo
+}
+
+// PlatformInfo is one platform of a manifest list.
+type PlatformInfo struct {
+	// Platform is "os/arch[/variant]" ("unknown" when the list gives none).
+	Platform string
+	// Manifest is the platform's manifest digest.
+	Manifest digest.Digest
+	// State is what the archive holds of it: "complete" (manifest, config and layers),
+	// "manifest only" or "absent".
+	State string
+}
+
+// Complete reports whether the archive holds the platform's manifest, config and layers.
+func (p PlatformInfo) Complete() bool { return p.State == tarfile.Complete.String() }
+
+// String is the platform, with its state unless complete: "linux/arm64/v8 (absent)".
+func (p PlatformInfo) String() string {
+	if p.Complete() {
+		return p.Platform
+	}
+	return p.Platform + " (" + p.State + ")"
+}
+
+func listInfoOf(l *tarfile.ManifestList) *ListInfo {
+	if l == nil {
+		return nil
+	}
+	info := &ListInfo{Digest: l.Digest, MediaType: l.MediaType}
+	for _, in := range l.Instances {
+		if !in.Attestation {
+			info.Platforms = append(info.Platforms, PlatformInfo{Platform: in.PlatformString(), Manifest: in.Digest, State: in.State.String()})
+		}
+	}
+	return info
 }
 
 // LayerInfo is one layer member of an image.
@@ -198,7 +247,7 @@ func (i ImageInfo) Size() int64 {
 }
 
 func infoOf(img *tarfile.Image) ImageInfo {
-	info := ImageInfo{Index: img.Index, Tags: img.Tags, ID: img.ID, Problems: img.Problems, BadTags: img.BadTags}
+	info := ImageInfo{Index: img.Index, Tags: img.Tags, ID: img.ID, Problems: img.Problems, BadTags: img.BadTags, List: listInfoOf(img.ManifestList())}
 	for j, n := range img.LayerNames {
 		m := img.LayerMembers[j]
 		info.Layers = append(info.Layers, LayerInfo{Name: n, Member: m.Name, Size: m.Size})
@@ -276,6 +325,26 @@ func (a *ReadableArchive) Inspect(sel reference.Selector) (*ImageDetails, error)
 	if err != nil {
 		return nil, err
 	}
+	return details(img)
+}
+
+// InspectPlatform is Inspect of platform p of the image sel picks: the image itself when it
+// is p, another platform of its manifest list that the archive holds completely, or an error
+// wrapping ErrPlatformNotFound that names the platforms the archive holds. An empty
+// Variant matches any variant, as containers/image matches it.
+func (a *ReadableArchive) InspectPlatform(sel reference.Selector, p imgspecv1.Platform) (*ImageDetails, error) {
+	img, err := a.r.Select(sel)
+	if err != nil {
+		return nil, err
+	}
+	img, err = img.ForPlatform(&types.SystemContext{OSChoice: p.OS, ArchitectureChoice: p.Architecture, VariantChoice: p.Variant})
+	if err != nil {
+		return nil, err
+	}
+	return details(img)
+}
+
+func details(img *tarfile.Image) (*ImageDetails, error) {
 	res, err := img.Resolve()
 	if err != nil {
 		return nil, err
@@ -410,7 +479,22 @@ func (c *blobChecks) do(k blobKey, image int, check func() error) error {
 	return bc.err
 }
 
+// verifyImage checks img and, when it is one platform of a manifest list, every other
+// platform the archive holds completely: content reachable only through index.json is
+// checked as strictly as manifest.json's.
 func verifyImage(ctx context.Context, img *tarfile.Image, checks *blobChecks) []Problem {
+	probs := verifyContent(ctx, img, checks)
+	for _, other := range img.OtherPlatforms() {
+		for _, p := range verifyContent(ctx, other.Image, checks) {
+			p.Err = fmt.Errorf("platform %s (manifest %s): %w", other.Platform, other.Manifest, p.Err)
+			probs = append(probs, p)
+		}
+	}
+	return probs
+}
+
+// verifyContent checks one image: its tags, members, config, own manifest and layers.
+func verifyContent(ctx context.Context, img *tarfile.Image, checks *blobChecks) []Problem {
 	var probs []Problem
 	add := func(err error) { probs = append(probs, Problem{Image: img.Index, Err: err}) }
 	for _, t := range img.BadTags {

@@ -116,7 +116,10 @@ func (r archiveReference) NewImage(ctx context.Context, sys *types.SystemContext
 }
 
 // NewImageSource opens the selected image. With no archive handle the archive is opened here
-// (honouring sys.BigFilesTemporaryDir for spooling) and closed with the source.
+// (honouring sys.BigFilesTemporaryDir for spooling) and closed with the source. A platform
+// sys chooses (OSChoice, ArchitectureChoice, VariantChoice) is delivered or is an error
+// wrapping ErrPlatformNotFound: the image when it is that platform, or that platform's
+// manifest of the image's manifest list when the archive holds it completely.
 func (r archiveReference) NewImageSource(ctx context.Context, sys *types.SystemContext) (types.ImageSource, error) {
 	a, owned := r.reader, false
 	if a == nil {
@@ -131,6 +134,9 @@ func (r archiveReference) NewImageSource(ctx context.Context, sys *types.SystemC
 		owned = true
 	}
 	img, err := a.r.Select(r.sel)
+	if err == nil {
+		img, err = img.ForPlatform(sys)
+	}
 	if err == nil {
 		_, err = img.Resolve()
 	}

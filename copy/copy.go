@@ -166,9 +166,15 @@ func ParsePlatform(s string) (Platform, error) {
 	return p, nil
 }
 
-// WithPlatform chooses the platform taken from multi-platform sources (see ParsePlatform).
-// The default is the host's. A Platform without OS or Architecture makes the function it is
-// given to fail with ErrInvalidPlatform.
+// WithPlatform chooses the platform to copy (see ParsePlatform); it is delivered or is an
+// error. From a registry or an OCI layout, containers/image picks it from a manifest list
+// (by default the host's). From an archive, an image that is that platform is copied as it
+// is; another platform of the image's manifest list is copied when the archive holds it
+// completely; anything else fails with archive.ErrPlatformNotFound, naming the platforms the
+// archive holds. Without it, an archive's image is the one manifest.json names. LoadStream
+// refuses it with ErrStreamUnsupported: the platform's blobs may have passed by before the
+// manifest list is read. A Platform without OS or Architecture makes the function it is given
+// to fail with ErrInvalidPlatform.
 func WithPlatform(p Platform) Option { return func(o *options) { o.platform = &p } }
 
 // WithProgress receives progress events. The function is called from one goroutine of its

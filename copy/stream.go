@@ -96,6 +96,11 @@ func LoadStream(ctx context.Context, r io.Reader, dest Destination, selectors []
 	if dest.transport != "docker" && dest.transport != "oci" {
 		return nil, fmt.Errorf("%w: %s: a single pass needs a registry or an OCI layout; use Load", ErrStreamUnsupported, dest)
 	}
+	if o.platform != nil {
+		// The platform's manifest may be another than manifest.json's, whose blobs have passed
+		// by when the manifest list is read.
+		return nil, fmt.Errorf("%w: choosing a platform (%s) needs the whole archive; use Load", ErrStreamUnsupported, o.platform)
+	}
 	run := newRun(o)
 	defer run.close()
 	name := o.sourceName

@@ -44,4 +44,7 @@ var (
 	// ErrAmbiguous means a selector matches more than one image, or none was given and the
 	// archive holds several.
 	ErrAmbiguous = errors.New("archive: ambiguous image selection")
+	// ErrPlatformNotFound means the archive does not hold the platform asked for of an image
+	// completely (manifest, config and layers).
+	ErrPlatformNotFound = errors.New("archive: platform not in the archive")
 )

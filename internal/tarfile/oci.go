@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"fmt"
-	"runtime"
 	"strings"
 
 	digest "github.com/opencontainers/go-digest"
@@ -27,6 +26,9 @@ type ociLayout struct {
 	tops []ociManifest
 	// referenced holds every member reached from index.json.
 	referenced map[string]bool
+	// listByConfig maps a config digest to the first manifest list (in index.json order)
+	// holding a manifest that uses it.
+	listByConfig map[digest.Digest]*ManifestList
 	// walked records what each manifest or index blob led to, so that a blob named many
 	// times (by index.json, or by indexes at several levels) is read once: without it, indexes
 	// that each list the next one k times cost k^depth reads in an archive of a few kilobytes.
@@ -78,7 +80,7 @@ func (r *Reader) parseOCILayout() (*ociLayout, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &ociLayout{byConfig: map[digest.Digest]ociManifest{}, referenced: map[string]bool{}, walked: map[walkKey]walkResult{}}
+	l := &ociLayout{byConfig: map[digest.Digest]ociManifest{}, listByConfig: map[digest.Digest]*ManifestList{}, referenced: map[string]bool{}, walked: map[walkKey]walkResult{}}
 	for _, d := range idx.Manifests {
 		if m, ok := l.walk(r, d, 0); ok {
 			m.names = layout.AnnotationNames(d)
@@ -113,8 +115,8 @@ func (r *Reader) readBlob(d imgspecv1.Descriptor) ([]byte, error) {
 }
 
 // walk records the manifest (or the manifests of the index) d points at, and returns the
-// manifest to serve for d: the manifest itself, or the one picked for this platform from an
-// index. Unreadable or inconsistent entries are skipped: the image is then served with a
+// manifest to serve for d: the manifest itself, or the one an index stands for (see
+// ManifestList.representative). Unreadable or inconsistent entries are skipped: the image is then served with a
 // manifest built from its config, which is always possible.
 func (l *ociLayout) walk(r *Reader, d imgspecv1.Descriptor, depth int) (ociManifest, bool) {
 	if depth > maxIndexDepth {
@@ -150,21 +152,15 @@ func (l *ociLayout) walkBlob(r *Reader, d imgspecv1.Descriptor, depth int) (ociM
 		if err != nil {
 			return ociManifest{}, false
 		}
-		var chosen ociManifest
-		found := false
-		for _, child := range list.Manifests {
-			if _, ok := r.ix.Lookup(layout.BlobName(child.Digest)); !ok {
-				continue // Docker saves only the platforms it has
-			}
-			m, ok := l.walk(r, imgspecv1.Descriptor{Digest: child.Digest, Size: child.Size, MediaType: child.MediaType}, depth+1)
-			if !ok {
-				continue
-			}
-			if !found || (child.Platform != nil && child.Platform.OS == runtime.GOOS && child.Platform.Architecture == runtime.GOARCH) {
-				chosen, found = m, true
+		ml := l.newManifestList(r, d, mt, data, list, depth)
+		for _, in := range ml.Instances {
+			if in.State != Absent {
+				if cfg := in.manifest.parsed.ConfigInfo().Digest; l.listByConfig[cfg] == nil {
+					l.listByConfig[cfg] = ml
+				}
 			}
 		}
-		return chosen, found
+		return ml.representative()
 	}
 	parsed, err := manifest.FromBlob(data, mt)
 	if err != nil {

@@ -1,0 +1,231 @@
+package archive_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	digest "github.com/opencontainers/go-digest"
+	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/image/v5/types"
+
+	"github.com/darc-dev/darc/archive"
+	"github.com/darc-dev/darc/internal/archivetest"
+	"github.com/darc-dev/darc/reference"
+)
+
+var threePlatforms = []imgspecv1.Platform{
+	{OS: "linux", Architecture: "amd64"},
+	{OS: "linux", Architecture: "arm64", Variant: "v8"},
+	{OS: "linux", Architecture: "arm", Variant: "v7"},
+}
+
+// openMulti writes a MultiPlatform archive and opens it.
+func openMulti(t *testing.T, o archivetest.MultiPlatform) (*archive.ReadableArchive, archivetest.MultiPlatformImage) {
+	t.Helper()
+	data, img := archivetest.MultiPlatformArchive(o)
+	return openBytes(t, data), img
+}
+
+// openBytes writes data to a file and opens it as an archive, closed at the test's end.
+func openBytes(t *testing.T, data []byte) *archive.ReadableArchive {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "archive.tar")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a, err := archive.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
+}
+
+// served opens the archive's only image for the platform os/arch[/variant] ("": no choice)
+// and returns the digest of the manifest it serves, or the error.
+func served(t *testing.T, a *archive.ReadableArchive, platform string) (digest.Digest, error) {
+	t.Helper()
+	ref, err := a.Reference(reference.Selector{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := &types.SystemContext{}
+	if platform != "" {
+		p := strings.Split(platform, "/")
+		sys.OSChoice, sys.ArchitectureChoice = p[0], p[1]
+		if len(p) == 3 {
+			sys.VariantChoice = p[2]
+		}
+	}
+	src, err := ref.NewImageSource(context.Background(), sys)
+	if err != nil {
+		return "", err
+	}
+	defer src.Close()
+	m, _, err := src.GetManifest(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return digest.FromBytes(m), nil
+}
+
+// TestPlatformDelivered: a platform asked for is the one served, taken from the image's
+// manifest list when the archive holds it completely; manifest.json's image is served when
+// none is asked for.
+func TestPlatformDelivered(t *testing.T) {
+	a, img := openMulti(t, archivetest.MultiPlatform{Platforms: threePlatforms, Default: 0, Attestation: true})
+	if got := a.Images(); len(got) != 1 || got[0].ID != img.IDs[0] {
+		t.Fatalf("images %+v, want one with ID %s", got, img.IDs[0])
+	}
+	for _, tc := range []struct {
+		platform string
+		want     int
+	}{
+		{"", 0},
+		{"linux/amd64", 0},
+		{"linux/arm64", 1},
+		{"linux/arm64/v8", 1},
+		{"linux/arm/v7", 2},
+		{"linux/arm", 2},
+	} {
+		got, err := served(t, a, tc.platform)
+		if err != nil {
+			t.Errorf("%q: %v", tc.platform, err)
+		} else if got != img.Manifests[tc.want] {
+			t.Errorf("%q: serves manifest %s, want %s (%s)", tc.platform, got, img.Manifests[tc.want], threePlatforms[tc.want].Architecture)
+		}
+	}
+}
+
+// TestPlatformNotInArchive: a platform the archive does not hold completely is an error
+// naming what it holds, never another platform in its place.
+func TestPlatformNotInArchive(t *testing.T) {
+	tests := []struct {
+		name     string
+		o        archivetest.MultiPlatform
+		platform string
+		says     string
+	}{
+		{
+			"absent from the manifest list",
+			archivetest.MultiPlatform{Platforms: threePlatforms, Hold: []int{archivetest.HoldComplete, archivetest.HoldNothing, archivetest.HoldManifest}, Default: 0},
+			"linux/arm64", "linux/amd64, linux/arm64/v8 (absent), linux/arm/v7 (manifest only)",
+		},
+		{
+			"manifest only",
+			archivetest.MultiPlatform{Platforms: threePlatforms, Hold: []int{archivetest.HoldComplete, archivetest.HoldNothing, archivetest.HoldManifest}, Default: 0},
+			"linux/arm/v7", "linux/arm/v7 (manifest only)",
+		},
+		{
+			"not in the manifest list",
+			archivetest.MultiPlatform{Platforms: threePlatforms, Default: 0},
+			"linux/s390x", "linux/s390x requested, the archive holds linux/amd64, linux/arm64/v8, linux/arm/v7",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a, _ := openMulti(t, tc.o)
+			_, err := served(t, a, tc.platform)
+			if !errors.Is(err, archive.ErrPlatformNotFound) {
+				t.Fatalf("got %v, want ErrPlatformNotFound", err)
+			}
+			if !strings.Contains(err.Error(), tc.says) {
+				t.Errorf("error %q does not say %q", err, tc.says)
+			}
+		})
+	}
+}
+
+// TestPlatformOfSingleManifestImage: an image that is one manifest is served for its own
+// platform and refused for another.
+func TestPlatformOfSingleManifestImage(t *testing.T) {
+	a, err := archive.Open(filepath.Join(fixtureDir, "docker20-save-multi.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	sel, err := reference.ParseSelector("@0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := a.Reference(sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		os, arch string
+		ok       bool
+	}{{"linux", "amd64", true}, {"linux", "arm64", false}, {"windows", "amd64", false}} {
+		src, err := ref.NewImageSource(context.Background(), &types.SystemContext{OSChoice: tc.os, ArchitectureChoice: tc.arch})
+		if err == nil {
+			src.Close()
+		}
+		if tc.ok && err != nil {
+			t.Errorf("%s/%s: %v", tc.os, tc.arch, err)
+		}
+		if !tc.ok && (!errors.Is(err, archive.ErrPlatformNotFound) || !strings.Contains(err.Error(), "the image is linux/amd64 only")) {
+			t.Errorf("%s/%s: got %v, want ErrPlatformNotFound saying the image is linux/amd64 only", tc.os, tc.arch, err)
+		}
+	}
+}
+
+// TestOCIOnlyArchiveListsCompletePlatform: an archive without manifest.json lists the
+// platform it holds completely, not the host's manifest it lacks the blobs of.
+func TestOCIOnlyArchiveListsCompletePlatform(t *testing.T) {
+	a, img := openMulti(t, archivetest.MultiPlatform{Platforms: threePlatforms,
+		Hold: []int{archivetest.HoldManifest, archivetest.HoldComplete, archivetest.HoldNothing}, Default: -1})
+	got := a.Images()
+	if len(got) != 1 || got[0].ID != img.IDs[1] || len(got[0].Problems) != 0 {
+		t.Fatalf("images %+v, want one: the arm64 image %s, without problems", got, img.IDs[1])
+	}
+	if d, err := served(t, a, ""); err != nil || d != img.Manifests[1] {
+		t.Errorf("serves %s (%v), want the arm64 manifest %s", d, err, img.Manifests[1])
+	}
+}
+
+// TestVerifyReadsEveryPlatform: a flipped byte in a platform that only index.json reaches
+// is found, and names the platform.
+func TestVerifyReadsEveryPlatform(t *testing.T) {
+	data, img := archivetest.MultiPlatformArchive(archivetest.MultiPlatform{Platforms: threePlatforms, Default: 0, Attestation: true})
+	if probs := openBytes(t, data).Verify(context.Background(), 2); len(probs) != 0 {
+		t.Fatalf("the intact archive: %v", probs)
+	}
+	at := bytes.Index(data, img.Layers[2])
+	if at < 0 {
+		t.Fatal("the arm layer is not in the archive")
+	}
+	data[at+len(img.Layers[2])/2] ^= 1
+	a := openBytes(t, data)
+	probs := a.Verify(context.Background(), 2)
+	if len(probs) != 1 || probs[0].Warning || !errors.Is(probs[0].Err, archive.ErrDigestMismatch) || !strings.Contains(probs[0].Err.Error(), "platform linux/arm/v7") {
+		t.Fatalf("got %v, want one error: a digest mismatch in platform linux/arm/v7", probs)
+	}
+}
+
+// TestImageInfoList: an image that is one platform of a manifest list lists the list's
+// digest and what the archive holds of each platform, attestations left out.
+func TestImageInfoList(t *testing.T) {
+	a, img := openMulti(t, archivetest.MultiPlatform{Platforms: threePlatforms,
+		Hold: []int{archivetest.HoldComplete, archivetest.HoldNothing, archivetest.HoldManifest}, Default: 0, Attestation: true})
+	l := a.Images()[0].List
+	if l == nil || l.Digest != img.Index {
+		t.Fatalf("list %+v, want digest %s", l, img.Index)
+	}
+	var got []string
+	for _, p := range l.Platforms {
+		got = append(got, p.String()+"="+p.Manifest.Encoded()[:6])
+	}
+	want := []string{
+		"linux/amd64=" + img.Manifests[0].Encoded()[:6],
+		"linux/arm64/v8 (absent)=" + img.Manifests[1].Encoded()[:6],
+		"linux/arm/v7 (manifest only)=" + img.Manifests[2].Encoded()[:6],
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("platforms %v, want %v", got, want)
+	}
+}

@@ -1,0 +1,260 @@
+package tarfile
+
+import (
+	"fmt"
+	"runtime"
+	"strings"
+
+	digest "github.com/opencontainers/go-digest"
+	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/image/v5/manifest"
+	"go.podman.io/image/v5/types"
+
+	"github.com/darc-dev/darc/internal/layout"
+)
+
+// InstanceState says how much of one manifest of a manifest list the archive holds.
+type InstanceState int
+
+const (
+	// Complete: the manifest, its config and every layer it does not mark as foreign.
+	Complete InstanceState = iota
+	// ManifestOnly: the manifest, but not its config or some layer.
+	ManifestOnly
+	// Absent: not even the manifest (Docker saves only the platforms it pulled).
+	Absent
+)
+
+func (s InstanceState) String() string {
+	switch s {
+	case Complete:
+		return "complete"
+	case ManifestOnly:
+		return "manifest only"
+	}
+	return "absent"
+}
+
+// attestationAnnotation marks a manifest of a list that is not a platform but data about
+// another manifest (BuildKit's provenance and SBOM attestations).
+const attestationAnnotation = "vnd.docker.reference.type"
+
+// Instance is one manifest of a manifest list, as the list describes it (digest, size, media
+// type, platform, annotations), with what the archive holds of it.
+type Instance struct {
+	imgspecv1.Descriptor
+	State InstanceState
+	// Attestation is set for a manifest that describes another (see attestationAnnotation):
+	// it is kept with the list but is no platform.
+	Attestation bool
+
+	manifest ociManifest // set unless State is Absent
+}
+
+// PlatformString is "os/arch[/variant]", or "unknown" for an instance without a platform.
+func (in Instance) PlatformString() string {
+	if in.Platform == nil {
+		return "unknown"
+	}
+	return platformString(*in.Platform)
+}
+
+func platformString(p imgspecv1.Platform) string {
+	s := p.OS + "/" + p.Architecture
+	if p.Variant != "" {
+		s += "/" + p.Variant
+	}
+	return s
+}
+
+// ManifestList is an OCI image index or a Docker manifest list of the archive's OCI layout
+// that holds an image's manifest: the image is one platform of it.
+type ManifestList struct {
+	Digest    digest.Digest
+	MediaType string
+	Data      []byte
+	Instances []Instance
+}
+
+// Platforms lists the instances that are platforms (attestations left out) as
+// "linux/amd64, linux/arm64/v8 (manifest only), …".
+func (l *ManifestList) Platforms() string {
+	var parts []string
+	for _, in := range l.Instances {
+		if in.Attestation {
+			continue
+		}
+		s := in.PlatformString()
+		if in.State != Complete {
+			s += " (" + in.State.String() + ")"
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// newManifestList describes list, read from blob d, each child's state looked up in the
+// archive: walk reads the child manifests that are there.
+func (l *ociLayout) newManifestList(r *Reader, d imgspecv1.Descriptor, mediaType string, data []byte, list *imgspecv1.Index, depth int) *ManifestList {
+	ml := &ManifestList{Digest: d.Digest, MediaType: mediaType, Data: data}
+	for _, child := range list.Manifests {
+		in := Instance{Descriptor: child, State: Absent, Attestation: child.Annotations[attestationAnnotation] != ""}
+		if _, ok := r.ix.Lookup(layout.BlobName(child.Digest)); ok {
+			m, ok := l.walk(r, imgspecv1.Descriptor{Digest: child.Digest, Size: child.Size, MediaType: child.MediaType}, depth+1)
+			if ok {
+				in.manifest, in.State = m, r.manifestState(m)
+			}
+		}
+		ml.Instances = append(ml.Instances, in)
+	}
+	return ml
+}
+
+// manifestState says whether the archive holds m's config and layers; a foreign layer
+// (one with URLs, which exporters leave out) is not needed.
+func (r *Reader) manifestState(m ociManifest) InstanceState {
+	if _, ok := r.ix.Lookup(layout.BlobName(m.parsed.ConfigInfo().Digest)); !ok {
+		return ManifestOnly
+	}
+	for _, li := range m.parsed.LayerInfos() {
+		if _, ok := r.ix.Lookup(layout.BlobName(li.Digest)); !ok && len(li.URLs) == 0 {
+			return ManifestOnly
+		}
+	}
+	return Complete
+}
+
+// choose picks the instance of l a copy of it into one manifest would take for sys's
+// platform choice (the host's where sys chooses none), among the complete ones, with
+// containers/image's own rules (variants, compatible architectures, order).
+func (l *ManifestList) choose(sys *types.SystemContext) (Instance, error) {
+	var candidates []imgspecv1.Descriptor
+	for _, in := range l.Instances {
+		if in.State == Complete && !in.Attestation {
+			candidates = append(candidates, in.Descriptor)
+		}
+	}
+	d, err := manifest.OCI1IndexFromComponents(candidates, nil).ChooseInstance(sys)
+	if err != nil {
+		return Instance{}, err
+	}
+	for _, in := range l.Instances {
+		if in.Digest == d && in.State == Complete {
+			return in, nil
+		}
+	}
+	return Instance{}, fmt.Errorf("no instance %s", d) // ChooseInstance returns a candidate
+}
+
+// ManifestList returns the manifest list of the archive's OCI layout that holds the image's
+// manifest (found by its config), or nil when there is none or index.json is unreadable.
+func (img *Image) ManifestList() *ManifestList {
+	if img.ID == "" {
+		return nil
+	}
+	l, err := img.r.ociLayoutInfo()
+	if err != nil || l == nil {
+		return nil
+	}
+	return l.listByConfig[img.ID]
+}
+
+// ForPlatform returns the image for sys's platform choice: img itself when it is that
+// platform, another manifest of its manifest list when the archive holds that one
+// completely, and otherwise an error wrapping ErrPlatformNotFound that says what the archive
+// holds. A sys that chooses no OS or architecture chooses nothing: img is returned.
+func (img *Image) ForPlatform(sys *types.SystemContext) (*Image, error) {
+	if sys == nil || (sys.OSChoice == "" && sys.ArchitectureChoice == "") {
+		return img, nil
+	}
+	list := img.ManifestList()
+	if list == nil {
+		return img.forOwnPlatform(sys)
+	}
+	in, err := list.choose(sys)
+	if err != nil {
+		return nil, fmt.Errorf("archive %q: %s: %w: %s requested, the archive holds %s (manifest list %s)", img.r.name, img.Name(), ErrPlatformNotFound, wanted(sys), list.Platforms(), list.Digest)
+	}
+	if in.manifest.parsed.ConfigInfo().Digest == img.ID {
+		return img, nil
+	}
+	return img.r.instanceImage(img, in.manifest), nil
+}
+
+// forOwnPlatform checks an image that is one manifest against sys's platform choice.
+func (img *Image) forOwnPlatform(sys *types.SystemContext) (*Image, error) {
+	res, err := img.Resolve()
+	if err != nil {
+		return nil, err
+	}
+	own := imgspecv1.Platform{OS: res.OS, Architecture: res.Architecture, Variant: res.Variant}
+	list := ManifestList{Instances: []Instance{{Descriptor: imgspecv1.Descriptor{Digest: img.ID, Platform: &own}}}}
+	if _, err := list.choose(sys); err != nil {
+		return nil, fmt.Errorf("archive %q: %s: %w: %s requested, the image is %s only", img.r.name, img.Name(), ErrPlatformNotFound, wanted(sys), platformString(own))
+	}
+	return img, nil
+}
+
+// wanted is the platform sys chooses, the host's filling in what it leaves out.
+func wanted(sys *types.SystemContext) string {
+	p := imgspecv1.Platform{OS: sys.OSChoice, Architecture: sys.ArchitectureChoice, Variant: sys.VariantChoice}
+	if p.OS == "" {
+		p.OS = runtime.GOOS
+	}
+	if p.Architecture == "" {
+		p.Architecture = runtime.GOARCH
+	}
+	return platformString(p)
+}
+
+// instanceImage is the image that manifest m of img's manifest list describes, under img's
+// position and tags: the platform a tag names when another one is asked for.
+func (r *Reader) instanceImage(img *Image, m ociManifest) *Image {
+	it := layout.ManifestItem{Config: layout.BlobName(m.parsed.ConfigInfo().Digest), RepoTags: img.RepoTags}
+	for _, li := range m.parsed.LayerInfos() {
+		it.Layers = append(it.Layers, layout.BlobName(li.Digest))
+	}
+	return r.imageFromItem(img.Index, it)
+}
+
+// representative is the manifest that stands for the list where one manifest is listed or
+// served by default: the host's platform if the archive holds it completely, else the first
+// complete platform, else the first manifest the archive holds (whose image then lists what
+// it lacks). It reports false when the archive holds no manifest of the list.
+func (l *ManifestList) representative() (ociManifest, bool) {
+	if in, err := l.choose(nil); err == nil {
+		return in.manifest, true
+	}
+	for _, st := range []InstanceState{Complete, ManifestOnly} {
+		for _, in := range l.Instances {
+			if in.State == st && !in.Attestation {
+				return in.manifest, true
+			}
+		}
+	}
+	return ociManifest{}, false
+}
+
+// PlatformImage is one platform of a manifest list, as an image of its own.
+type PlatformImage struct {
+	Platform string
+	Manifest digest.Digest
+	Image    *Image
+}
+
+// OtherPlatforms returns the platforms of the image's manifest list that the archive holds
+// completely, other than the image itself, attestations left out.
+func (img *Image) OtherPlatforms() []PlatformImage {
+	list := img.ManifestList()
+	if list == nil {
+		return nil
+	}
+	var out []PlatformImage
+	for _, in := range list.Instances {
+		if in.State != Complete || in.Attestation || in.manifest.parsed.ConfigInfo().Digest == img.ID {
+			continue
+		}
+		out = append(out, PlatformImage{Platform: in.PlatformString(), Manifest: in.Digest, Image: img.r.instanceImage(img, in.manifest)})
+	}
+	return out
+}
