@@ -5,23 +5,29 @@ import (
 	"fmt"
 	"strings"
 
+	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
 	"github.com/darc-dev/darc/archive"
+	dcopy "github.com/darc-dev/darc/copy"
 	"github.com/darc-dev/darc/reference"
 )
 
 func newInspectCommand() *cobra.Command {
 	var asJSON bool
+	var platform string
 	cmd := &cobra.Command{
 		Use:   "inspect [--json] ARCHIVE[:SELECTOR]",
 		Short: "Show one image: ID, tags, config, layers with diffIDs and sizes",
 		Long: `Show one image of an archive: its ID, tags, platform, manifest type, config and
 layers (member, diffID, compression, digest and size as served). Without a selector the
-archive must hold exactly one image.`,
+archive must hold exactly one image. Of an image that is one platform of a manifest list
+(Docker 25+ and containerd archives), the list and what the archive holds of each platform
+are shown too; --platform shows another platform of it.`,
 		Example: `  darc inspect bundle.tar:@1
   darc inspect bundle.tar:busybox
-  darc inspect --json bundle.tar:@sha256:0123456789ab...`,
+  darc inspect --json bundle.tar:@sha256:0123456789ab...
+  darc inspect --platform linux/arm64 bundle.tar:example.com/app:1`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ref, err := parseArchiveArg(args[0])
@@ -33,7 +39,16 @@ archive must hold exactly one image.`,
 				return err
 			}
 			defer a.Close()
-			d, err := a.Inspect(ref.Selector())
+			var d *archive.ImageDetails
+			if platform != "" {
+				p, perr := dcopy.ParsePlatform(platform)
+				if perr != nil {
+					return perr
+				}
+				d, err = a.InspectPlatform(ref.Selector(), imgspecv1.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant})
+			} else {
+				d, err = a.Inspect(ref.Selector())
+			}
 			if err != nil {
 				return err
 			}
@@ -48,16 +63,20 @@ archive must hold exactly one image.`,
 				tags[i] = t.String()
 			}
 			fmt.Fprintf(out, "Tags:      %s\n", orNone(strings.Join(tags, ", ")))
-			platform := d.OS + "/" + d.Architecture
+			own := d.OS + "/" + d.Architecture
 			if d.Variant != "" {
-				platform += "/" + d.Variant
+				own += "/" + d.Variant
 			}
-			fmt.Fprintf(out, "Platform:  %s\n", platform)
-			own := "built from the config"
+			fmt.Fprintf(out, "Platform:  %s\n", own)
+			if l := d.List; l != nil {
+				fmt.Fprintf(out, "List:      %s (%s)\n", l.Digest, l.MediaType)
+				fmt.Fprintf(out, "Platforms: %s\n", platformsLabel(l))
+			}
+			origin := "built from the config"
 			if d.OwnManifest {
-				own = "the archive's own"
+				origin = "the archive's own"
 			}
-			fmt.Fprintf(out, "Manifest:  %s (%s)\n", d.ManifestType, own)
+			fmt.Fprintf(out, "Manifest:  %s (%s)\n", d.ManifestType, origin)
 			fmt.Fprintf(out, "Size:      %d bytes in %d layers\n", d.Size(), len(d.Layers))
 			fmt.Fprintln(out, "Layers:")
 			for i, l := range d.Layers {
@@ -74,6 +93,7 @@ archive must hold exactly one image.`,
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().StringVar(&platform, "platform", "", "show this platform (os/arch[/variant]) of the image's manifest list")
 	return cmd
 }
 
@@ -100,11 +120,14 @@ func printInspectJSON(out interface{ Write([]byte) (int, error) }, d *archive.Im
 		Config       json.RawMessage `json:"config"`
 		Size         int64           `json:"size"`
 		Layers       []layer         `json:"layers"`
+		List         string          `json:"index_digest,omitempty"`
+		Platforms    []lsPlatform    `json:"platforms,omitempty"`
 	}{Index: d.Index, ID: d.ID.String(), Tags: []string{}, Architecture: d.Architecture, OS: d.OS, Variant: d.Variant,
 		ManifestType: d.ManifestType, OwnManifest: d.OwnManifest, Manifest: d.Manifest, Config: d.Config, Size: d.Size(), Layers: []layer{}}
 	for _, t := range d.Tags {
 		v.Tags = append(v.Tags, t.String())
 	}
+	v.List, v.Platforms = listJSON(d.List)
 	for _, l := range d.Layers {
 		v.Layers = append(v.Layers, layer{l.Name, l.Member, l.DiffID.String(), l.Compression, l.Digest.String(), l.Size, l.MediaType})
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -23,6 +24,20 @@ type lsEntry struct {
 	ID          string   `json:"id"`
 	Layers      int      `json:"layers"`
 	Size        int64    `json:"size"`
+	// List and Platforms are set for an image that is one platform of a manifest list (the
+	// image itself is the one manifest.json names): the list's digest, and each platform.
+	List      string       `json:"index_digest,omitempty"`
+	Platforms []lsPlatform `json:"platforms,omitempty"`
+}
+
+// lsPlatform is one platform of an image's manifest list.
+type lsPlatform struct {
+	Platform string `json:"platform"`
+	Manifest string `json:"manifest"`
+	Complete bool   `json:"complete"`
+	// State is "complete", "manifest only" (the config or a layer is not in the archive) or
+	// "absent" (not even the manifest is).
+	State string `json:"state"`
 }
 
 func newLsCommand() *cobra.Command {
@@ -32,7 +47,11 @@ func newLsCommand() *cobra.Command {
 		Short: "List the images of an archive in archive order",
 		Long: `List the images of an archive in archive order: index (for ARCHIVE:@INDEX),
 image ID (the digest of the config's content, as docker shows it after loading), tags,
-layer count and the size of the layers as stored. RepoTags entries that docker load would
+layer count and the size of the layers as stored. An image that is one platform of a
+manifest list (Docker 25+ and containerd archives) is listed as the platform manifest.json
+names, with a PLATFORMS column saying what the archive holds of each platform: complete,
+"manifest only" (the config or a layer is missing) or "absent"; --json adds the list's
+digest ("index_digest") and "platforms". RepoTags entries that docker load would
 refuse (a name without a tag, a digest) are shown as invalid, not as tags.`,
 		Example: `  darc ls bundle.tar
   darc ls --json bundle.tar.zst
@@ -51,6 +70,7 @@ refuse (a name without a tag, a digest) are shown as invalid, not as tags.`,
 				for _, t := range img.Tags {
 					e.Tags = append(e.Tags, t.String())
 				}
+				e.List, e.Platforms = listJSON(img.List)
 				entries[i] = e
 			}
 			// tabwriter writes each cell on its own: one write(2) per cell to a terminal or pipe
@@ -65,7 +85,13 @@ refuse (a name without a tag, a digest) are shown as invalid, not as tags.`,
 				return out.Flush()
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "INDEX\tIMAGE ID\tLAYERS\tSIZE\tTAGS")
+			// A PLATFORMS column only where some image is one platform of a manifest list.
+			lists := slices.ContainsFunc(imgs, func(i archive.ImageInfo) bool { return i.List != nil })
+			header := "INDEX\tIMAGE ID\tLAYERS\tSIZE\tTAGS"
+			if lists {
+				header += "\tPLATFORMS"
+			}
+			fmt.Fprintln(tw, header)
 			for i, e := range entries {
 				tags := make([]string, len(imgs[i].Tags))
 				for j, t := range imgs[i].Tags {
@@ -78,7 +104,11 @@ refuse (a name without a tag, a digest) are shown as invalid, not as tags.`,
 				for _, b := range e.InvalidTags {
 					label += fmt.Sprintf(" (invalid: %q)", b)
 				}
-				fmt.Fprintf(tw, "@%d\t%s\t%d\t%s\t%s\n", e.Index, shortID(e.ID), e.Layers, humanSize(e.Size), label)
+				fmt.Fprintf(tw, "@%d\t%s\t%d\t%s\t%s", e.Index, shortID(e.ID), e.Layers, humanSize(e.Size), label)
+				if lists {
+					fmt.Fprintf(tw, "\t%s", platformsLabel(imgs[i].List))
+				}
+				fmt.Fprintln(tw)
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -88,6 +118,32 @@ refuse (a name without a tag, a digest) are shown as invalid, not as tags.`,
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array, one object per image")
 	return cmd
+}
+
+// listJSON is a manifest list's digest and platforms as ls and inspect print them in JSON;
+// empty for an image that is one manifest.
+func listJSON(l *archive.ListInfo) (string, []lsPlatform) {
+	if l == nil {
+		return "", nil
+	}
+	ps := make([]lsPlatform, len(l.Platforms))
+	for i, p := range l.Platforms {
+		ps[i] = lsPlatform{Platform: p.Platform, Manifest: p.Manifest.String(), Complete: p.Complete(), State: p.State}
+	}
+	return l.Digest.String(), ps
+}
+
+// platformsLabel is "linux/amd64, linux/arm64/v8 (absent)", or "-" for an image that is
+// one manifest.
+func platformsLabel(l *archive.ListInfo) string {
+	if l == nil {
+		return "-"
+	}
+	parts := make([]string, len(l.Platforms))
+	for i, p := range l.Platforms {
+		parts[i] = p.String()
+	}
+	return strings.Join(parts, ", ")
 }
 
 func shortID(id string) string {

@@ -42,7 +42,7 @@ func (f *transferFlags) register(fs *pflag.FlagSet, parallel bool) {
 	fs.BoolVar(&f.tlsVerify, "tls-verify", true, "require HTTPS and verify certificates for registries (--tls-verify=false for plain-HTTP registries)")
 	fs.BoolVarP(&f.quiet, "quiet", "q", false, "print nothing but errors")
 	fs.BoolVar(&f.asJSON, "json", false, "print a JSON summary of every image on standard output")
-	fs.StringVar(&f.platform, "platform", "", "platform to take from multi-platform sources, os/arch[/variant] (default: this machine's)")
+	fs.StringVar(&f.platform, "platform", "", "platform to copy, os/arch[/variant]; not in the source is an error (default: an archive's image as manifest.json names it; from a registry or OCI layout, this machine's)")
 	if parallel {
 		fs.IntVarP(&f.parallel, "parallel", "p", 2, "images copied at once")
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -18,7 +19,9 @@ stays inside the archive, each config matches its digest and lists as many layer
 manifest.json and parses as docker parses it, every layer matches its diffID (compressed
 layers are decompressed to check) and any digest the archive states for it and reads as a
 tar to its end, the archive's own OCI manifest (Docker 25+) agrees with the config and the
-blobs it names, and every tag is a valid reference with its tag. A config whose member name
+blobs it names, and every tag is a valid reference with its tag. Of an image that is one
+platform of a manifest list, every other platform the archive holds completely is checked
+as strictly; platforms it holds in part or not at all are noted, not errors. A config whose member name
 states another digest than its content's is a warning: the image ID is the content's. Members that
 nothing refers to and names that occur twice are reported as warnings.
 
@@ -40,7 +43,13 @@ Prints one line per finding. Exits 0 when there is no error (warnings allowed), 
 				}
 				fmt.Fprintln(cmd.OutOrStdout(), p)
 			}
-			n := len(a.Images())
+			imgs := a.Images()
+			for _, img := range imgs {
+				if l := img.List; l != nil && slices.ContainsFunc(l.Platforms, func(p archive.PlatformInfo) bool { return !p.Complete() }) {
+					fmt.Fprintf(cmd.OutOrStdout(), "note: image @%d: manifest list %s: %s; only complete platforms can be loaded from this archive\n", img.Index, l.Digest, platformsLabel(l))
+				}
+			}
+			n := len(imgs)
 			if bad > 0 {
 				fmt.Fprintf(cmd.ErrOrStderr(), "darc: %s: %d error(s) in %d image(s)\n", args[0], bad, n)
 				return errProblems
