@@ -191,6 +191,10 @@ type ListInfo struct {
 	MediaType string
 	// Platforms are the list's manifests in its order, attestations left out.
 	Platforms []PlatformInfo
+	// Complete are the manifests the archive holds completely, attestations included: what a
+	// copy of the list can take (see ListReference). Manifests is how many the list names.
+	Complete  []digest.Digest
+	Manifests int
 }
 
 // PlatformInfo is one platform of a manifest list.
@@ -202,6 +206,8 @@ type PlatformInfo struct {
 	// State is what the archive holds of it: "complete" (manifest, config and layers),
 	// "manifest only" or "absent".
 	State string
+	// Listed is set for the platform the image itself is: the one manifest.json names.
+	Listed bool
 }
 
 // Complete reports whether the archive holds the platform's manifest, config and layers.
@@ -215,14 +221,18 @@ func (p PlatformInfo) String() string {
 	return p.Platform + " (" + p.State + ")"
 }
 
-func listInfoOf(l *tarfile.ManifestList) *ListInfo {
+func listInfoOf(img *tarfile.Image) *ListInfo {
+	l := img.ManifestList()
 	if l == nil {
 		return nil
 	}
-	info := &ListInfo{Digest: l.Digest, MediaType: l.MediaType}
+	info := &ListInfo{Digest: l.Digest, MediaType: l.MediaType, Manifests: len(l.Instances)}
 	for _, in := range l.Instances {
+		if in.State == tarfile.Complete {
+			info.Complete = append(info.Complete, in.Digest)
+		}
 		if !in.Attestation {
-			info.Platforms = append(info.Platforms, PlatformInfo{Platform: in.PlatformString(), Manifest: in.Digest, State: in.State.String()})
+			info.Platforms = append(info.Platforms, PlatformInfo{Platform: in.PlatformString(), Manifest: in.Digest, State: in.State.String(), Listed: in.Uses(img.ID)})
 		}
 	}
 	return info
@@ -247,7 +257,7 @@ func (i ImageInfo) Size() int64 {
 }
 
 func infoOf(img *tarfile.Image) ImageInfo {
-	info := ImageInfo{Index: img.Index, Tags: img.Tags, ID: img.ID, Problems: img.Problems, BadTags: img.BadTags, List: listInfoOf(img.ManifestList())}
+	info := ImageInfo{Index: img.Index, Tags: img.Tags, ID: img.ID, Problems: img.Problems, BadTags: img.BadTags, List: listInfoOf(img)}
 	for j, n := range img.LayerNames {
 		m := img.LayerMembers[j]
 		info.Layers = append(info.Layers, LayerInfo{Name: n, Member: m.Name, Size: m.Size})
@@ -565,6 +575,27 @@ func (a *ReadableArchive) Reference(sel reference.Selector) (types.ImageReferenc
 		ref = reference.Reference{}
 	}
 	return archiveReference{ref: ref, sel: sel, path: a.path, reader: a}, nil
+}
+
+// ListReference is Reference for a copy of the whole manifest list the image is one platform
+// of (an OCI index or Docker manifest list of the archive's OCI layout, as Docker 25+ and
+// containerd write it): its image source serves the list as stored, every manifest of it the
+// archive holds, and their blobs. It reports false, and returns Reference's reference, for an
+// image that is one manifest. Copy it with copy.Image's ImageListSelection set to
+// CopySpecificImages naming the manifests the archive holds completely (ListInfo), and
+// SparseManifestListAction to StripSparseManifestList when that is not all of them.
+func (a *ReadableArchive) ListReference(sel reference.Selector) (types.ImageReference, bool, error) {
+	ref, err := a.Reference(sel)
+	if err != nil {
+		return nil, false, err
+	}
+	img, _ := a.r.Select(sel)
+	if img.ManifestList() == nil {
+		return ref, false, nil
+	}
+	r := ref.(archiveReference)
+	r.list = true
+	return r, true, nil
 }
 
 // References returns one reference per image, by index, in archive order.

@@ -63,6 +63,9 @@ type archiveReference struct {
 	path   string
 	sel    reference.Selector
 	reader *ReadableArchive // optional
+	// list makes the source serve the manifest list the image is one platform of, when it
+	// is one (see ReadableArchive.ListReference).
+	list bool
 
 	// Set for a reference made by WritableArchive.NewReference: the archive, and the
 	// reference's position there, which holds its tags (see WritableArchive). No slice here:
@@ -133,20 +136,34 @@ func (r archiveReference) NewImageSource(ctx context.Context, sys *types.SystemC
 		}
 		owned = true
 	}
-	img, err := a.r.Select(r.sel)
-	if err == nil {
-		img, err = img.ForPlatform(sys)
-	}
-	if err == nil {
-		_, err = img.Resolve()
-	}
+	src, err := r.newSource(a, sys)
 	if err != nil {
 		if owned {
 			_ = a.Close()
 		}
 		return nil, err
 	}
-	return &imageSource{ref: r, archive: a, owned: owned, img: img}, nil
+	src.owned = owned
+	return src, nil
+}
+
+func (r archiveReference) newSource(a *ReadableArchive, sys *types.SystemContext) (*imageSource, error) {
+	img, err := a.r.Select(r.sel)
+	if err != nil {
+		return nil, err
+	}
+	if r.list {
+		if c, ok := img.ListContent(); ok {
+			return &imageSource{ref: r, archive: a, img: img, list: c}, nil
+		}
+	}
+	if img, err = img.ForPlatform(sys); err != nil {
+		return nil, err
+	}
+	if _, err := img.Resolve(); err != nil {
+		return nil, err
+	}
+	return &imageSource{ref: r, archive: a, img: img}, nil
 }
 
 // NewImageDestination returns a destination that adds one image to the reference's
@@ -164,12 +181,14 @@ func (r archiveReference) DeleteImage(ctx context.Context, sys *types.SystemCont
 	return fmt.Errorf("archive %q: deleting an image from an archive is not supported", r.path)
 }
 
-// imageSource serves one image of an archive.
+// imageSource serves one image of an archive: one manifest, or (list set) the manifest list
+// it is one platform of, with the manifests and blobs of that list the archive holds.
 type imageSource struct {
 	ref     archiveReference
 	archive *ReadableArchive
 	owned   bool
 	img     *tarfile.Image
+	list    *tarfile.ListContent
 }
 
 var _ types.ImageSource = (*imageSource)(nil)
@@ -184,8 +203,16 @@ func (s *imageSource) Close() error {
 }
 
 // GetManifest returns the archive's own manifest for the image when it has one, so the image
-// digest is preserved, and otherwise a manifest built from the config.
+// digest is preserved, and otherwise a manifest built from the config. Serving a manifest
+// list, it returns the list as stored, and for an instance digest that manifest of it.
 func (s *imageSource) GetManifest(ctx context.Context, instanceDigest *digest.Digest) ([]byte, string, error) {
+	if s.list != nil {
+		if instanceDigest == nil {
+			l := s.list.List()
+			return l.Data, l.MediaType, nil
+		}
+		return s.list.Manifest(*instanceDigest)
+	}
 	res, err := s.img.Resolve()
 	if err != nil {
 		return nil, "", err
@@ -205,6 +232,9 @@ func (s *imageSource) HasThreadSafeGetBlob() bool { return true }
 // for an uncompressed layer), the config against the image ID. A mismatch is returned by Read
 // instead of io.EOF.
 func (s *imageSource) GetBlob(ctx context.Context, info types.BlobInfo, cache types.BlobInfoCache) (io.ReadCloser, int64, error) {
+	if s.list != nil {
+		return s.list.OpenBlob(info.Digest)
+	}
 	return s.img.OpenBlob(info.Digest, false)
 }
 

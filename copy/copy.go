@@ -59,10 +59,12 @@ type options struct {
 	policy   *signature.Policy
 	parallel int
 	platform *Platform
-	progress func(Event)
-	names    map[int][]distref.NamedTagged
-	baseOnly bool
-	report   io.Writer
+	// allPlatforms asks for every platform of a manifest list (WithAllPlatforms).
+	allPlatforms bool
+	progress     func(Event)
+	names        map[int][]distref.NamedTagged
+	baseOnly     bool
+	report       io.Writer
 
 	// LoadStream
 	sourceName      string
@@ -108,6 +110,9 @@ func makeOptionsFor(opts []Option, scope optionScope) (options, error) {
 	}
 	if o.streamMemorySet && o.streamMemory < 1 {
 		return o, fmt.Errorf("%w: WithStreamMemory(%d): must be at least 1", ErrInvalidOption, o.streamMemory)
+	}
+	if o.platform != nil && o.allPlatforms {
+		return o, fmt.Errorf("%w: WithPlatform(%q) and WithAllPlatforms: choose one", ErrInvalidOption, o.platform)
 	}
 	if p := o.platform; p != nil && (p.OS == "" || p.Architecture == "") {
 		return o, fmt.Errorf("%w: %w: WithPlatform(%q): the OS and the architecture are both needed", ErrInvalidOption, ErrInvalidPlatform, p.String())
@@ -177,6 +182,18 @@ func ParsePlatform(s string) (Platform, error) {
 // to fail with ErrInvalidPlatform.
 func WithPlatform(p Platform) Option { return func(o *options) { o.platform = &p } }
 
+// WithAllPlatforms makes Load copy every image that is one platform of a manifest list (see
+// archive.ListInfo) as the whole list, into a registry or an OCI layout, and fail for a dir:
+// destination, which holds one manifest per image. Without it and WithPlatform, Load does
+// the same into a registry or an OCI layout, and copies manifest.json's platform into dir:.
+// Either way only the manifests the archive holds completely are copied; a list that names
+// others is copied without them (containers/image's StripSparseManifestList), so its digest
+// changes, and the Result says what was left out. Only Load uses it; LoadStream refuses it
+// with ErrStreamUnsupported, and WithPlatform and WithAllPlatforms cannot both be given.
+func WithAllPlatforms() Option {
+	return func(o *options) { o.allPlatforms = true; o.mark("WithAllPlatforms", forLoad) }
+}
+
 // WithProgress receives progress events. The function is called from one goroutine of its
 // own, one event at a time, never from a copying goroutine, and the copy never waits for it:
 // while it is busy, events queue up. ImageStarted, BlobDone, ImageDone, ImageFailed and
@@ -226,8 +243,13 @@ type Result struct {
 	ImageID      digest.Digest
 	Manifest     digest.Digest // digest of the manifest written (of the first destination)
 	Bytes        int64         // blob bytes read from the source
-	Skipped      bool
-	Err          error
+	// Platforms, for an image copied as the whole manifest list it is one platform of, are
+	// the list's platforms copied; Left are those the archive does not hold completely, left
+	// out of the list written (whose digest, Manifest, is then not the archive's).
+	Platforms []string
+	Left      []string
+	Skipped   bool
+	Err       error
 }
 
 // run holds what one Save, Load or Merge shares across its images.
@@ -303,9 +325,17 @@ func (r *run) track(res *Result, copy func() error) {
 	r.emit(Event{Kind: ImageDone, Image: res.Index, Source: res.Source})
 }
 
+// listCopy is what to take of a manifest list copied whole: the manifests the archive holds
+// completely, and whether that is fewer than the list names.
+type listCopy struct {
+	instances []digest.Digest
+	strip     bool
+}
+
 // copyImage copies src with copy.Image to every destination in dsts (the first fully, the
-// others reusing its blobs) and fills res.
-func (r *run) copyImage(ctx context.Context, src types.ImageReference, dsts []types.ImageReference, res *Result) error {
+// others reusing its blobs) and fills res. With lc, src serves a manifest list, of which the
+// manifests lc names are copied.
+func (r *run) copyImage(ctx context.Context, src types.ImageReference, dsts []types.ImageReference, res *Result, lc *listCopy) error {
 	pc, err := signature.NewPolicyContext(r.policy)
 	if err != nil {
 		return err
@@ -335,6 +365,12 @@ func (r *run) copyImage(ctx context.Context, src types.ImageReference, dsts []ty
 			ReportWriter:     r.o.report,
 			Progress:         prog,
 			ProgressInterval: progressInterval,
+		}
+		if lc != nil {
+			opts.ImageListSelection, opts.Instances = cicopy.CopySpecificImages, lc.instances
+			if lc.strip {
+				opts.SparseManifestListAction = cicopy.StripSparseManifestList
+			}
 		}
 		if dst.Transport().Name() == "oci" {
 			// Layers bound for an OCI layout are compressed with pgzip, which already uses
@@ -420,7 +456,7 @@ func (r *run) image(ctx context.Context, src, dst types.ImageReference, res *Res
 	_, _, _, fromArchive := archive.SourceOf(src)
 	toArchive := dst.Transport() == archive.Transport
 	if t := dst.Transport().Name(); !fromArchive || !(toArchive || t == "oci" || t == "docker") {
-		return r.copyImage(ctx, src, []types.ImageReference{dst}, res)
+		return r.copyImage(ctx, src, []types.ImageReference{dst}, res, nil)
 	}
 	opened := openArchives{run: r}
 	defer opened.close()
@@ -436,7 +472,7 @@ func (r *run) image(ctx context.Context, src, dst types.ImageReference, res *Res
 	} else {
 		dst = reuseRef{ImageReference: dst, r: newLayerReuse(), src: src, progress: reads.progress}
 	}
-	err = r.copyImage(ctx, src, []types.ImageReference{dst}, res)
+	err = r.copyImage(ctx, src, []types.ImageReference{dst}, res, nil)
 	res.Bytes += reads.bytes()
 	return err
 }
@@ -497,7 +533,7 @@ func Save(ctx context.Context, w *archive.WritableArchive, sources []Source, opt
 	parallelAfterFirst(ctx, len(sources), parallel, func(ctx context.Context, i int) {
 		res := &results[i]
 		r.track(res, func() error {
-			err := r.copyImage(ctx, srcs[i], dsts[i:i+1], res)
+			err := r.copyImage(ctx, srcs[i], dsts[i:i+1], res, nil)
 			res.Bytes += direct[i].bytes()
 			return err
 		})
@@ -627,6 +663,7 @@ func Load(ctx context.Context, a *archive.ReadableArchive, dest Destination, sel
 	reuse := newLayerReuse() // layers compressed into an oci: layout, for the later images
 	refs := make([][]types.ImageReference, len(picked))
 	srcs := make([]types.ImageReference, len(picked))
+	lists := make([]*listCopy, len(picked))
 	reads := make([]*blobReads, len(picked))
 	for i, info := range picked {
 		sel, _ := reference.IndexSelector(info.Index)
@@ -635,7 +672,15 @@ func Load(ctx context.Context, a *archive.ReadableArchive, dest Destination, sel
 		if res.Err != nil {
 			continue
 		}
-		if srcs[i], err = a.Reference(sel); err != nil {
+		if lists[i], res.Err = o.planList(dest, info, res); res.Err != nil {
+			continue
+		}
+		if lists[i] != nil {
+			srcs[i], _, err = a.ListReference(sel)
+		} else {
+			srcs[i], err = a.Reference(sel)
+		}
+		if err != nil {
 			res.Err = err
 			continue
 		}
@@ -649,7 +694,7 @@ func Load(ctx context.Context, a *archive.ReadableArchive, dest Destination, sel
 	parallelAfterFirst(ctx, len(picked), dest.parallel(o.parallel), func(ctx context.Context, i int) {
 		res := &results[i]
 		r.track(res, func() error {
-			err := r.copyImage(ctx, srcs[i], refs[i], res)
+			err := r.copyImage(ctx, srcs[i], refs[i], res, lists[i])
 			res.Bytes += reads[i].bytes()
 			return err
 		})
@@ -682,6 +727,29 @@ func (o options) planLoad(dest Destination, name string, img archive.ImageInfo) 
 	refs, err := dest.references(index, tags, o.baseOnly)
 	res.Err = err
 	return res, refs
+}
+
+// planList decides whether Load copies img as the whole manifest list it is one platform of
+// (see WithAllPlatforms), and records in res which platforms that takes and leaves.
+func (o options) planList(dest Destination, img archive.ImageInfo, res *Result) (*listCopy, error) {
+	l := img.List
+	if l == nil || o.platform != nil {
+		return nil, nil
+	}
+	if dest.transport != "docker" && dest.transport != "oci" {
+		if o.allPlatforms {
+			return nil, fmt.Errorf("image @%d is one platform of manifest list %s, and %s holds one manifest per image: choose a platform", img.Index, l.Digest, dest)
+		}
+		return nil, nil
+	}
+	for _, p := range l.Platforms {
+		if p.Complete() {
+			res.Platforms = append(res.Platforms, p.Platform)
+		} else {
+			res.Left = append(res.Left, p.String())
+		}
+	}
+	return &listCopy{instances: l.Complete, strip: len(l.Complete) < l.Manifests}, nil
 }
 
 // reference makes the reference in w that s is copied to, with its tags (the source's own

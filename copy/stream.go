@@ -96,6 +96,9 @@ func LoadStream(ctx context.Context, r io.Reader, dest Destination, selectors []
 	if dest.transport != "docker" && dest.transport != "oci" {
 		return nil, fmt.Errorf("%w: %s: a single pass needs a registry or an OCI layout; use Load", ErrStreamUnsupported, dest)
 	}
+	if o.allPlatforms {
+		return nil, fmt.Errorf("%w: copying whole manifest lists needs the whole archive; use Load", ErrStreamUnsupported)
+	}
 	if o.platform != nil {
 		// The platform's manifest may be another than manifest.json's, whose blobs have passed
 		// by when the manifest list is read.
@@ -142,6 +145,7 @@ func LoadStream(ctx context.Context, r io.Reader, dest Destination, selectors []
 	refs := make([][]types.ImageReference, len(picked))
 	for i, img := range picked {
 		results[i], refs[i] = o.planLoad(dest, name, img.ImageInfo)
+		singlePassPlatforms(img.ImageInfo, &results[i])
 	}
 	finish := func(ctx context.Context, i int) {
 		res := &results[i]
@@ -149,6 +153,22 @@ func LoadStream(ctx context.Context, r io.Reader, dest Destination, selectors []
 	}
 	parallelAfterFirst(ctx, len(picked), dest.parallel(o.parallel), finish)
 	return results, joinErrors(results)
+}
+
+// singlePassPlatforms records, for an image that is one platform of a manifest list, that a
+// single pass copies that platform only: the other platforms' blobs have passed by
+// before the list is read.
+func singlePassPlatforms(img archive.ImageInfo, res *Result) {
+	if img.List == nil || res.Err != nil {
+		return
+	}
+	for _, p := range img.List.Platforms {
+		if p.Listed {
+			res.Platforms = append(res.Platforms, p.Platform)
+		} else {
+			res.Left = append(res.Left, p.Platform+" (not copied in a single pass)")
+		}
+	}
 }
 
 // stager sends layers to the destination as the archive streams past, the one thing
@@ -418,7 +438,7 @@ func (st *stager) finish(ctx context.Context, img archive.StreamedImage, refs []
 	for i, ref := range refs {
 		dsts[i] = stagedRef{ImageReference: ref, st: st, layers: layers}
 	}
-	err = st.run.copyImage(ctx, src, dsts, res)
+	err = st.run.copyImage(ctx, src, dsts, res, nil)
 	res.Bytes = size
 	return err
 }

@@ -42,7 +42,7 @@ func (f *transferFlags) register(fs *pflag.FlagSet, parallel bool) {
 	fs.BoolVar(&f.tlsVerify, "tls-verify", true, "require HTTPS and verify certificates for registries (--tls-verify=false for plain-HTTP registries)")
 	fs.BoolVarP(&f.quiet, "quiet", "q", false, "print nothing but errors")
 	fs.BoolVar(&f.asJSON, "json", false, "print a JSON summary of every image on standard output")
-	fs.StringVar(&f.platform, "platform", "", "platform to copy, os/arch[/variant]; not in the source is an error (default: an archive's image as manifest.json names it; from a registry or OCI layout, this machine's)")
+	fs.StringVar(&f.platform, "platform", "", "platform to copy, os/arch[/variant]; not in the source is an error (default: from a registry or OCI layout, this machine's; from an archive, see the command's help)")
 	if parallel {
 		fs.IntVarP(&f.parallel, "parallel", "p", 2, "images copied at once")
 	}
@@ -76,7 +76,9 @@ func (f *transferFlags) options(stderr io.Writer, labels func(int) string) ([]dc
 	if f.parallel > 0 {
 		opts = append(opts, dcopy.WithParallel(f.parallel))
 	}
-	if f.platform != "" {
+	if f.platform == "all" {
+		opts = append(opts, dcopy.WithAllPlatforms())
+	} else if f.platform != "" {
 		p, err := dcopy.ParsePlatform(f.platform)
 		if err != nil {
 			return nil, nil, err
@@ -176,6 +178,16 @@ type resultJSON struct {
 	Bytes        int64    `json:"bytes"`
 	Skipped      bool     `json:"skipped,omitempty"`
 	Error        string   `json:"error,omitempty"`
+}
+
+// printLeftPlatforms notes, for each image copied from a manifest list, the platforms of
+// the list it did not copy.
+func printLeftPlatforms(w io.Writer, results []dcopy.Result) {
+	for _, r := range results {
+		if r.Err == nil && len(r.Left) > 0 {
+			fmt.Fprintf(w, "note: image @%d: copied %s of its manifest list, not %s\n", r.Index, strings.Join(r.Platforms, ", "), strings.Join(r.Left, ", "))
+		}
+	}
 }
 
 func printResults(w io.Writer, asJSON bool, results []dcopy.Result) error {
@@ -510,12 +522,21 @@ DEST. Each image's destination names come from its tags:
 Every tag of an image is written and its blobs are transferred once. An untagged image
 needs --name @INDEX=NAME:TAG, or it is skipped with a message.
 
+An image that is one platform of a manifest list (Docker 25+ and containerd archives; see
+darc ls) goes into a registry or an OCI layout as the whole list, with every platform the
+archive holds completely; a list that names platforms the archive lacks is written without
+them (a new digest) and a note says so. Into dir:, the platform manifest.json names goes.
+--platform os/arch[/variant] copies that platform alone (an error if the archive does not
+hold it completely); --platform all insists on whole lists.
+
 ARCHIVE may be "-" for standard input. Standard input, a pipe and a compressed archive
 (gzip, zstd, xz, bzip2) are loaded into a registry or an OCI layout in a single pass: the
 archive is read once, front to back, layers go to the destination as they pass (to a
 registry, into the staging repository PREFIX/darc-staging, from which every image's
 repository mounts them), and nothing is written to a temp file. --spool copies such an
-input to a temp file first (in $TMPDIR) and loads from there, as dir: destinations always do.`,
+input to a temp file first (in $TMPDIR) and loads from there, as dir: destinations always do.
+A single pass copies one platform of a manifest list (manifest.json's, with a note); with
+--platform it spools instead.`,
 		Example: `  darc load bundle.tar docker://mirror.local:5000/team
   darc load --tls-verify=false bundle.tar docker://127.0.0.1:5000 @0 example.com/app:1
   darc load --name @2=example.com/tools:v1 bundle.tar oci:./layout
@@ -574,6 +595,9 @@ input to a temp file first (in $TMPDIR) and loads from there, as dir: destinatio
 				results, err = loadSpooled(cmd, args[0], dest, sels, opts)
 			}
 			wait()
+			if !f.quiet {
+				printLeftPlatforms(cmd.ErrOrStderr(), results)
+			}
 			if perr := printResults(cmd.OutOrStdout(), f.asJSON, results); err == nil {
 				err = perr
 			}

@@ -2,6 +2,7 @@ package tarfile
 
 import (
 	"fmt"
+	"io"
 	"runtime"
 	"strings"
 
@@ -49,6 +50,11 @@ type Instance struct {
 	Attestation bool
 
 	manifest ociManifest // set unless State is Absent
+}
+
+// Uses reports whether the instance is a manifest the archive holds whose config is id.
+func (in Instance) Uses(id digest.Digest) bool {
+	return in.State != Absent && in.manifest.parsed.ConfigInfo().Digest == id
 }
 
 // PlatformString is "os/arch[/variant]", or "unknown" for an instance without a platform.
@@ -175,7 +181,7 @@ func (img *Image) ForPlatform(sys *types.SystemContext) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("archive %q: %s: %w: %s requested, the archive holds %s (manifest list %s)", img.r.name, img.Name(), ErrPlatformNotFound, wanted(sys), list.Platforms(), list.Digest)
 	}
-	if in.manifest.parsed.ConfigInfo().Digest == img.ID {
+	if in.Uses(img.ID) {
 		return img, nil
 	}
 	return img.r.instanceImage(img, in.manifest), nil
@@ -251,10 +257,86 @@ func (img *Image) OtherPlatforms() []PlatformImage {
 	}
 	var out []PlatformImage
 	for _, in := range list.Instances {
-		if in.State != Complete || in.Attestation || in.manifest.parsed.ConfigInfo().Digest == img.ID {
+		if in.State != Complete || in.Attestation || in.Uses(img.ID) {
 			continue
 		}
 		out = append(out, PlatformImage{Platform: in.PlatformString(), Manifest: in.Digest, Image: img.r.instanceImage(img, in.manifest)})
 	}
 	return out
+}
+
+// ListContent is what a copy of a whole manifest list reads: the list as stored, the
+// manifests of it the archive holds, and their blobs.
+type ListContent struct {
+	r    *Reader
+	list *ManifestList
+	// images serves the blobs of the complete platform manifests, checked as an image's
+	// blobs are (diffIDs, layers read as tars); other blobs (attestations) are checked
+	// against their digest only.
+	images []*Image
+}
+
+// ListContent returns the content of the image's manifest list; false when the image is one
+// manifest.
+func (img *Image) ListContent() (*ListContent, bool) {
+	list := img.ManifestList()
+	if list == nil {
+		return nil, false
+	}
+	c := &ListContent{r: img.r, list: list}
+	for _, in := range list.Instances {
+		if in.State == Complete && !in.Attestation {
+			c.images = append(c.images, img.r.instanceImage(img, in.manifest))
+		}
+	}
+	return c, true
+}
+
+// List is the manifest list.
+func (c *ListContent) List() *ManifestList { return c.list }
+
+// Manifest returns manifest d of the list as stored, with its media type.
+func (c *ListContent) Manifest(d digest.Digest) ([]byte, string, error) {
+	for _, in := range c.list.Instances {
+		if in.Digest == d && in.State != Absent {
+			return in.manifest.data, in.manifest.mediaType, nil
+		}
+	}
+	return nil, "", fmt.Errorf("archive %q: %w: manifest list %s holds no manifest %s that the archive has", c.r.name, ErrImageNotFound, c.list.Digest, d)
+}
+
+// OpenBlob opens blob d of a complete manifest of the list, verified while it is read.
+func (c *ListContent) OpenBlob(d digest.Digest) (io.ReadCloser, int64, error) {
+	for _, img := range c.images {
+		if res, err := img.Resolve(); err == nil {
+			if _, ok := res.blobs[d]; ok {
+				return img.OpenBlob(d, false)
+			}
+		}
+	}
+	for _, in := range c.list.Instances {
+		if in.State != Complete || !in.Attestation || !in.manifest.refersTo(d) {
+			continue
+		}
+		m, err := c.r.ix.Resolve(layout.BlobName(d))
+		if err != nil {
+			return nil, 0, err
+		}
+		label := fmt.Sprintf("archive %q: member %q", c.r.name, m.Name)
+		return newVerifier(io.NopCloser(c.r.ix.section(m)), d, m.Size, label, Uncompressed, "", false), m.Size, nil
+	}
+	return nil, 0, fmt.Errorf("archive %q: %w: no blob %s in the complete manifests of manifest list %s", c.r.name, ErrMemberNotFound, d, c.list.Digest)
+}
+
+// refersTo reports whether m names blob d as its config or a layer.
+func (m ociManifest) refersTo(d digest.Digest) bool {
+	if m.parsed.ConfigInfo().Digest == d {
+		return true
+	}
+	for _, li := range m.parsed.LayerInfos() {
+		if li.Digest == d {
+			return true
+		}
+	}
+	return false
 }
