@@ -109,7 +109,7 @@ type image struct {
 	manifest *blob
 	config   *blob
 	layers   []*blob
-	platform *ocispec.Platform // for the index descriptor; nil for a bare manifest
+	platform *ocispec.Platform // the config's; also on the index descriptor of a child
 	attest   bool              // a BuildKit attestation manifest (not a platform)
 	annots   map[string]string // annotations on the index descriptor
 }
@@ -279,7 +279,6 @@ func makeWorld() *world {
 		file{name: "app/single.txt", mode: 0o644, body: "the second image: one platform, linux/amd64\n"},
 	)
 	single := newImage(imageSpec{platform: amd64, env: "DARC_IMAGE=single", layers: []*blob{base, app}})
-	single.platform = nil
 
 	const foreignURL = "https://example.com/darc/foreign/layer.tar.gz"
 	fl := layer(mtDockerForeignGzip,
@@ -289,7 +288,6 @@ func makeWorld() *world {
 	fl.desc.URLs = []string{foreignURL}
 	foreign := newImage(imageSpec{docker: true, platform: amd64, env: "DARC_IMAGE=foreign",
 		layers: []*blob{base.withMediaType(mtDockerLayerGzip), fl}})
-	foreign.platform = nil
 
 	return &world{
 		multi:      newIndex(ocispec.MediaTypeImageIndex, children...),
