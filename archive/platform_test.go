@@ -229,3 +229,100 @@ func TestImageInfoList(t *testing.T) {
 		t.Errorf("platforms %v, want %v", got, want)
 	}
 }
+
+const ctrDir = "../testdata/archives/ctr"
+
+// TestCtrFixturesPlatforms: for every archive containerd's exporter wrote, each image that
+// is a manifest list is listed with the list's digest and, per platform, the state the
+// generator recorded (complete, manifest only, absent), and verify passes.
+func TestCtrFixturesPlatforms(t *testing.T) {
+	fixtures, err := archivetest.CtrFixtures(ctrDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := map[string]string{"complete": "complete", "manifest-only": "manifest only", "absent": "absent"}
+	for _, f := range fixtures {
+		t.Run(f.File, func(t *testing.T) {
+			a, err := archive.Open(filepath.Join(ctrDir, f.File))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			lists := map[digest.Digest]bool{}
+			for _, img := range a.Images() {
+				if img.List == nil {
+					continue
+				}
+				lists[img.List.Digest] = true
+				want := expectedList(t, f, img.List.Digest)
+				var got, exp []string
+				for _, p := range img.List.Platforms {
+					got = append(got, p.Platform+"="+p.Manifest.String()+"="+p.State)
+				}
+				for _, c := range want.Children {
+					if !c.Attestation {
+						exp = append(exp, platformOf(c.Platform)+"="+c.Digest.String()+"="+states[c.State])
+					}
+				}
+				if strings.Join(got, " ") != strings.Join(exp, " ") {
+					t.Errorf("image @%d: platforms\n%v\nwant\n%v", img.Index, got, exp)
+				}
+			}
+			for _, img := range f.Images {
+				if img.Kind == "index" && !lists[img.Digest] {
+					t.Errorf("manifest list %s is not listed with any image", img.Digest)
+				}
+			}
+			if f.File == "foreign-layer.tar" {
+				return // verify fails on its foreign layer, as docker load does: see TestForeignLayer
+			}
+			for _, p := range a.Verify(context.Background(), 2) {
+				if !p.Warning {
+					t.Errorf("verify: %v", p)
+				}
+			}
+		})
+	}
+}
+
+func expectedList(t *testing.T, f archivetest.CtrFixture, d digest.Digest) archivetest.CtrImage {
+	t.Helper()
+	for _, img := range f.Images {
+		if img.Digest == d {
+			return img
+		}
+	}
+	t.Fatalf("%s: manifest list %s is not in expected.json", f.File, d)
+	return archivetest.CtrImage{}
+}
+
+func platformOf(p *imgspecv1.Platform) string {
+	s := p.OS + "/" + p.Architecture
+	if p.Variant != "" {
+		s += "/" + p.Variant
+	}
+	return s
+}
+
+// TestForeignLayer: a foreign layer the exporter left out is described as such, with its
+// URLs, and fails verify as it fails docker load, with a message saying what it is.
+func TestForeignLayer(t *testing.T) {
+	a, err := archive.Open(filepath.Join(ctrDir, "foreign-layer.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	d, err := a.Inspect(reference.Selector{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Layers) != 2 || d.Layers[0].URLs != nil || d.Layers[1].Member != "" ||
+		strings.Join(d.Layers[1].URLs, ",") != "https://example.com/darc/foreign/layer.tar.gz" || d.Layers[1].Compression != "gzip" {
+		t.Errorf("layers %+v, want the second foreign, with its URL", d.Layers)
+	}
+	probs := a.Verify(context.Background(), 2)
+	if len(probs) != 1 || probs[0].Warning || !errors.Is(probs[0].Err, archive.ErrMemberNotFound) ||
+		!strings.Contains(probs[0].Err.Error(), "a foreign layer, not in the archive") {
+		t.Errorf("verify: %v, want one error saying the layer is foreign", probs)
+	}
+}

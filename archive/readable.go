@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 
 	distref "github.com/distribution/reference"
@@ -327,6 +328,9 @@ type LayerDetails struct {
 	Digest      digest.Digest
 	Size        int64 // of the blob served; -1 when unknown
 	MediaType   string
+	// URLs are set for a foreign layer: not in the archive (Member is empty), fetched from
+	// these by whoever pulls the image, as the archive's own manifest says.
+	URLs []string
 }
 
 // Inspect reads the config of the image sel picks and describes how it is served.
@@ -363,7 +367,7 @@ func details(img *tarfile.Image) (*ImageDetails, error) {
 		Variant: res.Variant, Manifest: res.Manifest, ManifestType: res.ManifestType, OwnManifest: res.OwnManifest}
 	for _, l := range res.Layers {
 		d.Layers = append(d.Layers, LayerDetails{Name: l.Name, Member: l.Member.Name, DiffID: l.DiffID,
-			Compression: l.Compression.String(), Digest: l.Digest, Size: l.Size, MediaType: l.MediaType})
+			Compression: l.Compression.String(), Digest: l.Digest, Size: l.Size, MediaType: l.MediaType, URLs: l.URLs})
 	}
 	return d, nil
 }
@@ -541,6 +545,10 @@ func verifyContent(ctx context.Context, img *tarfile.Image, checks *blobChecks) 
 		if err := ctx.Err(); err != nil {
 			add(err)
 			return probs
+		}
+		if l.URLs != nil {
+			add(fmt.Errorf("layer %q: %w: a foreign layer, not in the archive: docker load fails on it; a registry push keeps it as a reference to %s", l.Name, ErrMemberNotFound, strings.Join(l.URLs, ", ")))
+			continue
 		}
 		if err := checks.do(blobKey{l.Member.Offset, l.Digest, l.DiffID}, img.Index, func() error { return drain(img, l.Digest) }); err != nil {
 			add(fmt.Errorf("layer %q: %w", l.Name, err))

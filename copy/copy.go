@@ -243,9 +243,11 @@ type Result struct {
 	ImageID      digest.Digest
 	Manifest     digest.Digest // digest of the manifest written (of the first destination)
 	Bytes        int64         // blob bytes read from the source
-	// Platforms, for an image copied as the whole manifest list it is one platform of, are
-	// the list's platforms copied; Left are those the archive does not hold completely, left
-	// out of the list written (whose digest, Manifest, is then not the archive's).
+	// List is the manifest list the image is one platform of, if any (see archive.ListInfo).
+	// Platforms are the platforms of it copied; Left, those not copied: the ones the archive
+	// does not hold completely, left out of the list written (whose digest, Manifest, is then
+	// not List), or, from a single pass, all but the image's own.
+	List      digest.Digest
 	Platforms []string
 	Left      []string
 	Skipped   bool
@@ -742,6 +744,7 @@ func (o options) planList(dest Destination, img archive.ImageInfo, res *Result) 
 		}
 		return nil, nil
 	}
+	res.List = l.Digest
 	for _, p := range l.Platforms {
 		if p.Complete() {
 			res.Platforms = append(res.Platforms, p.Platform)

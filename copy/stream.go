@@ -162,6 +162,7 @@ func singlePassPlatforms(img archive.ImageInfo, res *Result) {
 	if img.List == nil || res.Err != nil {
 		return
 	}
+	res.List = img.List.Digest
 	for _, p := range img.List.Platforms {
 		if p.Listed {
 			res.Platforms = append(res.Platforms, p.Platform)

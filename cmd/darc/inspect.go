@@ -81,7 +81,10 @@ are shown too; --platform shows another platform of it.`,
 			fmt.Fprintln(out, "Layers:")
 			for i, l := range d.Layers {
 				fmt.Fprintf(out, "  %d  %s\n", i, l.Name)
-				if l.Member != l.Name {
+				switch {
+				case l.URLs != nil:
+					fmt.Fprintf(out, "     foreign:     not in the archive, fetched from %s\n", strings.Join(l.URLs, ", "))
+				case l.Member != l.Name:
 					fmt.Fprintf(out, "     member:      %s\n", l.Member)
 				}
 				fmt.Fprintf(out, "     diffID:      %s\n", l.DiffID)
@@ -99,13 +102,14 @@ are shown too; --platform shows another platform of it.`,
 
 func printInspectJSON(out interface{ Write([]byte) (int, error) }, d *archive.ImageDetails) error {
 	type layer struct {
-		Name        string `json:"name"`
-		Member      string `json:"member"`
-		DiffID      string `json:"diffID"`
-		Compression string `json:"compression"`
-		Digest      string `json:"digest"`
-		Size        int64  `json:"size"`
-		MediaType   string `json:"mediaType"`
+		Name        string   `json:"name"`
+		Member      string   `json:"member"`
+		DiffID      string   `json:"diffID"`
+		Compression string   `json:"compression"`
+		Digest      string   `json:"digest"`
+		Size        int64    `json:"size"`
+		MediaType   string   `json:"mediaType"`
+		URLs        []string `json:"urls,omitempty"`
 	}
 	v := struct {
 		Index        int             `json:"index"`
@@ -129,7 +133,7 @@ func printInspectJSON(out interface{ Write([]byte) (int, error) }, d *archive.Im
 	}
 	v.List, v.Platforms = listJSON(d.List)
 	for _, l := range d.Layers {
-		v.Layers = append(v.Layers, layer{l.Name, l.Member, l.DiffID.String(), l.Compression, l.Digest.String(), l.Size, l.MediaType})
+		v.Layers = append(v.Layers, layer{l.Name, l.Member, l.DiffID.String(), l.Compression, l.Digest.String(), l.Size, l.MediaType, l.URLs})
 	}
 	enc := json.NewEncoder(out)
 	enc.SetIndent("", "  ")

@@ -185,7 +185,7 @@ type resultJSON struct {
 func printLeftPlatforms(w io.Writer, results []dcopy.Result) {
 	for _, r := range results {
 		if r.Err == nil && len(r.Left) > 0 {
-			fmt.Fprintf(w, "note: image @%d: copied %s of its manifest list, not %s\n", r.Index, strings.Join(r.Platforms, ", "), strings.Join(r.Left, ", "))
+			fmt.Fprintf(w, "note: image @%d: of manifest list %s, copied %s as %s, not %s\n", r.Index, r.List, strings.Join(r.Platforms, ", "), r.Manifest, strings.Join(r.Left, ", "))
 		}
 	}
 }

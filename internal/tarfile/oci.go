@@ -215,6 +215,10 @@ func (img *Image) serveOwnManifest(res *Resolved, m ociManifest) error {
 	blobs := map[digest.Digest]blob{img.ID: res.blobs[img.ID]}
 	layers := make([]Layer, len(res.Layers))
 	for i, li := range infos {
+		if res.Layers[i].URLs != nil {
+			layers[i] = res.Layers[i] // foreign: served by nobody here (see Image.foreignLayer)
+			continue
+		}
 		l, err := img.ownLayer(res.Layers[i], li.Digest, li.Size, li.MediaType)
 		if err != nil {
 			return fmt.Errorf("layer %d %s: %w", i, li.Digest, err)

@@ -3,6 +3,7 @@ package tarfile
 import (
 	"archive/tar"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -191,6 +192,9 @@ type Image struct {
 	Problems []error
 
 	layerSources map[digest.Digest]imgspecv1.Descriptor
+	// foreign holds the layers (by position) that are not in the archive but that the
+	// archive's own manifest marks as foreign, with the URLs they are fetched from.
+	foreign map[int]imgspecv1.Descriptor
 	legacyConfig []byte // synthesized config of a pre-1.10 image
 
 	once   sync.Once
@@ -379,12 +383,43 @@ func (r *Reader) imageFromItem(i int, it layout.ManifestItem) *Image {
 		img.LayerNames[j] = c
 		m, err := r.ix.Resolve(c)
 		if err != nil {
+			if d, ok := img.foreignLayer(j, c, err); ok {
+				img.foreign[j] = d
+				continue
+			}
 			img.Problems = append(img.Problems, fmt.Errorf("layer %d: %w", j, err))
 			continue
 		}
 		img.LayerMembers[j] = m
 	}
 	return img
+}
+
+// foreignLayer reports whether layer j, whose member name is missing (err), is a foreign
+// layer: one the archive's own manifest describes with URLs to fetch it from, which
+// exporters leave out (containerd's WithSkipNonDistributableBlobs, Docker for Windows base
+// layers). It makes img.foreign on the first.
+func (img *Image) foreignLayer(j int, name string, err error) (imgspecv1.Descriptor, bool) {
+	if !errors.Is(err, ErrMemberNotFound) || img.ID == "" {
+		return imgspecv1.Descriptor{}, false
+	}
+	l, lerr := img.r.ociLayoutInfo()
+	if lerr != nil || l == nil {
+		return imgspecv1.Descriptor{}, false
+	}
+	m, ok := l.byConfig[img.ID]
+	if !ok {
+		return imgspecv1.Descriptor{}, false
+	}
+	infos := m.parsed.LayerInfos()
+	if j >= len(infos) || len(infos[j].URLs) == 0 || layout.BlobName(infos[j].Digest) != name {
+		return imgspecv1.Descriptor{}, false
+	}
+	if img.foreign == nil {
+		img.foreign = map[int]imgspecv1.Descriptor{}
+	}
+	li := infos[j]
+	return imgspecv1.Descriptor{MediaType: li.MediaType, Digest: li.Digest, Size: li.Size, URLs: li.URLs}, true
 }
 
 // readID sets the image ID from the config's content: the config is read (once per member,

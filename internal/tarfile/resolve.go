@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	digest "github.com/opencontainers/go-digest"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -28,6 +29,9 @@ type Layer struct {
 	Digest    digest.Digest
 	Size      int64
 	MediaType string
+	// URLs are set for a foreign layer, which is not in the archive (Member is zero): the
+	// places the archive's own manifest says it is fetched from.
+	URLs []string
 }
 
 // Resolved is everything needed to serve an image: its config, layers and manifest.
@@ -115,6 +119,11 @@ func (img *Image) resolve() (*Resolved, error) {
 
 	needOCI := false
 	for j, m := range img.LayerMembers {
+		if d, ok := img.foreign[j]; ok {
+			c, _ := layerMediaTypeCompression(d.MediaType)
+			res.Layers = append(res.Layers, Layer{Name: img.LayerNames[j], DiffID: diffIDs[j], Compression: c, Digest: d.Digest, Size: d.Size, MediaType: d.MediaType, URLs: d.URLs})
+			continue
+		}
 		if img.legacyConfig == nil && m.Offset == cfgMember.Offset && m.Name == cfgMember.Name {
 			return nil, fmt.Errorf("%w: member %q is both the config and layer %d", ErrInvalidManifest, m.Name, j)
 		}
@@ -261,6 +270,11 @@ func (img *Image) OpenBlob(d digest.Digest, full bool) (io.ReadCloser, int64, er
 	}
 	b, ok := res.blobs[d]
 	if !ok {
+		for _, l := range res.Layers {
+			if l.Digest == d && l.URLs != nil {
+				return nil, 0, fmt.Errorf("archive %q: %s: %w: layer %s is a foreign layer, not in the archive; it is fetched from %s", img.r.name, img.Name(), ErrMemberNotFound, d, strings.Join(l.URLs, ", "))
+			}
+		}
 		return nil, 0, fmt.Errorf("archive %q: %s: %w: no blob %s", img.r.name, img.Name(), ErrMemberNotFound, d)
 	}
 	label := fmt.Sprintf("archive %q: %s: member %q", img.r.name, img.Name(), b.name)

@@ -1,0 +1,206 @@
+package copy_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	digest "github.com/opencontainers/go-digest"
+	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/darc-dev/darc/archive"
+	dcopy "github.com/darc-dev/darc/copy"
+	"github.com/darc-dev/darc/internal/archivetest"
+	"github.com/darc-dev/darc/internal/testtools"
+)
+
+const ctrFixtures = "../testdata/archives/ctr"
+
+// ctrList returns the manifest list of a containerd-exported fixture, from expected.json.
+func ctrList(t *testing.T, file string) archivetest.CtrImage {
+	t.Helper()
+	all, err := archivetest.CtrFixtures(ctrFixtures)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, ok := archivetest.Fixture(all, file)
+	if !ok || len(f.Images) == 0 || f.Images[0].Kind != "index" {
+		t.Fatalf("%s: no manifest list in expected.json", file)
+	}
+	return f.Images[0]
+}
+
+// loadCtr loads a containerd-exported fixture into dest with opts.
+func loadCtr(t *testing.T, file, dest string, opts ...dcopy.Option) ([]dcopy.Result, error) {
+	t.Helper()
+	a, err := archive.Open(filepath.Join(ctrFixtures, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	d, err := dcopy.ParseDestination(dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dcopy.Load(context.Background(), a, d, nil, opts...)
+}
+
+// layoutTop returns the descriptor index.json of an OCI layout names first.
+func layoutTop(t *testing.T, dir string) imgspecv1.Descriptor {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx imgspecv1.Index
+	if err := json.Unmarshal(data, &idx); err != nil || len(idx.Manifests) == 0 {
+		t.Fatalf("index.json: %v %s", err, data)
+	}
+	return idx.Manifests[0]
+}
+
+// TestLoadKeepsManifestList: an image that is one platform of a manifest list goes into an
+// OCI layout as the list, its digest unchanged when the archive holds every manifest of it.
+// (A Docker manifest list becomes an OCI index there, as containers/image converts it: see
+// TestLoadManifestListRegistry for it.)
+func TestLoadKeepsManifestList(t *testing.T) {
+	want := ctrList(t, "all-platforms.tar")
+	dir := filepath.Join(t.TempDir(), "layout")
+	res, err := loadCtr(t, "all-platforms.tar", "oci:"+dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Manifest != want.Digest || res[0].List != want.Digest || len(res[0].Left) != 0 || len(res[0].Platforms) != 3 {
+		t.Errorf("result %+v, want the list %s with 3 platforms", res[0], want.Digest)
+	}
+	if got := layoutTop(t, dir); got.Digest != want.Digest {
+		t.Errorf("the layout names %s, want the list %s", got.Digest, want.Digest)
+	}
+}
+
+// TestLoadTrimsManifestList: a list whose other platforms the archive lacks goes in without
+// them, and the result says which were left out.
+func TestLoadTrimsManifestList(t *testing.T) {
+	want := ctrList(t, "one-platform.tar")
+	dir := filepath.Join(t.TempDir(), "layout")
+	res, err := loadCtr(t, "one-platform.tar", "oci:"+dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res[0]
+	if r.List != want.Digest || r.Manifest == want.Digest || strings.Join(r.Platforms, ",") != "linux/amd64" ||
+		strings.Join(r.Left, ",") != "linux/arm64/v8 (absent),linux/arm/v7 (absent)" {
+		t.Fatalf("result %+v", r)
+	}
+	top := layoutTop(t, dir)
+	if top.Digest != r.Manifest {
+		t.Fatalf("the layout names %s, the result %s", top.Digest, r.Manifest)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "blobs", "sha256", top.Digest.Encoded()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx imgspecv1.Index
+	if err := json.Unmarshal(data, &idx); err != nil {
+		t.Fatal(err)
+	}
+	if len(idx.Manifests) != 1 || idx.Manifests[0].Digest != want.Children[0].Digest {
+		t.Errorf("the list written holds %+v, want the amd64 manifest %s alone", idx.Manifests, want.Children[0].Digest)
+	}
+}
+
+// TestLoadPlatformChoices: --platform takes one platform, or fails naming what the archive
+// holds; all insists on lists and fails for dir:, which holds one manifest per image.
+func TestLoadPlatformChoices(t *testing.T) {
+	arm64 := dcopy.Platform{OS: "linux", Architecture: "arm64"}
+	res, err := loadCtr(t, "all-platforms.tar", "oci:"+filepath.Join(t.TempDir(), "l"), dcopy.WithPlatform(arm64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := ctrList(t, "all-platforms.tar").Children[1].Config.Digest; res[0].ImageID != want || len(res[0].Left) != 0 {
+		t.Errorf("result %+v, want the arm64 image %s", res[0], want)
+	}
+	_, err = loadCtr(t, "one-platform.tar", "oci:"+filepath.Join(t.TempDir(), "l"), dcopy.WithPlatform(arm64))
+	if !errors.Is(err, archive.ErrPlatformNotFound) || !strings.Contains(err.Error(), "linux/arm64/v8 (absent)") {
+		t.Errorf("arm64 of one-platform.tar: got %v, want ErrPlatformNotFound naming it absent", err)
+	}
+	dir := t.TempDir()
+	if _, err := loadCtr(t, "all-platforms.tar", "dir:"+dir, dcopy.WithAllPlatforms()); err == nil || !strings.Contains(err.Error(), "holds one manifest per image") {
+		t.Errorf("all platforms into dir: got %v", err)
+	}
+	if _, err := loadCtr(t, "all-platforms.tar", "dir:"+dir, dcopy.WithAllPlatforms(), dcopy.WithPlatform(arm64)); !errors.Is(err, dcopy.ErrInvalidOption) {
+		t.Errorf("both options: got %v, want ErrInvalidOption", err)
+	}
+}
+
+// TestLoadStreamOnePlatformOfList: a single pass copies manifest.json's platform of a list
+// and says what it left.
+func TestLoadStreamOnePlatformOfList(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(ctrFixtures, "all-platforms.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := dcopy.ParseDestination("oci:" + filepath.Join(t.TempDir(), "l"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := dcopy.LoadStream(context.Background(), bytes.NewReader(data), d, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := res[0]; strings.Join(r.Platforms, ",") != "linux/amd64" || len(r.Left) != 2 || !strings.Contains(r.Left[0], "single pass") {
+		t.Errorf("result %+v", r)
+	}
+	if _, err := dcopy.LoadStream(context.Background(), bytes.NewReader(data), d, nil, dcopy.WithAllPlatforms()); !errors.Is(err, dcopy.ErrStreamUnsupported) {
+		t.Errorf("WithAllPlatforms: got %v, want ErrStreamUnsupported", err)
+	}
+}
+
+// TestLoadManifestListRegistry: into a registry an OCI index and a Docker manifest list keep
+// their digests, as skopeo reads them back.
+func TestLoadManifestListRegistry(t *testing.T) {
+	skopeo := testtools.Require(t, "skopeo")
+	reg := testtools.StartRegistry(t, "")
+	for file, repo := range map[string]string{"all-platforms.tar": "darc/multi:1", "manifest-list.tar": "darc/list:1"} {
+		want := ctrList(t, file)
+		if _, err := loadCtr(t, file, "docker://"+reg.Addr+"/team", dcopy.WithSystemContext(insecureSys())); err != nil {
+			t.Fatal(err)
+		}
+		raw, err := testtools.Run(context.Background(), skopeo, "inspect", "--raw", "--tls-verify=false", "docker://"+reg.Addr+"/team/"+repo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := digest.FromBytes(raw); got != want.Digest {
+			t.Errorf("%s: skopeo inspect --raw: %s, want the archive's list %s\n%s", file, got, want.Digest, raw)
+		}
+	}
+}
+
+// TestLoadForeignLayer: a foreign layer the archive lacks goes into an OCI layout as
+// containers/image copies one: a reference with its URLs, no blob.
+func TestLoadForeignLayer(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "layout")
+	if _, err := loadCtr(t, "foreign-layer.tar", "oci:"+dir); err != nil {
+		t.Fatal(err)
+	}
+	top := layoutTop(t, dir)
+	data, err := os.ReadFile(filepath.Join(dir, "blobs", "sha256", top.Digest.Encoded()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m imgspecv1.Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Layers) != 2 || strings.Join(m.Layers[1].URLs, ",") != "https://example.com/darc/foreign/layer.tar.gz" {
+		t.Fatalf("manifest written: %s", data)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "blobs", "sha256", m.Layers[1].Digest.Encoded())); err == nil {
+		t.Errorf("the foreign layer's blob is in the layout")
+	}
+}
