@@ -194,7 +194,7 @@ type Image struct {
 	layerSources map[digest.Digest]imgspecv1.Descriptor
 	// foreign holds the layers (by position) that are not in the archive but that the
 	// archive's own manifest marks as foreign, with the URLs they are fetched from.
-	foreign map[int]imgspecv1.Descriptor
+	foreign      map[int]imgspecv1.Descriptor
 	legacyConfig []byte // synthesized config of a pre-1.10 image
 
 	once   sync.Once
