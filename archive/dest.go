@@ -31,8 +31,20 @@ type imageDestination struct {
 	manifest     []byte
 	manifestType string
 	parsed       manifest.Manifest
-	committed    bool
-	closed       bool
+	// A manifest list (LayoutOCI): its manifests as copy.Image put them, by digest, then the
+	// list itself.
+	instances map[digest.Digest]instanceManifest
+	list      []byte
+	listType  string
+	committed bool
+	closed    bool
+}
+
+// instanceManifest is one manifest of a manifest list being written.
+type instanceManifest struct {
+	data   []byte
+	mt     string
+	parsed manifest.Manifest
 }
 
 var _ types.ImageDestination = (*imageDestination)(nil)
@@ -121,11 +133,12 @@ func (d *imageDestination) Close() error {
 	return nil
 }
 
-// SupportedManifestMIMETypes lists single-image manifests only: an archive entry is one image.
-// LayoutOCI prefers OCI manifests; both layouts keep a source manifest of either type.
+// SupportedManifestMIMETypes: both layouts keep a source manifest of either single-image
+// type; LayoutOCI prefers OCI manifests and also holds manifest lists (OCI indexes and Docker
+// manifest lists) in its OCI layout, which LayoutDocker cannot.
 func (d *imageDestination) SupportedManifestMIMETypes() []string {
 	if d.a.layout == LayoutOCI {
-		return []string{imgspecv1.MediaTypeImageManifest, manifest.DockerV2Schema2MediaType}
+		return []string{imgspecv1.MediaTypeImageManifest, manifest.DockerV2Schema2MediaType, imgspecv1.MediaTypeImageIndex, manifest.DockerV2ListMediaType}
 	}
 	return []string{manifest.DockerV2Schema2MediaType, imgspecv1.MediaTypeImageManifest}
 }
@@ -374,15 +387,22 @@ func sizeOf(m *member) int64 {
 	return m.size
 }
 
-// PutManifest records the image's manifest: a single-image Docker schema2 or OCI manifest.
+// PutManifest records the image's manifest: a single-image Docker schema2 or OCI manifest,
+// or, in LayoutOCI, a manifest list (instanceDigest nil) and each manifest of it.
 func (d *imageDestination) PutManifest(ctx context.Context, m []byte, instanceDigest *digest.Digest) error {
 	if err := d.usable(); err != nil {
 		return err
 	}
-	if instanceDigest != nil {
-		return fmt.Errorf("%s: manifest lists are not supported: an archive entry is one image", d.label())
-	}
 	mt := manifest.GuessMIMEType(m)
+	if instanceDigest != nil || manifest.MIMETypeIsMultiImage(mt) {
+		if d.a.layout != LayoutOCI {
+			return types.ManifestTypeRejectedError{Err: fmt.Errorf("%s: manifest lists need layout %q: an entry of layout %q is one image", d.label(), LayoutOCI, d.a.layout)}
+		}
+		if instanceDigest == nil {
+			d.list, d.listType = append([]byte(nil), m...), mt
+			return nil
+		}
+	}
 	if mt != manifest.DockerV2Schema2MediaType && mt != imgspecv1.MediaTypeImageManifest {
 		return types.ManifestTypeRejectedError{Err: fmt.Errorf("%s: manifest type %q is not supported, only %q and %q",
 			d.label(), mt, manifest.DockerV2Schema2MediaType, imgspecv1.MediaTypeImageManifest)}
@@ -390,6 +410,13 @@ func (d *imageDestination) PutManifest(ctx context.Context, m []byte, instanceDi
 	parsed, err := manifest.FromBlob(m, mt)
 	if err != nil {
 		return fmt.Errorf("%s: %w: %w", d.label(), ErrInvalidManifest, err)
+	}
+	if instanceDigest != nil {
+		if d.instances == nil {
+			d.instances = map[digest.Digest]instanceManifest{}
+		}
+		d.instances[*instanceDigest] = instanceManifest{append([]byte(nil), m...), mt, parsed}
+		return nil
 	}
 	d.manifest, d.manifestType, d.parsed = append([]byte(nil), m...), mt, parsed
 	return nil
@@ -408,10 +435,17 @@ func (d *imageDestination) Commit(ctx context.Context, unparsedToplevel types.Un
 	if err := d.usable(); err != nil {
 		return err
 	}
-	if d.parsed == nil {
-		return fmt.Errorf("%s: Commit called before PutManifest", d.label())
+	var img *imageRecord
+	var extra []*member
+	var err error
+	switch {
+	case d.list != nil:
+		img, extra, err = d.listRecord()
+	case d.parsed == nil:
+		err = fmt.Errorf("%s: Commit called before PutManifest", d.label())
+	default:
+		img, extra, err = d.imageRecord(instanceManifest{d.manifest, d.manifestType, d.parsed})
 	}
-	img, extra, err := d.imageRecord()
 	if err != nil {
 		return err
 	}
@@ -434,11 +468,11 @@ func (d *imageDestination) Commit(ctx context.Context, unparsedToplevel types.Un
 	return nil
 }
 
-// imageRecord checks the manifest against the config and the blobs in the archive, and
-// returns the image and the members it adds (OCI manifest, legacy directories).
-func (d *imageDestination) imageRecord() (*imageRecord, []*member, error) {
+// imageRecord checks manifest m against the config and the blobs in the archive, and returns
+// the image and the members it adds (OCI manifest, legacy directories).
+func (d *imageDestination) imageRecord(m instanceManifest) (*imageRecord, []*member, error) {
 	a := d.a
-	cfgInfo := d.parsed.ConfigInfo()
+	cfgInfo := m.parsed.ConfigInfo()
 	config, err := d.configData(cfgInfo.Digest)
 	if err != nil {
 		return nil, nil, err
@@ -448,18 +482,18 @@ func (d *imageDestination) imageRecord() (*imageRecord, []*member, error) {
 		return nil, nil, fmt.Errorf("%s: config %s: %w", d.label(), cfgInfo.Digest, err)
 	}
 	img := &imageRecord{configDigest: cfgInfo.Digest, configName: a.configName(cfgInfo.Digest)}
-	if img.layers, err = d.layerRecords(diffIDs); err != nil {
+	if img.layers, err = d.layerRecords(m.parsed, diffIDs); err != nil {
 		return nil, nil, err
 	}
 	var extra []*member
 	switch {
 	case a.layout == LayoutOCI:
-		md, err := manifest.Digest(d.manifest)
+		md, err := manifest.Digest(m.data)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", d.label(), err)
 		}
-		img.manifest, img.manifestType, img.manifestDigest = d.manifest, d.manifestType, md
-		extra = append(extra, &member{name: layout.BlobName(md), digest: md, size: int64(len(d.manifest)), data: d.manifest})
+		img.manifest, img.manifestType, img.manifestDigest = m.data, m.mt, md
+		extra = append(extra, blobMember(md, m.data))
 	case a.legacy:
 		ms, top, err := legacyMembers(config, cfgInfo.Digest, diffIDs)
 		if err != nil {
@@ -471,6 +505,57 @@ func (d *imageDestination) imageRecord() (*imageRecord, []*member, error) {
 		img.topID = diffIDs[len(diffIDs)-1].Encoded()
 	}
 	return img, extra, nil
+}
+
+// blobMember is a blob of the OCI layout held in memory: a manifest or a manifest list.
+func blobMember(d digest.Digest, data []byte) *member {
+	return &member{name: layout.BlobName(d), digest: d, size: int64(len(data)), data: data}
+}
+
+// listRecord checks a manifest list and every manifest of it, and returns the image that
+// stands for the list in manifest.json (the platform this host runs, else the list's first
+// platform: what docker 20.10 and podman load), whose tags name the list in index.json, and
+// the members the list adds: itself and each manifest.
+func (d *imageDestination) listRecord() (*imageRecord, []*member, error) {
+	list, err := manifest.ListFromBlob(d.list, d.listType)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w: manifest list: %w", d.label(), ErrInvalidManifest, err)
+	}
+	var platforms []imgspecv1.Descriptor // the candidates for manifest.json, in list order
+	for _, id := range list.Instances() {
+		if _, ok := d.instances[id]; !ok {
+			return nil, nil, fmt.Errorf("%s: %w: the manifest list names manifest %s, which was not written", d.label(), ErrMemberNotFound, id)
+		}
+		in, err := list.Instance(id)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", d.label(), err)
+		}
+		if in.ReadOnly.Platform != nil && in.ReadOnly.Annotations[tarfile.AttestationAnnotation] == "" {
+			platforms = append(platforms, imgspecv1.Descriptor{Digest: id, Platform: in.ReadOnly.Platform})
+		}
+	}
+	if len(platforms) == 0 {
+		return nil, nil, fmt.Errorf("%s: %w: the manifest list names no platform", d.label(), ErrInvalidManifest)
+	}
+	chosen, err := manifest.OCI1IndexFromComponents(platforms, nil).ChooseInstance(nil)
+	if err != nil {
+		chosen = platforms[0].Digest
+	}
+	var img *imageRecord
+	var extra []*member
+	for _, id := range list.Instances() {
+		rec, more, err := d.imageRecord(d.instances[id])
+		if err != nil {
+			return nil, nil, fmt.Errorf("manifest %s of the list: %w", id, err)
+		}
+		extra = append(extra, more...)
+		if id == chosen {
+			img = rec
+		}
+	}
+	ld := digest.FromBytes(d.list)
+	img.manifest, img.manifestType, img.manifestDigest = d.list, d.listType, ld
+	return img, append(extra, blobMember(ld, d.list)), nil
 }
 
 // configData returns the config the manifest names: the one this destination wrote, or one
@@ -494,8 +579,8 @@ func (d *imageDestination) configData(cfg digest.Digest) ([]byte, error) {
 
 // layerRecords checks each layer of the manifest against the config's diffIDs and the blob
 // in the archive, and returns the records of the layers.
-func (d *imageDestination) layerRecords(diffIDs []digest.Digest) ([]layerRecord, error) {
-	infos := d.parsed.LayerInfos()
+func (d *imageDestination) layerRecords(parsed manifest.Manifest, diffIDs []digest.Digest) ([]layerRecord, error) {
+	infos := parsed.LayerInfos()
 	if len(infos) != len(diffIDs) {
 		return nil, fmt.Errorf("%s: %w: the manifest lists %d layers, the config %d diffIDs", d.label(), ErrInvalidManifest, len(infos), len(diffIDs))
 	}

@@ -182,17 +182,20 @@ func ParsePlatform(s string) (Platform, error) {
 // to fail with ErrInvalidPlatform.
 func WithPlatform(p Platform) Option { return func(o *options) { o.platform = &p } }
 
-// WithAllPlatforms makes Load copy every image that is one platform of a manifest list (see
-// archive.ListInfo) as the whole list, into a registry or an OCI layout, and fail for a dir:
-// destination, which holds one manifest per image. Without it and WithPlatform, Load does
-// the same into a registry or an OCI layout, and copies manifest.json's platform into dir:.
-// Either way only the manifests the archive holds completely are copied; a list that names
-// others is copied without them (containers/image's StripSparseManifestList), so its digest
-// changes, and the Result says what was left out. Only Load uses it; LoadStream refuses it
-// with ErrStreamUnsupported, and WithPlatform and WithAllPlatforms cannot both be given.
-func WithAllPlatforms() Option {
-	return func(o *options) { o.allPlatforms = true; o.mark("WithAllPlatforms", forLoad) }
-}
+// WithAllPlatforms copies every platform of a manifest list, keeping the list.
+//   - From an archive (Load, Save, Merge, Image): an image that is one platform of a manifest
+//     list (see archive.ListInfo) goes as the whole list, with the manifests the archive holds
+//     completely; a list that names others is written without them (containers/image's
+//     StripSparseManifestList), so its digest changes, and the Result says what was left out.
+//     Load and Save (into LayoutOCI, which holds lists) do this by default too; WithPlatform
+//     chooses one platform instead.
+//   - From a registry or an OCI layout (Save, Image): every platform of a list
+//     (containers/image's CopyAllImages); the default is the host's platform.
+//
+// A destination that holds one manifest per image (dir:, an archive in LayoutDocker) is an
+// error. LoadStream refuses it with ErrStreamUnsupported, and WithPlatform and
+// WithAllPlatforms cannot both be given.
+func WithAllPlatforms() Option { return func(o *options) { o.allPlatforms = true } }
 
 // WithProgress receives progress events. The function is called from one goroutine of its
 // own, one event at a time, never from a copying goroutine, and the copy never waits for it:
@@ -328,7 +331,8 @@ func (r *run) track(res *Result, copy func() error) {
 }
 
 // listCopy is what to take of a manifest list copied whole: the manifests the archive holds
-// completely, and whether that is fewer than the list names.
+// completely, and whether that is fewer than the list names; with no instances, every
+// manifest of the list (a source other than an archive).
 type listCopy struct {
 	instances []digest.Digest
 	strip     bool
@@ -368,7 +372,10 @@ func (r *run) copyImage(ctx context.Context, src types.ImageReference, dsts []ty
 			Progress:         prog,
 			ProgressInterval: progressInterval,
 		}
-		if lc != nil {
+		switch {
+		case lc != nil && lc.instances == nil:
+			opts.ImageListSelection = cicopy.CopyAllImages
+		case lc != nil:
 			opts.ImageListSelection, opts.Instances = cicopy.CopySpecificImages, lc.instances
 			if lc.strip {
 				opts.SparseManifestListAction = cicopy.StripSparseManifestList
@@ -455,16 +462,32 @@ func Image(ctx context.Context, src, dst types.ImageReference, opts ...Option) (
 // Load does: darc compresses the layers, with reused writers (see reuse.go). Either way the
 // archive is opened once, for that and copy.Image.
 func (r *run) image(ctx context.Context, src, dst types.ImageReference, res *Result) error {
-	_, _, _, fromArchive := archive.SourceOf(src)
+	_, _, sel, fromArchive := archive.SourceOf(src)
 	toArchive := dst.Transport() == archive.Transport
 	if t := dst.Transport().Name(); !fromArchive || !(toArchive || t == "oci" || t == "docker") {
-		return r.copyImage(ctx, src, []types.ImageReference{dst}, res, nil)
+		var lc *listCopy
+		if r.o.allPlatforms {
+			if fromArchive {
+				return fmt.Errorf("%w: every platform of an archive's image goes only into an archive, an OCI layout or a registry", ErrInvalidOption)
+			}
+			lc = &listCopy{}
+		}
+		return r.copyImage(ctx, src, []types.ImageReference{dst}, res, lc)
 	}
 	opened := openArchives{run: r}
 	defer opened.close()
-	src, err := opened.share(src)
+	a, src, err := opened.share(src)
 	if err != nil {
 		return err
+	}
+	var lc *listCopy
+	if r.o.allPlatforms {
+		if info, err := a.Select(sel); err == nil && info.List != nil {
+			lc = planListOf(info.List, res)
+			if src, _, err = a.ListReference(sel); err != nil {
+				return err
+			}
+		}
 	}
 	reads := r.newBlobReads(res.Index, res.Source)
 	if toArchive {
@@ -474,7 +497,7 @@ func (r *run) image(ctx context.Context, src, dst types.ImageReference, res *Res
 	} else {
 		dst = reuseRef{ImageReference: dst, r: newLayerReuse(), src: src, progress: reads.progress}
 	}
-	err = r.copyImage(ctx, src, []types.ImageReference{dst}, res, nil)
+	err = r.copyImage(ctx, src, []types.ImageReference{dst}, res, lc)
 	res.Bytes += reads.bytes()
 	return err
 }
@@ -517,6 +540,7 @@ func Save(ctx context.Context, w *archive.WritableArchive, sources []Source, opt
 	results := make([]Result, len(sources))
 	srcs := make([]types.ImageReference, len(sources))
 	dsts := make([]types.ImageReference, len(sources))
+	lists := make([]*listCopy, len(sources))
 	direct := make([]*blobReads, len(sources))
 	fromArchives := 0
 	// References are taken in input order before any copy starts: the writer orders images
@@ -526,7 +550,7 @@ func Save(ctx context.Context, w *archive.WritableArchive, sources []Source, opt
 		if _, _, _, ok := archive.SourceOf(s.Ref); ok {
 			fromArchives++
 		}
-		srcs[i], dsts[i], direct[i], results[i].Err = r.planSave(w, s, &opened, &results[i])
+		srcs[i], dsts[i], direct[i], lists[i], results[i].Err = r.planSave(w, s, &opened, &results[i])
 	}
 	parallel := o.parallel
 	if fromArchives == len(sources) {
@@ -535,7 +559,7 @@ func Save(ctx context.Context, w *archive.WritableArchive, sources []Source, opt
 	parallelAfterFirst(ctx, len(sources), parallel, func(ctx context.Context, i int) {
 		res := &results[i]
 		r.track(res, func() error {
-			err := r.copyImage(ctx, srcs[i], dsts[i:i+1], res, nil)
+			err := r.copyImage(ctx, srcs[i], dsts[i:i+1], res, lists[i])
 			res.Bytes += direct[i].bytes()
 			return err
 		})
@@ -543,24 +567,60 @@ func Save(ctx context.Context, w *archive.WritableArchive, sources []Source, opt
 	return results, joinErrors(results)
 }
 
-// planSave returns the source and destination references of copying s into w. The image of
-// a docker-archive is taken from its archive opened once (in opened) and paired with its
+// planSave returns the source and destination references of copying s into w, and, when
+// s is copied as a manifest list, what of it (see planSaveList). The image of a
+// docker-archive is taken from its archive opened once (in opened) and paired with its
 // destination for a direct copy, whose reads are counted in reads.
-func (r *run) planSave(w *archive.WritableArchive, s Source, opened *openArchives, res *Result) (src, dst types.ImageReference, reads *blobReads, err error) {
-	_, _, _, fromArchive := archive.SourceOf(s.Ref)
+func (r *run) planSave(w *archive.WritableArchive, s Source, opened *openArchives, res *Result) (src, dst types.ImageReference, reads *blobReads, lc *listCopy, err error) {
+	a, _, sel, fromArchive := archive.SourceOf(s.Ref)
 	if fromArchive {
-		if s.Ref, err = opened.share(s.Ref); err != nil {
-			return nil, nil, nil, err
+		if a, s.Ref, err = opened.share(s.Ref); err != nil {
+			return nil, nil, nil, nil, err
+		}
+	}
+	if lc, err = r.planSaveList(w, a, sel, res); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if lc != nil && fromArchive {
+		if s.Ref, _, err = a.ListReference(sel); err != nil {
+			return nil, nil, nil, nil, err
 		}
 	}
 	if dst, err = s.reference(w, res); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	if fromArchive {
 		reads = r.newBlobReads(res.Index, res.Source)
 		dst, err = archive.CopyFrom(dst, s.Ref, archive.WithCopyProgress(reads.progress))
 	}
-	return s.Ref, dst, reads, err
+	return s.Ref, dst, reads, lc, err
+}
+
+// planSaveList decides whether an image goes into w as a manifest list, which only
+// LayoutOCI holds: an archive's image that is one platform of a list, unless WithPlatform
+// chose one (only the platforms the archive holds completely, as Load takes them); any other
+// source (a is nil) with WithAllPlatforms, all of whose platforms go.
+func (r *run) planSaveList(w *archive.WritableArchive, a *archive.ReadableArchive, sel reference.Selector, res *Result) (*listCopy, error) {
+	if r.o.platform != nil {
+		return nil, nil
+	}
+	if w.Layout() != archive.LayoutOCI {
+		if r.o.allPlatforms {
+			return nil, fmt.Errorf("%w: every platform was asked for, and only layout %q holds manifest lists", ErrInvalidOption, archive.LayoutOCI)
+		}
+		return nil, nil
+	}
+	if a == nil {
+		if r.o.allPlatforms {
+			return &listCopy{}, nil
+		}
+		return nil, nil
+	}
+	info, err := a.Select(sel)
+	if err != nil || info.List == nil {
+		return nil, err
+	}
+	return planListOf(info.List, res), nil
 }
 
 // blobReads reports the blobs of one image that darc reads itself, beside copy.Image (copied
@@ -629,15 +689,16 @@ func (o *openArchives) open(path string) (*archive.ReadableArchive, error) {
 
 // share returns ref, an image of a docker-archive, as a reference that shares its open
 // archive: opened here, once per path, when ref was parsed from a string.
-func (o *openArchives) share(ref types.ImageReference) (types.ImageReference, error) {
+func (o *openArchives) share(ref types.ImageReference) (*archive.ReadableArchive, types.ImageReference, error) {
 	a, path, sel, _ := archive.SourceOf(ref)
 	if a == nil {
 		var err error
 		if a, err = o.open(path); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return a.Reference(sel)
+	ref, err := a.Reference(sel)
+	return a, ref, err
 }
 
 func (o *openArchives) close() {
@@ -744,6 +805,12 @@ func (o options) planList(dest Destination, img archive.ImageInfo, res *Result) 
 		}
 		return nil, nil
 	}
+	return planListOf(l, res), nil
+}
+
+// planListOf is the copy of manifest list l with every manifest the archive holds
+// completely, and records in res which platforms that takes and leaves.
+func planListOf(l *archive.ListInfo, res *Result) *listCopy {
 	res.List = l.Digest
 	for _, p := range l.Platforms {
 		if p.Complete() {
@@ -752,7 +819,7 @@ func (o options) planList(dest Destination, img archive.ImageInfo, res *Result) 
 			res.Left = append(res.Left, p.String())
 		}
 	}
-	return &listCopy{instances: l.Complete, strip: len(l.Complete) < l.Manifests}, nil
+	return &listCopy{instances: l.Complete, strip: len(l.Complete) < l.Manifests}
 }
 
 // reference makes the reference in w that s is copied to, with its tags (the source's own

@@ -36,16 +36,16 @@ func (s InstanceState) String() string {
 	return "absent"
 }
 
-// attestationAnnotation marks a manifest of a list that is not a platform but data about
+// AttestationAnnotation marks a manifest of a list that is not a platform but data about
 // another manifest (BuildKit's provenance and SBOM attestations).
-const attestationAnnotation = "vnd.docker.reference.type"
+const AttestationAnnotation = "vnd.docker.reference.type"
 
 // Instance is one manifest of a manifest list, as the list describes it (digest, size, media
 // type, platform, annotations), with what the archive holds of it.
 type Instance struct {
 	imgspecv1.Descriptor
 	State InstanceState
-	// Attestation is set for a manifest that describes another (see attestationAnnotation):
+	// Attestation is set for a manifest that describes another (see AttestationAnnotation):
 	// it is kept with the list but is no platform.
 	Attestation bool
 
@@ -104,7 +104,7 @@ func (l *ManifestList) Platforms() string {
 func (l *ociLayout) newManifestList(r *Reader, d imgspecv1.Descriptor, mediaType string, data []byte, list *imgspecv1.Index, depth int) *ManifestList {
 	ml := &ManifestList{Digest: d.Digest, MediaType: mediaType, Data: data}
 	for _, child := range list.Manifests {
-		in := Instance{Descriptor: child, State: Absent, Attestation: child.Annotations[attestationAnnotation] != ""}
+		in := Instance{Descriptor: child, State: Absent, Attestation: child.Annotations[AttestationAnnotation] != ""}
 		if _, ok := r.ix.Lookup(layout.BlobName(child.Digest)); ok {
 			m, ok := l.walk(r, imgspecv1.Descriptor{Digest: child.Digest, Size: child.Size, MediaType: child.MediaType}, depth+1)
 			if ok {
