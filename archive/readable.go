@@ -358,6 +358,24 @@ func (a *ReadableArchive) InspectPlatform(sel reference.Selector, p imgspecv1.Pl
 	return details(img)
 }
 
+// PlatformManifests returns the manifests of the manifest list of the image sel picks that
+// a copy of platforms ps takes (see ListReference): for each platform the complete manifest
+// containers/image's matching picks, and the complete attestations of those, in the list's
+// order; nil for an image that is one manifest and every platform asked for. A platform the
+// archive does not hold completely is an error wrapping ErrPlatformNotFound that names the
+// platforms it holds.
+func (a *ReadableArchive) PlatformManifests(sel reference.Selector, ps []imgspecv1.Platform) ([]digest.Digest, error) {
+	img, err := a.r.Select(sel)
+	if err != nil {
+		return nil, err
+	}
+	syss := make([]*types.SystemContext, len(ps))
+	for i, p := range ps {
+		syss[i] = &types.SystemContext{OSChoice: p.OS, ArchitectureChoice: p.Architecture, VariantChoice: p.Variant}
+	}
+	return img.PlatformManifests(syss)
+}
+
 func details(img *tarfile.Image) (*ImageDetails, error) {
 	res, err := img.Resolve()
 	if err != nil {

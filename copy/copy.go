@@ -15,6 +15,7 @@ import (
 
 	distref "github.com/distribution/reference"
 	digest "github.com/opencontainers/go-digest"
+	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	cicopy "go.podman.io/image/v5/copy"
 	"go.podman.io/image/v5/manifest"
 	"go.podman.io/image/v5/signature"
@@ -59,8 +60,10 @@ type options struct {
 	policy   *signature.Policy
 	parallel int
 	platform *Platform
-	// allPlatforms asks for every platform of a manifest list (WithAllPlatforms).
+	// allPlatforms asks for every platform of a manifest list (WithAllPlatforms); platforms
+	// for some (WithPlatforms).
 	allPlatforms bool
+	platforms    []Platform
 	progress     func(Event)
 	names        map[int][]distref.NamedTagged
 	baseOnly     bool
@@ -111,11 +114,16 @@ func makeOptionsFor(opts []Option, scope optionScope) (options, error) {
 	if o.streamMemorySet && o.streamMemory < 1 {
 		return o, fmt.Errorf("%w: WithStreamMemory(%d): must be at least 1", ErrInvalidOption, o.streamMemory)
 	}
-	if o.platform != nil && o.allPlatforms {
-		return o, fmt.Errorf("%w: WithPlatform(%q) and WithAllPlatforms: choose one", ErrInvalidOption, o.platform)
+	if n := boolCount(o.platform != nil, o.allPlatforms, o.platforms != nil); n > 1 {
+		return o, fmt.Errorf("%w: WithPlatform, WithPlatforms and WithAllPlatforms: choose one", ErrInvalidOption)
 	}
-	if p := o.platform; p != nil && (p.OS == "" || p.Architecture == "") {
-		return o, fmt.Errorf("%w: %w: WithPlatform(%q): the OS and the architecture are both needed", ErrInvalidOption, ErrInvalidPlatform, p.String())
+	if o.platforms != nil && len(o.platforms) == 0 {
+		return o, fmt.Errorf("%w: WithPlatforms(): no platform", ErrInvalidOption)
+	}
+	for _, p := range append(o.platforms, ptrList(o.platform)...) {
+		if p.OS == "" || p.Architecture == "" {
+			return o, fmt.Errorf("%w: %w: platform %q: the OS and the architecture are both needed", ErrInvalidOption, ErrInvalidPlatform, p.String())
+		}
 	}
 	for _, so := range o.scoped {
 		if so.scope > scope {
@@ -181,6 +189,34 @@ func ParsePlatform(s string) (Platform, error) {
 // manifest list is read. A Platform without OS or Architecture makes the function it is given
 // to fail with ErrInvalidPlatform.
 func WithPlatform(p Platform) Option { return func(o *options) { o.platform = &p } }
+
+func boolCount(bs ...bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
+}
+
+func ptrList(p *Platform) []Platform {
+	if p == nil {
+		return nil
+	}
+	return []Platform{*p}
+}
+
+// WithPlatforms copies these platforms of a manifest list, as a list of them alone (the
+// others stripped, so its digest changes): from an archive, the complete manifest each
+// platform picks (see WithPlatform) and its attestations, and an error wrapping
+// archive.ErrPlatformNotFound for a platform the archive does not hold completely; from a
+// registry or an OCI layout, every manifest of each platform's OS and architecture
+// (containers/image's InstancePlatforms, which ignores the variant). The destination must
+// hold manifest lists (a registry, an OCI layout, an archive of layout oci).
+func WithPlatforms(ps ...Platform) Option {
+	return func(o *options) { o.platforms = append([]Platform{}, ps...) }
+}
 
 // WithAllPlatforms copies every platform of a manifest list, keeping the list.
 //   - From an archive (Load, Save, Merge, Image): an image that is one platform of a manifest
@@ -335,6 +371,7 @@ func (r *run) track(res *Result, copy func() error) {
 // manifest of the list (a source other than an archive).
 type listCopy struct {
 	instances []digest.Digest
+	filters   []cicopy.InstancePlatformFilter
 	strip     bool
 }
 
@@ -373,10 +410,10 @@ func (r *run) copyImage(ctx context.Context, src types.ImageReference, dsts []ty
 			ProgressInterval: progressInterval,
 		}
 		switch {
-		case lc != nil && lc.instances == nil:
+		case lc != nil && lc.instances == nil && lc.filters == nil:
 			opts.ImageListSelection = cicopy.CopyAllImages
 		case lc != nil:
-			opts.ImageListSelection, opts.Instances = cicopy.CopySpecificImages, lc.instances
+			opts.ImageListSelection, opts.Instances, opts.InstancePlatforms = cicopy.CopySpecificImages, lc.instances, lc.filters
 			if lc.strip {
 				opts.SparseManifestListAction = cicopy.StripSparseManifestList
 			}
@@ -464,13 +501,15 @@ func Image(ctx context.Context, src, dst types.ImageReference, opts ...Option) (
 func (r *run) image(ctx context.Context, src, dst types.ImageReference, res *Result) error {
 	_, _, sel, fromArchive := archive.SourceOf(src)
 	toArchive := dst.Transport() == archive.Transport
-	if t := dst.Transport().Name(); !fromArchive || !(toArchive || t == "oci" || t == "docker") {
-		var lc *listCopy
-		if r.o.allPlatforms {
-			if fromArchive {
-				return fmt.Errorf("%w: every platform of an archive's image goes only into an archive, an OCI layout or a registry", ErrInvalidOption)
-			}
-			lc = &listCopy{}
+	t := dst.Transport().Name()
+	holdsLists := t == "oci" || t == "docker" || t == "oci-archive"
+	if !fromArchive || !(toArchive || t == "oci" || t == "docker") {
+		if fromArchive && (r.o.allPlatforms || r.o.platforms != nil) {
+			return fmt.Errorf("%w: several platforms of an archive's image go only into an OCI layout or a registry", ErrInvalidOption)
+		}
+		lc, err := r.planListCopy(holdsLists, nil, sel, res)
+		if err != nil {
+			return err
 		}
 		return r.copyImage(ctx, src, []types.ImageReference{dst}, res, lc)
 	}
@@ -480,13 +519,13 @@ func (r *run) image(ctx context.Context, src, dst types.ImageReference, res *Res
 	if err != nil {
 		return err
 	}
-	var lc *listCopy
-	if r.o.allPlatforms {
-		if info, err := a.Select(sel); err == nil && info.List != nil {
-			lc = planListOf(info.List, res)
-			if src, _, err = a.ListReference(sel); err != nil {
-				return err
-			}
+	lc, err := r.planListCopy(holdsLists, a, sel, res)
+	if err != nil {
+		return err
+	}
+	if lc != nil {
+		if src, _, err = a.ListReference(sel); err != nil {
+			return err
 		}
 	}
 	reads := r.newBlobReads(res.Index, res.Source)
@@ -568,7 +607,7 @@ func Save(ctx context.Context, w *archive.WritableArchive, sources []Source, opt
 }
 
 // planSave returns the source and destination references of copying s into w, and, when
-// s is copied as a manifest list, what of it (see planSaveList). The image of a
+// s is copied as a manifest list, what of it (see planListCopy). The image of a
 // docker-archive is taken from its archive opened once (in opened) and paired with its
 // destination for a direct copy, whose reads are counted in reads.
 func (r *run) planSave(w *archive.WritableArchive, s Source, opened *openArchives, res *Result) (src, dst types.ImageReference, reads *blobReads, lc *listCopy, err error) {
@@ -578,7 +617,7 @@ func (r *run) planSave(w *archive.WritableArchive, s Source, opened *openArchive
 			return nil, nil, nil, nil, err
 		}
 	}
-	if lc, err = r.planSaveList(w, a, sel, res); err != nil {
+	if lc, err = r.planListCopy(w.Layout() == archive.LayoutOCI, a, sel, res); err != nil {
 		return nil, nil, nil, nil, err
 	}
 	if lc != nil && fromArchive {
@@ -596,31 +635,17 @@ func (r *run) planSave(w *archive.WritableArchive, s Source, opened *openArchive
 	return s.Ref, dst, reads, lc, err
 }
 
-// planSaveList decides whether an image goes into w as a manifest list, which only
-// LayoutOCI holds: an archive's image that is one platform of a list, unless WithPlatform
-// chose one (only the platforms the archive holds completely, as Load takes them); any other
-// source (a is nil) with WithAllPlatforms, all of whose platforms go.
-func (r *run) planSaveList(w *archive.WritableArchive, a *archive.ReadableArchive, sel reference.Selector, res *Result) (*listCopy, error) {
-	if r.o.platform != nil {
-		return nil, nil
-	}
-	if w.Layout() != archive.LayoutOCI {
-		if r.o.allPlatforms {
-			return nil, fmt.Errorf("%w: every platform was asked for, and only layout %q holds manifest lists", ErrInvalidOption, archive.LayoutOCI)
+// onePlatform records in res that of manifest list l only the image's own platform (the one
+// manifest.json names) is copied, and why.
+func onePlatform(l *archive.ListInfo, res *Result, why string) {
+	res.List = l.Digest
+	for _, p := range l.Platforms {
+		if p.Listed {
+			res.Platforms = append(res.Platforms, p.Platform)
+		} else {
+			res.Left = append(res.Left, p.Platform+" ("+why+")")
 		}
-		return nil, nil
 	}
-	if a == nil {
-		if r.o.allPlatforms {
-			return &listCopy{}, nil
-		}
-		return nil, nil
-	}
-	info, err := a.Select(sel)
-	if err != nil || info.List == nil {
-		return nil, err
-	}
-	return planListOf(info.List, res), nil
 }
 
 // blobReads reports the blobs of one image that darc reads itself, beside copy.Image (copied
@@ -735,7 +760,7 @@ func Load(ctx context.Context, a *archive.ReadableArchive, dest Destination, sel
 		if res.Err != nil {
 			continue
 		}
-		if lists[i], res.Err = o.planList(dest, info, res); res.Err != nil {
+		if lists[i], res.Err = r.planListCopy(dest.transport == "docker" || dest.transport == "oci", a, sel, res); res.Err != nil {
 			continue
 		}
 		if lists[i] != nil {
@@ -792,20 +817,69 @@ func (o options) planLoad(dest Destination, name string, img archive.ImageInfo) 
 	return res, refs
 }
 
-// planList decides whether Load copies img as the whole manifest list it is one platform of
-// (see WithAllPlatforms), and records in res which platforms that takes and leaves.
-func (o options) planList(dest Destination, img archive.ImageInfo, res *Result) (*listCopy, error) {
-	l := img.List
-	if l == nil || o.platform != nil {
+// planListCopy decides whether an image is copied as a manifest list, and which manifests of
+// it, into a destination that holds lists or not; a is the image's archive (sel picks it
+// there), nil for any other source. Without an option, an archive's image that is one
+// platform of a list goes as the whole list where lists are held, and as that platform
+// elsewhere, with a note in res; another source's image goes as containers/image copies it
+// by default. See WithPlatform, WithPlatforms and WithAllPlatforms for the options.
+func (r *run) planListCopy(holdsLists bool, a *archive.ReadableArchive, sel reference.Selector, res *Result) (*listCopy, error) {
+	o := r.o
+	if o.platform != nil {
 		return nil, nil
 	}
-	if dest.transport != "docker" && dest.transport != "oci" {
-		if o.allPlatforms {
-			return nil, fmt.Errorf("image @%d is one platform of manifest list %s, and %s holds one manifest per image: choose a platform", img.Index, l.Digest, dest)
+	if !holdsLists && (o.allPlatforms || o.platforms != nil) {
+		return nil, fmt.Errorf("%w: several platforms were asked for, and the destination holds one manifest per image", ErrInvalidOption)
+	}
+	if a == nil {
+		switch {
+		case o.allPlatforms:
+			return &listCopy{}, nil
+		case o.platforms != nil:
+			lc := &listCopy{strip: true}
+			for _, p := range o.platforms {
+				lc.filters = append(lc.filters, cicopy.InstancePlatformFilter{OS: p.OS, Architecture: p.Architecture})
+			}
+			return lc, nil
 		}
 		return nil, nil
 	}
-	return planListOf(l, res), nil
+	info, err := a.Select(sel)
+	if err != nil {
+		return nil, err
+	}
+	if o.platforms != nil {
+		return platformsOf(a, sel, info, o.platforms, res)
+	}
+	switch {
+	case info.List == nil:
+		return nil, nil
+	case holdsLists:
+		return planListOf(info.List, res), nil
+	}
+	onePlatform(info.List, res, "the destination holds one platform per image")
+	return nil, nil
+}
+
+// platformsOf is the copy of platforms ps of an archive's image (see WithPlatforms).
+func platformsOf(a *archive.ReadableArchive, sel reference.Selector, info archive.ImageInfo, ps []Platform, res *Result) (*listCopy, error) {
+	specs := make([]imgspecv1.Platform, len(ps))
+	for i, p := range ps {
+		specs[i] = imgspecv1.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant}
+	}
+	ds, err := a.PlatformManifests(sel, specs)
+	if err != nil || ds == nil {
+		return nil, err
+	}
+	res.List = info.List.Digest
+	for _, p := range info.List.Platforms {
+		if slices.Contains(ds, p.Manifest) {
+			res.Platforms = append(res.Platforms, p.Platform)
+		} else {
+			res.Left = append(res.Left, p.Platform+" (not asked for)")
+		}
+	}
+	return &listCopy{instances: ds, strip: len(ds) < info.List.Manifests}, nil
 }
 
 // planListOf is the copy of manifest list l with every manifest the archive holds

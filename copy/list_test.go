@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -202,5 +203,104 @@ func TestLoadForeignLayer(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "blobs", "sha256", m.Layers[1].Digest.Encoded())); err == nil {
 		t.Errorf("the foreign layer's blob is in the layout")
+	}
+}
+
+// mergeCtr merges a containerd-exported fixture into a new archive of layout l and opens the
+// result.
+func mergeCtr(t *testing.T, file string, l archive.Layout, opts ...dcopy.Option) ([]dcopy.Result, *archive.ReadableArchive) {
+	t.Helper()
+	in, err := archive.Open(filepath.Join(ctrFixtures, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	path := filepath.Join(t.TempDir(), "out.tar")
+	w, err := archive.Create(path, archive.WithLayout(l))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	res, err := dcopy.Merge(context.Background(), w, []*archive.ReadableArchive{in}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := archive.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { out.Close() })
+	return res, out
+}
+
+// TestMergeKeepsManifestList: into layout oci an image that is one platform of a list goes
+// as the list (its digest kept when the archive holds all of it, trimmed otherwise), with
+// manifest.json naming the host's platform; layout docker takes that platform alone and says
+// so.
+func TestMergeKeepsManifestList(t *testing.T) {
+	want := ctrList(t, "all-platforms.tar")
+	t.Run("whole list", func(t *testing.T) {
+		_, out := mergeCtr(t, "all-platforms.tar", archive.LayoutOCI)
+		img := out.Images()[0]
+		if img.List == nil || img.List.Digest != want.Digest || len(img.List.Complete) != 4 || img.ID != want.Children[0].Config.Digest {
+			t.Fatalf("image %+v, list %+v: want list %s, 4 manifests complete, amd64's image listed", img, img.List, want.Digest)
+		}
+		for _, p := range out.Verify(context.Background(), 2) {
+			t.Errorf("verify: %v", p)
+		}
+	})
+	t.Run("trimmed list", func(t *testing.T) {
+		res, out := mergeCtr(t, "one-platform.tar", archive.LayoutOCI)
+		l := out.Images()[0].List
+		if l == nil || l.Digest != res[0].Manifest || l.Digest == want.Digest || len(l.Platforms) != 1 || !l.Platforms[0].Complete() {
+			t.Fatalf("list %+v, result %+v: want a new list of linux/amd64 alone", l, res[0])
+		}
+	})
+	t.Run("layout docker", func(t *testing.T) {
+		res, out := mergeCtr(t, "all-platforms.tar", archive.LayoutDocker)
+		if img := out.Images()[0]; img.List != nil || img.ID != want.Children[0].Config.Digest {
+			t.Fatalf("image %+v: want amd64's image, no list", img)
+		}
+		if len(res[0].Left) != 2 || !strings.Contains(res[0].Left[0], "holds one platform per image") {
+			t.Errorf("result %+v: want the other platforms noted", res[0])
+		}
+	})
+}
+
+// TestLoadPlatformList: several platforms go as a list of them (with the attestation of the
+// ones taken), or fail when the archive does not hold one of them completely.
+func TestLoadPlatformList(t *testing.T) {
+	want := ctrList(t, "all-platforms.tar")
+	two := dcopy.WithPlatforms(dcopy.Platform{OS: "linux", Architecture: "amd64"}, dcopy.Platform{OS: "linux", Architecture: "arm64"})
+	dir := filepath.Join(t.TempDir(), "layout")
+	res, err := loadCtr(t, "all-platforms.tar", "oci:"+dir, two)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := res[0]; strings.Join(r.Platforms, ",") != "linux/amd64,linux/arm64/v8" || strings.Join(r.Left, ",") != "linux/arm/v7 (not asked for)" {
+		t.Errorf("result %+v", r)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "blobs", "sha256", layoutTop(t, dir).Digest.Encoded()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx imgspecv1.Index
+	if err := json.Unmarshal(data, &idx); err != nil {
+		t.Fatal(err)
+	}
+	var got []digest.Digest
+	for _, d := range idx.Manifests {
+		got = append(got, d.Digest)
+	}
+	// amd64, arm64 and amd64's attestation, in the list's order.
+	if exp := []digest.Digest{want.Children[0].Digest, want.Children[1].Digest, want.Children[3].Digest}; !slices.Equal(got, exp) {
+		t.Errorf("the list written holds %v, want %v", got, exp)
+	}
+	_, err = loadCtr(t, "one-platform.tar", "oci:"+filepath.Join(t.TempDir(), "l"), two)
+	if !errors.Is(err, archive.ErrPlatformNotFound) {
+		t.Errorf("one-platform.tar: got %v, want ErrPlatformNotFound", err)
 	}
 }

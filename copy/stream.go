@@ -96,8 +96,8 @@ func LoadStream(ctx context.Context, r io.Reader, dest Destination, selectors []
 	if dest.transport != "docker" && dest.transport != "oci" {
 		return nil, fmt.Errorf("%w: %s: a single pass needs a registry or an OCI layout; use Load", ErrStreamUnsupported, dest)
 	}
-	if o.allPlatforms {
-		return nil, fmt.Errorf("%w: copying whole manifest lists needs the whole archive; use Load", ErrStreamUnsupported)
+	if o.allPlatforms || o.platforms != nil {
+		return nil, fmt.Errorf("%w: copying manifest lists needs the whole archive; use Load", ErrStreamUnsupported)
 	}
 	if o.platform != nil {
 		// The platform's manifest may be another than manifest.json's, whose blobs have passed
@@ -159,16 +159,8 @@ func LoadStream(ctx context.Context, r io.Reader, dest Destination, selectors []
 // single pass copies that platform only: the other platforms' blobs have passed by
 // before the list is read.
 func singlePassPlatforms(img archive.ImageInfo, res *Result) {
-	if img.List == nil || res.Err != nil {
-		return
-	}
-	res.List = img.List.Digest
-	for _, p := range img.List.Platforms {
-		if p.Listed {
-			res.Platforms = append(res.Platforms, p.Platform)
-		} else {
-			res.Left = append(res.Left, p.Platform+" (not copied in a single pass)")
-		}
+	if img.List != nil && res.Err == nil {
+		onePlatform(img.List, res, "not copied in a single pass")
 	}
 }
 

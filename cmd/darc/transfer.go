@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,7 +43,7 @@ func (f *transferFlags) register(fs *pflag.FlagSet, parallel bool) {
 	fs.BoolVar(&f.tlsVerify, "tls-verify", true, "require HTTPS and verify certificates for registries (--tls-verify=false for plain-HTTP registries)")
 	fs.BoolVarP(&f.quiet, "quiet", "q", false, "print nothing but errors")
 	fs.BoolVar(&f.asJSON, "json", false, "print a JSON summary of every image on standard output")
-	fs.StringVar(&f.platform, "platform", "", "platform to copy, os/arch[/variant]; not in the source is an error (default: from a registry or OCI layout, this machine's; from an archive, see the command's help)")
+	fs.StringVar(&f.platform, "platform", "", "platform to copy, os/arch[/variant]; several, comma-separated, or all, keep a manifest list of them; not in the source is an error (default: from a registry or OCI layout, this machine's; from an archive, see the command's help)")
 	if parallel {
 		fs.IntVarP(&f.parallel, "parallel", "p", 2, "images copied at once")
 	}
@@ -76,14 +77,10 @@ func (f *transferFlags) options(stderr io.Writer, labels func(int) string) ([]dc
 	if f.parallel > 0 {
 		opts = append(opts, dcopy.WithParallel(f.parallel))
 	}
-	if f.platform == "all" {
-		opts = append(opts, dcopy.WithAllPlatforms())
-	} else if f.platform != "" {
-		p, err := dcopy.ParsePlatform(f.platform)
-		if err != nil {
-			return nil, nil, err
-		}
-		opts = append(opts, dcopy.WithPlatform(p))
+	if popt, err := platformOption(f.platform); err != nil {
+		return nil, nil, err
+	} else if popt != nil {
+		opts = append(opts, popt)
 	}
 	if f.quiet {
 		return opts, func() {}, nil
@@ -93,6 +90,32 @@ func (f *transferFlags) options(stderr io.Writer, labels func(int) string) ([]dc
 		return append(opts, dcopy.WithProgress(bars.event)), bars.wait, nil
 	}
 	return append(opts, dcopy.WithProgress(func(e dcopy.Event) { plainEvent(stderr, labels, e) })), func() {}, nil
+}
+
+// platformOption reads --platform: all, os/arch[/variant] (one platform, one manifest), or a
+// comma-separated list of them (those platforms of each manifest list).
+func platformOption(s string) (dcopy.Option, error) {
+	switch {
+	case s == "":
+		return nil, nil
+	case s == "all":
+		return dcopy.WithAllPlatforms(), nil
+	case !strings.Contains(s, ","):
+		p, err := dcopy.ParsePlatform(s)
+		if err != nil {
+			return nil, err
+		}
+		return dcopy.WithPlatform(p), nil
+	}
+	var ps []dcopy.Platform
+	for _, part := range strings.Split(s, ",") {
+		p, err := dcopy.ParsePlatform(strings.TrimSpace(part))
+		if err != nil {
+			return nil, err
+		}
+		ps = append(ps, p)
+	}
+	return dcopy.WithPlatforms(ps...), nil
 }
 
 // plainEvent prints one line per image event.
@@ -252,6 +275,16 @@ func storesCompressed(archives []*archive.ReadableArchive) bool {
 	return false
 }
 
+// holdsLists reports whether any image of the archives is one platform of a manifest list.
+func holdsLists(archives []*archive.ReadableArchive) bool {
+	for _, a := range archives {
+		if slices.ContainsFunc(a.Images(), func(i archive.ImageInfo) bool { return i.List != nil }) {
+			return true
+		}
+	}
+	return false
+}
+
 // writeOptions are the archive options of save and merge writing to output: the layout,
 // --overwrite (which means nothing for standard output), and the member time from
 // SOURCE_DATE_EPOCH when it is set, as reproducible-build tools expect.
@@ -302,6 +335,9 @@ func (f *transferFlags) writeArchive(cmd *cobra.Command, output string, wopts []
 	results, copyErr := copyInto(w, opts)
 	wait()
 	err = finishWrite(cmd.Context(), w, copyErr)
+	if !f.quiet {
+		printLeftPlatforms(cmd.ErrOrStderr(), results)
+	}
 	if perr := printResults(cmd.OutOrStdout(), f.asJSON && output != "-", results); err == nil {
 		err = perr
 	}
@@ -409,6 +445,13 @@ dir:DIR, docker-archive:FILE[:SELECTOR]. Layers shared by several images are fet
 written once. An image keeps its tag (a registry reference's NAME:TAG, an archive image's
 tags); the same image given twice is stored once with both tags.
 
+Multi-platform images: from a registry or an OCI layout the host's platform is saved, or
+--platform's; --platform all saves every platform with the manifest list (and makes --layout
+oci the default, the layout that holds lists: Docker 25+'s shape, with manifest.json naming
+the host's platform for docker ≤24 and podman). An archive's image that is one platform of a
+manifest list keeps the list in --layout oci (the platforms the archive holds completely),
+and in --layout docker is saved as the platform manifest.json names, with a note.
+
 The archive is written to a temp file beside OUT and renamed into place only when every
 image was saved: a failure or Ctrl-C leaves nothing at OUT. "-o -" writes to standard output.
 Member times are 1970-01-01, or SOURCE_DATE_EPOCH when it is set, so the same images always
@@ -419,6 +462,9 @@ give the same bytes.`,
   darc save -o - oci:./layout:app | zstd > app.tar.zst`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if (f.platform == "all" || strings.Contains(f.platform, ",")) && !cmd.Flags().Changed("layout") {
+				layout = "oci" // the layout that holds manifest lists
+			}
 			wopts, err := writeOptions(output, layout, overwrite)
 			if err != nil {
 				return err
@@ -456,8 +502,9 @@ copied as stored and verified on the way; a layer present in several inputs is w
 once. To take only some images, use "darc save -o OUT docker-archive:IN:@INDEX ...".
 
 The default layout, auto, is oci when an input stores compressed layers (crane's archives,
-Docker 25+ with the containerd store), so they are kept as they are, and docker otherwise;
-the docker layout holds plain tars and would have to decompress them. Images go one after
+Docker 25+ with the containerd store), so they are kept as they are, or holds manifest lists
+(multi-platform images, kept whole with the platforms the input holds completely), and
+docker otherwise; the docker layout holds plain tars and one platform per image. Images go one after
 the other, each new blob read straight from its input once and hashed as it is written;
 --parallel does not apply.`,
 		Example: `  darc merge -o all.tar base.tar apps.tar
@@ -483,7 +530,7 @@ the other, each new blob read straight from its input once and hashed as it is w
 			}
 			if layout == "auto" {
 				layout = "docker"
-				if storesCompressed(inputs) {
+				if storesCompressed(inputs) || holdsLists(inputs) {
 					layout = "oci"
 				}
 			}

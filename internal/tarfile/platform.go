@@ -340,3 +340,39 @@ func (m ociManifest) refersTo(d digest.Digest) bool {
 	}
 	return false
 }
+
+// attestationSubject is the annotation that names the manifest an attestation describes.
+const attestationSubject = "vnd.docker.reference.digest"
+
+// PlatformManifests returns the manifests of the image's manifest list that a copy of the
+// platforms syss choose takes: for each, the complete manifest containers/image's matching
+// picks (see ForPlatform), and the complete attestations of those, in the list's order. An
+// image that is one manifest gives nil when it is every platform asked for. A platform the
+// archive does not hold completely is an error wrapping ErrPlatformNotFound.
+func (img *Image) PlatformManifests(syss []*types.SystemContext) ([]digest.Digest, error) {
+	list := img.ManifestList()
+	if list == nil {
+		for _, sys := range syss {
+			if _, err := img.forOwnPlatform(sys); err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	}
+	chosen := map[digest.Digest]bool{}
+	for _, sys := range syss {
+		in, err := list.choose(sys)
+		if err != nil {
+			return nil, fmt.Errorf("archive %q: %s: %w: %s requested, the archive holds %s (manifest list %s)", img.r.name, img.Name(), ErrPlatformNotFound, wanted(sys), list.Platforms(), list.Digest)
+		}
+		chosen[in.Digest] = true
+	}
+	var out []digest.Digest
+	for _, in := range list.Instances {
+		subject := digest.Digest(in.Annotations[attestationSubject])
+		if chosen[in.Digest] || (in.Attestation && in.State == Complete && chosen[subject]) {
+			out = append(out, in.Digest)
+		}
+	}
+	return out, nil
+}
