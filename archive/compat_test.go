@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -21,6 +22,8 @@ import (
 	"go.podman.io/image/v5/types"
 
 	"github.com/darc-dev/darc/archive"
+	dcopy "github.com/darc-dev/darc/copy"
+	"github.com/darc-dev/darc/internal/archivetest"
 	"github.com/darc-dev/darc/internal/testtools"
 	"github.com/darc-dev/darc/reference"
 )
@@ -346,5 +349,187 @@ func TestCompatibilityMatrix(t *testing.T) {
 			}
 			checkExternalReaders(t, path, want)
 		})
+	}
+}
+
+// TestCompatibilityManifestList: an archive darc writes in LayoutOCI from containerd's
+// exports (copy.Merge of all-platforms.tar, whose list is whole, and of one-platform.tar,
+// whose list darc trims to the one platform it holds) is read by the real tools as each of
+// them reads a Docker 25+ save:
+//   - the docker-archive readers (containers/image, go-containerregistry, skopeo, podman load,
+//     docker 20.10 load) read manifest.json and get the default platform, the host's, with
+//     its tag;
+//   - skopeo's oci-archive: reads index.json and gets the list darc wrote: for all-platforms
+//     the exporter's list, digest unchanged; for one-platform the trimmed list;
+//   - `ctr images import --all-platforms` (containerd 1.6) imports the image as that list, and
+//     every manifest of it with its config and layers lands in containerd's content store.
+//     (containerd's own one-platform.tar fails there: its list names manifests it lacks.)
+func TestCompatibilityManifestList(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts dockerd, containerd and podman")
+	}
+	fixtures, err := archivetest.CtrFixtures(ctrDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range []string{"all-platforms.tar", "one-platform.tar"} {
+		t.Run(strings.TrimSuffix(file, ".tar"), func(t *testing.T) {
+			f, ok := archivetest.Fixture(fixtures, file)
+			if !ok || len(f.Images) != 1 || f.Images[0].Kind != "index" {
+				t.Fatalf("%s: expected.json has no one manifest list", file)
+			}
+			orig := f.Images[0]
+			path := mergeOCI(t, filepath.Join(ctrDir, file))
+
+			// What darc wrote, as darc reads it: the list and the default platform.
+			list := writtenList(t, path)
+			var complete []archivetest.CtrChild
+			for _, c := range orig.Children {
+				if c.State == "complete" {
+					complete = append(complete, c)
+				}
+			}
+			if got, want := list.Complete, childDigests(complete); !slices.Equal(got, want) {
+				t.Fatalf("list %s holds %v completely, want %v (the fixture's complete children)", list.Digest, got, want)
+			}
+			if list.Manifests != len(complete) {
+				t.Errorf("list %s names %d manifests, want %d: only those the archive holds", list.Digest, list.Manifests, len(complete))
+			}
+			if wholeList := len(complete) == len(orig.Children); wholeList && list.Digest != orig.Digest {
+				t.Errorf("list digest %s, want the exporter's %s: every manifest was copied", list.Digest, orig.Digest)
+			} else if !wholeList && list.Digest == orig.Digest {
+				t.Errorf("list digest %s is the exporter's, which names manifests the archive lacks", list.Digest)
+			}
+			def := defaultChild(t, complete)
+			images := wtReadBack(t, path)
+			if len(images) != 1 || images[0].ID != def.Config.Digest || !slices.Equal(images[0].Tags, orig.Tags) {
+				t.Fatalf("darc reads back %v, want one image %s (%s) tagged %q", images, def.Config.Digest, platformOf(def.Platform), orig.Tags)
+			}
+
+			checkExternalReaders(t, path, images)
+			t.Run("skopeo-oci-archive", func(t *testing.T) { checkSkopeoList(t, path, list.Digest) })
+			t.Run("ctr-import-all-platforms", func(t *testing.T) {
+				checkCtrImport(t, path, orig.Tags[0], list.Digest, complete)
+			})
+		})
+	}
+}
+
+// mergeOCI merges the archive at src alone into a new LayoutOCI archive and returns its path.
+func mergeOCI(t *testing.T, src string) string {
+	t.Helper()
+	in, err := archive.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	path := filepath.Join(t.TempDir(), "darc-oci.tar")
+	w, err := archive.Create(path, archive.WithLayout(archive.LayoutOCI))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := dcopy.Merge(context.Background(), w, []*archive.ReadableArchive{in}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// writtenList returns the manifest list of the only image of the archive at path.
+func writtenList(t *testing.T, path string) *archive.ListInfo {
+	t.Helper()
+	a, err := archive.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	imgs := a.Images()
+	if len(imgs) != 1 || imgs[0].List == nil {
+		t.Fatalf("%s: images %+v, want one image of a manifest list", path, imgs)
+	}
+	return imgs[0].List
+}
+
+func childDigests(cs []archivetest.CtrChild) []digest.Digest {
+	var out []digest.Digest
+	for _, c := range cs {
+		out = append(out, c.Digest)
+	}
+	return out
+}
+
+// defaultChild is the platform manifest.json names in an archive darc writes: the host's,
+// else the first.
+func defaultChild(t *testing.T, cs []archivetest.CtrChild) archivetest.CtrChild {
+	t.Helper()
+	var first *archivetest.CtrChild
+	for i, c := range cs {
+		if c.Attestation || c.Platform == nil {
+			continue
+		}
+		if c.Platform.OS == runtime.GOOS && c.Platform.Architecture == runtime.GOARCH {
+			return c
+		}
+		if first == nil {
+			first = &cs[i]
+		}
+	}
+	if first == nil {
+		t.Fatal("no platform manifest among the complete children")
+	}
+	return *first
+}
+
+// checkSkopeoList reads the archive's index.json image with skopeo's oci-archive transport,
+// without a ref name (the archive's only image) and by its ref name ("1"), and wants the list.
+func checkSkopeoList(t *testing.T, path string, list digest.Digest) {
+	skopeo := testtools.Require(t, "skopeo")
+	for _, ref := range []string{"oci-archive:" + path, "oci-archive:" + path + ":1"} {
+		raw, err := testtools.Run(context.Background(), skopeo, "inspect", "--raw", ref)
+		if err != nil {
+			t.Errorf("skopeo inspect --raw %s: %v", ref, err)
+			continue
+		}
+		if got := digest.FromBytes(raw); got != list {
+			t.Errorf("skopeo inspect --raw %s: %s, want the list %s\n%s", ref, got, list, raw)
+		}
+	}
+}
+
+// checkCtrImport imports the archive into a fresh containerd with `ctr images import
+// --all-platforms --no-unpack` and wants the image name to point at the list, and the list
+// and every complete child's manifest, config and layers in the content store.
+func checkCtrImport(t *testing.T, path, name string, list digest.Digest, complete []archivetest.CtrChild) {
+	c := testtools.StartContainerd(t)
+	c.Run(t, "-n", "darc", "images", "import", "--all-platforms", "--no-unpack", path)
+	found := false
+	for _, line := range strings.Split(string(c.Run(t, "-n", "darc", "images", "ls")), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 || f[0] != name {
+			continue
+		}
+		found = true
+		if f[2] != list.String() {
+			t.Errorf("ctr images ls: %s points at %s, want the list %s", name, f[2], list)
+		}
+	}
+	if !found {
+		t.Fatalf("ctr images ls has no %s after import", name)
+	}
+	content := map[digest.Digest]bool{}
+	for _, d := range strings.Fields(string(c.Run(t, "-n", "darc", "content", "ls", "-q"))) {
+		content[digest.Digest(d)] = true
+	}
+	want := []digest.Digest{list}
+	for _, ch := range complete {
+		want = append(want, ch.Blobs()...)
+	}
+	for _, d := range want {
+		if !content[d] {
+			t.Errorf("ctr content ls: %s is missing after import", d)
+		}
 	}
 }

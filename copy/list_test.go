@@ -304,3 +304,101 @@ func TestLoadPlatformList(t *testing.T) {
 		t.Errorf("one-platform.tar: got %v, want ErrPlatformNotFound", err)
 	}
 }
+
+// TestManifestListRoundTrip: a multi-platform image goes registry → archive → registry with
+// its index digest, which signatures and @sha256 pins refer to, unchanged. skopeo copies
+// containerd's all-platforms.tar into the registry (`copy --all`); copy.Save with
+// WithAllPlatforms writes it into a LayoutOCI archive, which holds the index and every
+// platform completely; copy.Load pushes that archive under another prefix, and skopeo
+// reads back the same index there, and every manifest it names.
+func TestManifestListRoundTrip(t *testing.T) {
+	skopeo := testtools.Require(t, "skopeo")
+	reg := testtools.StartRegistry(t, "")
+	ctx := context.Background()
+	want := ctrList(t, "all-platforms.tar")
+	fixture, err := filepath.Abs(filepath.Join(ctrFixtures, "all-platforms.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig := reg.Addr + "/orig/multi:1"
+	if _, err := testtools.Run(ctx, skopeo, "--insecure-policy", "copy", "-q", "--all", "--dest-tls-verify=false",
+		"oci-archive:"+fixture, "docker://"+orig); err != nil {
+		t.Fatalf("skopeo copy --all: %v", err)
+	}
+	inspectRaw := func(ref string) digest.Digest {
+		t.Helper()
+		raw, err := testtools.Run(ctx, skopeo, "inspect", "--raw", "--tls-verify=false", "docker://"+ref)
+		if err != nil {
+			t.Fatalf("skopeo inspect --raw %s: %v", ref, err)
+		}
+		return digest.FromBytes(raw)
+	}
+	if got := inspectRaw(orig); got != want.Digest {
+		t.Fatalf("skopeo copy --all pushed %s, want the fixture's index %s", got, want.Digest)
+	}
+
+	// Registry → archive.
+	path := filepath.Join(t.TempDir(), "multi.tar")
+	w, err := archive.Create(path, archive.WithLayout(archive.LayoutOCI))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	src, err := dcopy.ParseSource("docker://" + orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dcopy.Save(ctx, w, []dcopy.Source{{Ref: src}}, dcopy.WithAllPlatforms(), dcopy.WithSystemContext(insecureSys())); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	a, err := archive.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	imgs := a.Images()
+	if len(imgs) != 1 || imgs[0].List == nil {
+		t.Fatalf("archive images %+v, want one image of a manifest list", imgs)
+	}
+	list := imgs[0].List
+	if list.Digest != want.Digest {
+		t.Errorf("archive list %s, want the registry's index %s", list.Digest, want.Digest)
+	}
+	if list.Manifests != len(want.Children) || len(list.Complete) != len(want.Children) {
+		t.Errorf("archive holds %d of the list's %d manifests completely, want all %d", len(list.Complete), list.Manifests, len(want.Children))
+	}
+	for _, p := range list.Platforms {
+		if !p.Complete() {
+			t.Errorf("platform %s", p)
+		}
+	}
+	for _, p := range a.Verify(ctx, 2) {
+		if !p.Warning {
+			t.Errorf("verify: %v", p)
+		}
+	}
+
+	// Archive → registry, under another prefix.
+	dest, err := dcopy.ParseDestination("docker://" + reg.Addr + "/copy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := dcopy.Load(ctx, a, dest, nil, dcopy.WithSystemContext(insecureSys()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 1 || res[0].Manifest != want.Digest || len(res[0].Left) != 0 {
+		t.Errorf("load results %+v, want the list %s whole", res, want.Digest)
+	}
+	if got := inspectRaw(reg.Addr + "/copy/orig/multi:1"); got != want.Digest {
+		t.Errorf("skopeo inspect --raw after load: %s, want the index %s", got, want.Digest)
+	}
+	for _, c := range want.Children {
+		if got := inspectRaw(reg.Addr + "/copy/orig/multi@" + c.Digest.String()); got != c.Digest {
+			t.Errorf("manifest %s of the list: registry serves %s", c.Digest, got)
+		}
+	}
+}

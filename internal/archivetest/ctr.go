@@ -33,9 +33,23 @@ type CtrChild struct {
 	Platform    *imgspecv1.Platform `json:"platform"`
 	Attestation bool                `json:"attestation"`
 	State       string              `json:"state"` // "complete", "manifest-only" or "absent"
-	Config      struct {
-		Digest digest.Digest `json:"digest"`
-	} `json:"config"`
+	Config      CtrBlob             `json:"config"`
+	Layers      []CtrBlob           `json:"layers"`
+}
+
+// CtrBlob is a config or a layer of a manifest.
+type CtrBlob struct {
+	Digest digest.Digest `json:"digest"`
+}
+
+// Blobs are the digests of the manifest, its config and its layers: what a store holding the
+// manifest completely holds of it.
+func (c CtrChild) Blobs() []digest.Digest {
+	out := []digest.Digest{c.Digest, c.Config.Digest}
+	for _, l := range c.Layers {
+		out = append(out, l.Digest)
+	}
+	return out
 }
 
 // CtrFixtures reads dir/expected.json.

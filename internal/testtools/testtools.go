@@ -1,5 +1,5 @@
 // Package testtools starts and drives the real programs that darc's tests check against:
-// Debian's docker-registry, dockerd 20.10, podman and skopeo. Servers listen on 127.0.0.1
+// Debian's docker-registry, dockerd 20.10, containerd 1.6 (with ctr), podman and skopeo. Servers listen on 127.0.0.1
 // only, keep all state in the test's temp directories and are stopped by the PID the test
 // started, never by name.
 //
@@ -243,6 +243,70 @@ func (d *Docker) Run(t testing.TB, args ...string) []byte {
 // (which carries standard error), for a command that may rightly fail.
 func (d *Docker) Try(args ...string) ([]byte, error) {
 	return d.run(context.Background(), args...)
+}
+
+// Ctr is a running containerd and its ctr client.
+type Ctr struct {
+	Address string // the daemon's gRPC unix socket
+	bin     string
+}
+
+// StartContainerd starts Debian's containerd 1.6 with its root, state and sockets in a temp
+// directory of its own (the CRI plugin disabled: no kubelet here). It is stopped by its PID,
+// and its mounts removed, when the test ends.
+func StartContainerd(t testing.TB) *Ctr {
+	t.Helper()
+	containerd := Require(t, "containerd")
+	client := Require(t, "ctr")
+	dir := shortTempDir(t, "darc-ctd-")
+	sock := filepath.Join(dir, "ctd.sock")
+	// Everything containerd writes is named here: root, state, both sockets and the opt
+	// plugin's directory (/opt/containerd by default).
+	cfg := fmt.Sprintf(`version = 2
+root = %[1]q
+state = %[2]q
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+
+[grpc]
+  address = %[3]q
+
+[ttrpc]
+  address = %[4]q
+
+[debug]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = %[5]q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), sock, sock+".ttrpc", filepath.Join(dir, "opt"))
+	cfgPath := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(dir, "containerd.log")
+	startDaemon(t, exec.Command(containerd, "--config", cfgPath), logPath, 30*time.Second)
+	c := &Ctr{Address: sock, bin: client}
+	waitFor(t, "containerd", logPath, 60*time.Second, func() bool {
+		_, err := c.Try("version")
+		return err == nil
+	})
+	return c
+}
+
+// Run runs ctr against this containerd; args usually start with "-n", NAMESPACE.
+func (c *Ctr) Run(t testing.TB, args ...string) []byte {
+	t.Helper()
+	out, err := c.Try(args...)
+	if err != nil {
+		t.Fatalf("ctr %s: %v", strings.Join(args, " "), err)
+	}
+	return out
+}
+
+// Try runs ctr against this containerd and returns its standard output and its error (which
+// carries standard error), for a command that may rightly fail.
+func (c *Ctr) Try(args ...string) ([]byte, error) {
+	return Run(context.Background(), c.bin, append([]string{"--address", c.Address}, args...)...)
 }
 
 // Podman runs podman with all of its storage in a temp directory (vfs driver, no events, no
