@@ -41,6 +41,84 @@ func BenchmarkWrite12(b *testing.B) {
 	}
 }
 
+// BenchmarkSave12Multi (issue 11): the 12 images saved with darc's Save into one archive of
+// layout oci, as single images from the workload's layout, and as 3-platform indexes
+// (WithAllPlatforms) from benchwork's MultiLayout, whose variants share the images' layers:
+// the same layer bytes, so the ratio is the cost of the lists. Each layer must be read once
+// in both (reads/layer). Run:
+//
+//	go test -tags containers_image_openpgp -run '^$' -bench 'Save12Multi' -benchtime 1x -count 2 ./archive/
+func BenchmarkSave12Multi(b *testing.B) {
+	ctx := context.Background()
+	w, err := benchwork.Ensure(ctx, b.Logf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	multi, err := w.MultiLayout(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	opts := benchwork.ChildOptions{Args: map[string]string{"multi": multi}, Bytes: w.Uncompressed, InputBytes: w.Compressed}
+	for _, v := range []string{"darc-oci-single", "darc-oci-multi"} {
+		b.Run(v, func(b *testing.B) { benchwork.RunChild(b, "save/"+v, opts) })
+	}
+}
+
+// saveMulti saves the 12 images into an archive of layout oci with Save: as single images,
+// or as the 3-platform indexes of the multi layout (env.Args["multi"]).
+func saveMulti(ctx context.Context, env *benchwork.Env, lists bool) (benchwork.Outcome, error) {
+	out := filepath.Join(env.OutDir, "out.tar")
+	a, err := archive.Create(out, archive.WithLayout(archive.LayoutOCI), archive.WithWriteTempDir(env.TempDir))
+	if err != nil {
+		return benchwork.Outcome{}, err
+	}
+	defer a.Close()
+	opts := []dcopy.Option{dcopy.WithSystemContext(env.Sys)}
+	if lists {
+		opts = append(opts, dcopy.WithAllPlatforms())
+	}
+	var sources []dcopy.Source
+	for i := range env.Work.Images {
+		ref, tag, err := writeSource(env, i)
+		if err != nil {
+			return benchwork.Outcome{}, err
+		}
+		if lists {
+			if ref, err = env.Work.MultiSourceRef(env.Args["multi"], i); err != nil {
+				return benchwork.Outcome{}, err
+			}
+			ref = env.Layers.Wrap(ref)
+		}
+		sources = append(sources, dcopy.Source{Ref: ref, Tags: []distref.NamedTagged{tag}})
+	}
+	if _, err := dcopy.Save(ctx, a, sources, opts...); err != nil {
+		return benchwork.Outcome{}, err
+	}
+	if err := a.Commit(); err != nil {
+		return benchwork.Outcome{}, err
+	}
+	return benchwork.Outcome{Outputs: []string{out}, Spooled: a.Stats().Spooled, Check: func() error { return checkMulti(env, out, lists) }}, nil
+}
+
+// checkMulti checks the saved archive's images and, for lists, that each is a complete
+// 3-platform list.
+func checkMulti(env *benchwork.Env, out string, lists bool) error {
+	if err := env.Work.CheckArchive(out); err != nil {
+		return err
+	}
+	a, err := archive.Open(out)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	for _, img := range a.Images() {
+		if got := img.List != nil; got != lists || (lists && len(img.List.Complete) != 3) {
+			return fmt.Errorf("image @%d: list %+v, want a complete 3-platform list: %v", img.Index, img.List, lists)
+		}
+	}
+	return nil
+}
+
 // TestBenchChild runs one benchmark variant when the test binary is started by
 // benchwork.RunChild; in a normal test run it skips.
 func TestBenchChild(t *testing.T) {
@@ -55,6 +133,12 @@ func TestBenchChild(t *testing.T) {
 			return writeDarc(ctx, env, archive.LayoutOCI, false)
 		},
 		"write/ci-docker": writeContainersImage,
+		"save/darc-oci-single": func(ctx context.Context, env *benchwork.Env) (benchwork.Outcome, error) {
+			return saveMulti(ctx, env, false)
+		},
+		"save/darc-oci-multi": func(ctx context.Context, env *benchwork.Env) (benchwork.Outcome, error) {
+			return saveMulti(ctx, env, true)
+		},
 	})
 }
 
