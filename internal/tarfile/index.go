@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"strings"
 )
 
@@ -198,7 +199,6 @@ func (s *scanReader) Seek(offset int64, whence int) (int64, error) {
 func BuildIndex(r io.ReaderAt, size int64, maxMembers int) (*Index, error) {
 	sr := &scanReader{r: r, size: size, buf: make([]byte, 0, readAhead)}
 	ix := &Index{r: r, size: size, byName: make(map[string]int)}
-	ix.members = make([]Member, 0, memberGuess(size, maxMembers))
 	var blk [blockSize]byte
 	var tr *tar.Reader // nil while the fast path is in use
 	var end int64      // where the previous member's data ends
@@ -256,18 +256,6 @@ func BuildIndex(r io.ReaderAt, size int64, maxMembers int) (*Index, error) {
 	}
 	ix.finish()
 	return ix, nil
-}
-
-// memberGuess is how many members a tar of size bytes probably holds, at most maxMembers
-// (when set) and 1<<18: growing the member slice by appending copies it again and again,
-// which for a 100,000-member archive costs more than reading its headers. Untouched
-// capacity costs address space only.
-func memberGuess(size int64, maxMembers int) int {
-	n := min(size/1024, 1<<18)
-	if maxMembers > 0 {
-		n = min(n, int64(maxMembers))
-	}
-	return int(max(n, 16))
 }
 
 // headerOf is the part of a header archive/tar decoded that the index keeps.
@@ -453,6 +441,11 @@ func (ix *Index) addMember(m Member) {
 		ix.needsTree = true // links, and types extraction fails on
 	}
 	ix.byName[m.Name] = len(ix.members)
+	if len(ix.members) == cap(ix.members) {
+		// Doubling, where append grows a large slice by a quarter: an archive of 100,000
+		// members would otherwise copy its member list some 20 times.
+		ix.members = slices.Grow(ix.members, max(len(ix.members), 64))
+	}
 	ix.members = append(ix.members, m)
 }
 
