@@ -162,6 +162,87 @@ func (i StreamedImage) Reference() (types.ImageReference, error) {
 	return streamedRef{archiveReference: ar, res: res, id: i.ID}, nil
 }
 
+// Platforms returns, for an image that is one platform of a manifest list, the platforms of
+// the list the archive holds completely, the image itself first, attestations left out; nil
+// for an image that is one manifest.
+func (i StreamedImage) Platforms() []StreamedImage {
+	if i.List == nil {
+		return nil
+	}
+	out := []StreamedImage{i}
+	for _, p := range i.img.OtherPlatforms() {
+		out = append(out, StreamedImage{ImageInfo: infoOf(p.Image), s: i.s, img: p.Image})
+	}
+	return out
+}
+
+// ListReference returns the manifest list the image is one platform of as a source reference
+// whose image source serves the list, its manifests and the configs of platforms from memory.
+// Like Reference, it serves no layer; platforms are the image's Platforms.
+func (i StreamedImage) ListReference(platforms []StreamedImage) (types.ImageReference, error) {
+	c, ok := i.img.ListContent()
+	if !ok {
+		return nil, fmt.Errorf("archive %q: %s: %w: the image is not one platform of a manifest list", i.s.Name(), i.img.Name(), ErrImageNotFound)
+	}
+	ref, err := i.Reference()
+	if err != nil {
+		return nil, err
+	}
+	configs := map[digest.Digest][]byte{}
+	for _, p := range platforms {
+		res, err := p.img.Resolve()
+		if err != nil {
+			return nil, err
+		}
+		configs[p.ID] = res.Config
+	}
+	return streamedListRef{streamedRef: ref.(streamedRef), list: c, configs: configs}, nil
+}
+
+// streamedListRef is the manifest list of a streamed image as a source reference (see
+// StreamedImage.ListReference).
+type streamedListRef struct {
+	streamedRef
+	list    *tarfile.ListContent
+	configs map[digest.Digest][]byte
+}
+
+func (r streamedListRef) NewImageSource(ctx context.Context, sys *types.SystemContext) (types.ImageSource, error) {
+	return &streamedListSource{streamedSource: streamedSource{ref: r.streamedRef}, r: r}, nil
+}
+
+func (r streamedListRef) NewImage(ctx context.Context, sys *types.SystemContext) (types.ImageCloser, error) {
+	src, err := r.NewImageSource(ctx, sys)
+	if err != nil {
+		return nil, err
+	}
+	return image.FromSource(ctx, sys, src)
+}
+
+// streamedListSource serves a streamed manifest list, its manifests and configs.
+type streamedListSource struct {
+	streamedSource
+	r streamedListRef
+}
+
+func (s *streamedListSource) Reference() types.ImageReference { return s.r }
+
+func (s *streamedListSource) GetManifest(ctx context.Context, instanceDigest *digest.Digest) ([]byte, string, error) {
+	if instanceDigest == nil {
+		l := s.r.list.List()
+		return l.Data, l.MediaType, nil
+	}
+	return s.r.list.Manifest(*instanceDigest)
+}
+
+func (s *streamedListSource) GetBlob(ctx context.Context, info types.BlobInfo, cache types.BlobInfoCache) (io.ReadCloser, int64, error) {
+	if cfg, ok := s.r.configs[info.Digest]; ok {
+		return io.NopCloser(bytes.NewReader(cfg)), int64(len(cfg)), nil
+	}
+	// An attestation's blobs, small enough to have been kept in memory as they passed.
+	return s.r.list.OpenBlob(info.Digest)
+}
+
 // streamedRef is an image of a StreamedArchive as a source reference (see
 // StreamedImage.Reference).
 type streamedRef struct {

@@ -184,9 +184,8 @@ func ParsePlatform(s string) (Platform, error) {
 // (by default the host's). From an archive, an image that is that platform is copied as it
 // is; another platform of the image's manifest list is copied when the archive holds it
 // completely; anything else fails with archive.ErrPlatformNotFound, naming the platforms the
-// archive holds. Without it, an archive's image is the one manifest.json names. LoadStream
-// refuses it with ErrStreamUnsupported: the platform's blobs may have passed by before the
-// manifest list is read. A Platform without OS or Architecture makes the function it is given
+// archive holds. LoadStream refuses it (and WithPlatforms) with ErrStreamUnsupported: which
+// manifests the platforms pick is known only once the manifest list is read. A Platform without OS or Architecture makes the function it is given
 // to fail with ErrInvalidPlatform.
 func WithPlatform(p Platform) Option { return func(o *options) { o.platform = &p } }
 
@@ -229,8 +228,7 @@ func WithPlatforms(ps ...Platform) Option {
 //     (containers/image's CopyAllImages); the default is the host's platform.
 //
 // A destination that holds one manifest per image (dir:, an archive in LayoutDocker) is an
-// error. LoadStream refuses it with ErrStreamUnsupported, and WithPlatform and
-// WithAllPlatforms cannot both be given.
+// error. WithPlatform, WithPlatforms and WithAllPlatforms cannot be given together.
 func WithAllPlatforms() Option { return func(o *options) { o.allPlatforms = true } }
 
 // WithProgress receives progress events. The function is called from one goroutine of its

@@ -139,26 +139,40 @@ func TestLoadPlatformChoices(t *testing.T) {
 	}
 }
 
-// TestLoadStreamOnePlatformOfList: a single pass copies manifest.json's platform of a list
-// and says what it left.
-func TestLoadStreamOnePlatformOfList(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join(ctrFixtures, "all-platforms.tar"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := dcopy.ParseDestination("oci:" + filepath.Join(t.TempDir(), "l"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := dcopy.LoadStream(context.Background(), bytes.NewReader(data), d, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r := res[0]; strings.Join(r.Platforms, ",") != "linux/amd64" || len(r.Left) != 2 || !strings.Contains(r.Left[0], "single pass") {
-		t.Errorf("result %+v", r)
-	}
-	if _, err := dcopy.LoadStream(context.Background(), bytes.NewReader(data), d, nil, dcopy.WithAllPlatforms()); !errors.Is(err, dcopy.ErrStreamUnsupported) {
-		t.Errorf("WithAllPlatforms: got %v, want ErrStreamUnsupported", err)
+// TestLoadStreamKeepsManifestList: a single pass writes a manifest list as Load does from
+// the file: the same list, with the same digest, or the same trimmed list.
+func TestLoadStreamKeepsManifestList(t *testing.T) {
+	for _, file := range []string{"all-platforms.tar", "one-platform.tar"} {
+		t.Run(file, func(t *testing.T) {
+			data, err := os.ReadFile(filepath.Join(ctrFixtures, file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			fromFile, err := loadCtr(t, file, "oci:"+filepath.Join(t.TempDir(), "l"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := filepath.Join(t.TempDir(), "l")
+			d, err := dcopy.ParseDestination("oci:" + dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := dcopy.LoadStream(context.Background(), bytes.NewReader(data), d, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, want := res[0], fromFile[0]
+			if got.Manifest != want.Manifest || got.List != want.List || !slices.Equal(got.Platforms, want.Platforms) || !slices.Equal(got.Left, want.Left) {
+				t.Errorf("single pass %+v\nfrom the file %+v", got, want)
+			}
+			if top := layoutTop(t, dir); top.Digest != want.Manifest {
+				t.Errorf("the layout names %s, want %s", top.Digest, want.Manifest)
+			}
+			arm64 := dcopy.WithPlatform(dcopy.Platform{OS: "linux", Architecture: "arm64"})
+			if _, err := dcopy.LoadStream(context.Background(), bytes.NewReader(data), d, nil, arm64); !errors.Is(err, dcopy.ErrStreamUnsupported) {
+				t.Errorf("WithPlatform: got %v, want ErrStreamUnsupported", err)
+			}
+		})
 	}
 }
 

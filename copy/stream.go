@@ -96,13 +96,11 @@ func LoadStream(ctx context.Context, r io.Reader, dest Destination, selectors []
 	if dest.transport != "docker" && dest.transport != "oci" {
 		return nil, fmt.Errorf("%w: %s: a single pass needs a registry or an OCI layout; use Load", ErrStreamUnsupported, dest)
 	}
-	if o.allPlatforms || o.platforms != nil {
-		return nil, fmt.Errorf("%w: copying manifest lists needs the whole archive; use Load", ErrStreamUnsupported)
-	}
-	if o.platform != nil {
-		// The platform's manifest may be another than manifest.json's, whose blobs have passed
-		// by when the manifest list is read.
-		return nil, fmt.Errorf("%w: choosing a platform (%s) needs the whole archive; use Load", ErrStreamUnsupported, o.platform)
+	if o.platform != nil || o.platforms != nil {
+		// Which manifests the platforms pick is known once the manifest list is read, at the
+		// end of the archive: a platform other than manifest.json's may have been kept in
+		// memory only in part by then.
+		return nil, fmt.Errorf("%w: choosing platforms needs the whole archive; use Load", ErrStreamUnsupported)
 	}
 	run := newRun(o)
 	defer run.close()
@@ -145,7 +143,9 @@ func LoadStream(ctx context.Context, r io.Reader, dest Destination, selectors []
 	refs := make([][]types.ImageReference, len(picked))
 	for i, img := range picked {
 		results[i], refs[i] = o.planLoad(dest, name, img.ImageInfo)
-		singlePassPlatforms(img.ImageInfo, &results[i])
+		if img.List != nil && results[i].Err == nil {
+			planListOf(img.List, &results[i])
+		}
 	}
 	finish := func(ctx context.Context, i int) {
 		res := &results[i]
@@ -153,15 +153,6 @@ func LoadStream(ctx context.Context, r io.Reader, dest Destination, selectors []
 	}
 	parallelAfterFirst(ctx, len(picked), dest.parallel(o.parallel), finish)
 	return results, joinErrors(results)
-}
-
-// singlePassPlatforms records, for an image that is one platform of a manifest list, that a
-// single pass copies that platform only: the other platforms' blobs have passed by
-// before the list is read.
-func singlePassPlatforms(img archive.ImageInfo, res *Result) {
-	if img.List != nil && res.Err == nil {
-		onePlatform(img.List, res, "not copied in a single pass")
-	}
 }
 
 // stager sends layers to the destination as the archive streams past, the one thing
@@ -408,30 +399,49 @@ func (p *progressReader) Read(b []byte) (int, error) {
 // finish verifies one image and copies it to each of its references with copy.Image, from a
 // source that serves its manifest and config from memory: every layer is at the destination
 // already, and each reference's destination offers it as a reused blob (see stagedDest).
+//
+// An image that is one platform of a manifest list goes as the list, as Load takes it (see
+// planListOf): every manifest the archive holds completely, whose layers were all sent as
+// they passed (or, an attestation's, kept in memory), from a source that serves the list,
+// its manifests and their configs.
 func (st *stager) finish(ctx context.Context, img archive.StreamedImage, refs []types.ImageReference, res *Result) error {
-	content, err := img.Verify()
-	if err != nil {
-		return err
-	}
-	src, err := img.Reference()
-	if err != nil {
-		return err
+	images := []archive.StreamedImage{img}
+	var lc *listCopy
+	if img.List != nil {
+		images = img.Platforms()
+		lc = &listCopy{instances: img.List.Complete, strip: len(img.List.Complete) < img.List.Manifests}
 	}
 	layers := map[digest.Digest]*staged{}
-	size := content.ConfigSize
-	for j, l := range content.Layers {
-		s := st.blob(l.Member)
-		if s.err != nil {
-			return fmt.Errorf("layer %d %q: %w", j, l.Name, s.err)
+	var size int64
+	for _, one := range images {
+		content, err := one.Verify()
+		if err != nil {
+			return err
 		}
-		layers[l.Digest] = s
-		size += l.Member.Size
+		size += content.ConfigSize
+		for j, l := range content.Layers {
+			s := st.blob(l.Member)
+			if s.err != nil {
+				return fmt.Errorf("layer %d %q: %w", j, l.Name, s.err)
+			}
+			if layers[l.Digest] == nil {
+				size += l.Member.Size
+			}
+			layers[l.Digest] = s
+		}
+	}
+	src, err := img.Reference()
+	if lc != nil {
+		src, err = img.ListReference(images)
+	}
+	if err != nil {
+		return err
 	}
 	dsts := make([]types.ImageReference, len(refs))
 	for i, ref := range refs {
 		dsts[i] = stagedRef{ImageReference: ref, st: st, layers: layers}
 	}
-	err = st.run.copyImage(ctx, src, dsts, res, nil)
+	err = st.run.copyImage(ctx, src, dsts, res, lc)
 	res.Bytes = size
 	return err
 }

@@ -582,8 +582,8 @@ archive is read once, front to back, layers go to the destination as they pass (
 registry, into the staging repository PREFIX/darc-staging, from which every image's
 repository mounts them), and nothing is written to a temp file. --spool copies such an
 input to a temp file first (in $TMPDIR) and loads from there, as dir: destinations always do.
-A single pass copies one platform of a manifest list (manifest.json's, with a note); with
---platform it spools instead.`,
+A single pass copies manifest lists as a load from the file does; with --platform it spools
+the input first.`,
 		Example: `  darc load bundle.tar docker://mirror.local:5000/team
   darc load --tls-verify=false bundle.tar docker://127.0.0.1:5000 @0 example.com/app:1
   darc load --name @2=example.com/tools:v1 bundle.tar oci:./layout
