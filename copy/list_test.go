@@ -177,7 +177,7 @@ func TestLoadStreamKeepsManifestList(t *testing.T) {
 }
 
 // TestLoadManifestListRegistry: into a registry an OCI index and a Docker manifest list keep
-// their digests, as skopeo reads them back.
+// their digests, loaded from the file or in a single pass, as skopeo reads them back.
 func TestLoadManifestListRegistry(t *testing.T) {
 	skopeo := testtools.Require(t, "skopeo")
 	reg := testtools.StartRegistry(t, "")
@@ -186,12 +186,25 @@ func TestLoadManifestListRegistry(t *testing.T) {
 		if _, err := loadCtr(t, file, "docker://"+reg.Addr+"/team", dcopy.WithSystemContext(insecureSys())); err != nil {
 			t.Fatal(err)
 		}
-		raw, err := testtools.Run(context.Background(), skopeo, "inspect", "--raw", "--tls-verify=false", "docker://"+reg.Addr+"/team/"+repo)
+		data, err := os.ReadFile(filepath.Join(ctrFixtures, file))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := digest.FromBytes(raw); got != want.Digest {
-			t.Errorf("%s: skopeo inspect --raw: %s, want the archive's list %s\n%s", file, got, want.Digest, raw)
+		d, err := dcopy.ParseDestination("docker://" + reg.Addr + "/stream")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := dcopy.LoadStream(context.Background(), bytes.NewReader(data), d, nil, dcopy.WithSystemContext(insecureSys())); err != nil {
+			t.Fatal(err)
+		}
+		for _, prefix := range []string{"team", "stream"} {
+			raw, err := testtools.Run(context.Background(), skopeo, "inspect", "--raw", "--tls-verify=false", "docker://"+reg.Addr+"/"+prefix+"/"+repo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := digest.FromBytes(raw); got != want.Digest {
+				t.Errorf("%s under %s: skopeo inspect --raw: %s, want the archive's list %s\n%s", file, prefix, got, want.Digest, raw)
+			}
 		}
 	}
 }
