@@ -120,9 +120,12 @@ func makeOptionsFor(opts []Option, scope optionScope) (options, error) {
 	if o.platforms != nil && len(o.platforms) == 0 {
 		return o, fmt.Errorf("%w: WithPlatforms(): no platform", ErrInvalidOption)
 	}
-	for _, p := range append(o.platforms, ptrList(o.platform)...) {
+	if p := o.platform; p != nil && (p.OS == "" || p.Architecture == "") {
+		return o, fmt.Errorf("%w: %w: WithPlatform(%q): the OS and the architecture are both needed", ErrInvalidOption, ErrInvalidPlatform, p.String())
+	}
+	for _, p := range o.platforms {
 		if p.OS == "" || p.Architecture == "" {
-			return o, fmt.Errorf("%w: %w: platform %q: the OS and the architecture are both needed", ErrInvalidOption, ErrInvalidPlatform, p.String())
+			return o, fmt.Errorf("%w: %w: WithPlatforms: %q: the OS and the architecture are both needed", ErrInvalidOption, ErrInvalidPlatform, p.String())
 		}
 	}
 	for _, so := range o.scoped {
@@ -197,13 +200,6 @@ func boolCount(bs ...bool) int {
 		}
 	}
 	return n
-}
-
-func ptrList(p *Platform) []Platform {
-	if p == nil {
-		return nil
-	}
-	return []Platform{*p}
 }
 
 // WithPlatforms copies these platforms of a manifest list, as a list of them alone (the
