@@ -97,6 +97,10 @@ Standard input with a selector is "-:SELECTOR": cat bundle.tar | darc inspect -:
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newLsCommand(), newInspectCommand(), newVerifyCommand(), newCpCommand(), newSaveCommand(), newLoadCommand(), newMergeCommand())
+	// --version prints what `darc version` does.
+	root.Version = versionText()
+	root.SetVersionTemplate("{{.Version}}")
+	root.Flags().BoolP("version", "v", false, "print the versions of darc, containers/image and Go")
+	root.AddCommand(newLsCommand(), newInspectCommand(), newVerifyCommand(), newCpCommand(), newSaveCommand(), newLoadCommand(), newMergeCommand(), newVersionCommand())
 	return root
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -148,6 +150,33 @@ func TestLoadInput(t *testing.T) {
 				t.Errorf("index.json holds other than image @2 (localhost/c:v1):\n%s", index)
 			}
 		})
+	}
+}
+
+// TestVersion: `darc version` and `darc --version` print darc's module version ("(devel)"
+// from a checkout), containers/image's module version as go.mod requires it, and Go's.
+func TestVersion(t *testing.T) {
+	gomod, err := os.ReadFile("../../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\s*go\.podman\.io/image/v5 (v\S+)`).FindSubmatch(gomod)
+	if m == nil {
+		t.Fatal("go.mod does not require go.podman.io/image/v5")
+	}
+	want := "darc (devel)\n" +
+		"containers/image " + string(m[1]) + " (go.podman.io/image/v5)\n" +
+		runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH + "\n"
+	for _, args := range [][]string{{"version"}, {"--version"}, {"-v"}} {
+		stdout, stderr, status := runMain(t, nil, args...)
+		if status != 0 || stderr != "" {
+			t.Errorf("darc %s: exit status %d, stderr %q", args[0], status, stderr)
+		}
+		// A test binary records no commit; a build from a checkout may add ", commit …".
+		got := regexp.MustCompile(`(?m)^darc \(devel\), commit .*$`).ReplaceAllString(stdout, "darc (devel)")
+		if got != want {
+			t.Errorf("darc %s:\n%s\nwant:\n%s", args[0], stdout, want)
+		}
 	}
 }
 
