@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/darc-dev/darc/internal/testtools"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/usage")
@@ -198,5 +200,41 @@ func TestMergeOffersNoRegistryFlags(t *testing.T) {
 	}
 	if !strings.Contains(flags, "--platform") {
 		t.Error("merge --help lacks --platform")
+	}
+}
+
+// TestTaggedDestSuggestions runs the two commands the error for a tagged load DEST suggests,
+// against a registry: each pushes the chosen image under exactly the name DEST gave.
+func TestTaggedDestSuggestions(t *testing.T) {
+	reg := testtools.StartRegistry(t, "")
+	arc := fixture("podman-save-m.tar")
+	for _, tag := range []string{"1", "2"} {
+		dest := "docker://" + reg.Addr + "/team/app:" + tag
+		_, _, err := run(t, "load", arc, dest)
+		if err == nil {
+			t.Fatalf("load into %s: no error", dest)
+		}
+		var suggested [][]string
+		for _, line := range strings.Split(err.Error(), "\n") {
+			if rest, ok := strings.CutPrefix(line, "  darc "); ok {
+				suggested = append(suggested, strings.Fields(strings.ReplaceAll(rest, "@INDEX", "@2")))
+			}
+		}
+		if len(suggested) != 2 {
+			t.Fatalf("want two suggestions in %q", err)
+		}
+		// The first suggestion (cp) for tag 1, the second (load --name) for tag 2.
+		args := suggested[0]
+		if tag == "2" {
+			args = suggested[1]
+		}
+		args = append([]string{args[0], "-q", "--tls-verify=false"}, args[1:]...)
+		if _, _, err := run(t, args...); err != nil {
+			t.Fatalf("darc %s: %v", strings.Join(args, " "), err)
+		}
+		layout := filepath.Join(t.TempDir(), "layout")
+		if _, _, err := run(t, "cp", "-q", "--tls-verify=false", dest, "oci:"+layout+":x"); err != nil {
+			t.Fatalf("%s after darc %s: %v", dest, strings.Join(args, " "), err)
+		}
 	}
 }
