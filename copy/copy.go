@@ -739,6 +739,9 @@ func Load(ctx context.Context, a *archive.ReadableArchive, dest Destination, sel
 	if err != nil {
 		return nil, err
 	}
+	if err := dest.makeDir(); err != nil {
+		return nil, err
+	}
 	r := newRun(o)
 	defer r.close()
 	results := make([]Result, len(picked))

@@ -2,6 +2,7 @@ package copy
 
 import (
 	"fmt"
+	"os"
 	"path"
 	"slices"
 	"strings"
@@ -73,6 +74,7 @@ func parseReference(s string, invalid error) (types.ImageReference, error) {
 //   - oci:DIR: one OCI layout; each tag is stored under its full name as the ref name
 //     ("example.com/app:1").
 //   - dir:DIR: one directory per image, DIR/<index>, because dir: holds a single image.
+//     Load creates DIR if it does not exist, as an oci: layout's directory is created.
 //
 // An untagged image has no name to derive: it needs WithNames, or it is skipped and
 // reported.
@@ -127,6 +129,19 @@ func (d Destination) String() string {
 	default:
 		return d.transport + ":" + d.dir
 	}
+}
+
+// makeDir creates the directory of a dir: destination, as containers/image creates an oci:
+// layout's: once, before any image, so that one that cannot be created is one error rather
+// than each image's.
+func (d Destination) makeDir() error {
+	if d.transport != "dir" {
+		return nil
+	}
+	if err := os.MkdirAll(d.dir, 0o755); err != nil {
+		return fmt.Errorf("destination %s: %w", d, err)
+	}
+	return nil
 }
 
 // dockerName is HOST/PREFIX/repoPath:tag, checked.

@@ -23,14 +23,20 @@ func newInspectCommand() *cobra.Command {
 layers (member, diffID, compression, digest and size as served). Without a selector the
 archive must hold exactly one image. Of an image that is one platform of a manifest list
 (Docker 25+ and containerd archives), the list and what the archive holds of each platform
-are shown too; --platform shows another platform of it.`,
+are shown too; --platform shows another platform of it. ARCHIVE "-" is standard input:
+"-:@2", "-:busybox".`,
 		Example: `  darc inspect bundle.tar:@1
   darc inspect bundle.tar:busybox
   darc inspect --json bundle.tar:@sha256:0123456789ab...
-  darc inspect --platform linux/arm64 bundle.tar:example.com/app:1`,
-		Args: cobra.ExactArgs(1),
+  darc inspect --platform linux/arm64 bundle.tar:example.com/app:1
+  zcat bundle.tar.gz | darc inspect -:@2`,
+		Args: oneArchiveArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ref, err := parseArchiveArg(args[0])
+			arg, err := archiveArg(cmd, args)
+			if err != nil {
+				return err
+			}
+			ref, err := parseArchiveArg(arg)
 			if err != nil {
 				return err
 			}
@@ -97,6 +103,7 @@ are shown too; --platform shows another platform of it.`,
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.Flags().StringVar(&platform, "platform", "", "show this platform (os/arch[/variant]) of the image's manifest list")
+	registerStdinSelector(cmd.Flags())
 	return cmd
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -16,8 +17,10 @@ import (
 
 // lsEntry is one line of `darc ls --json`.
 type lsEntry struct {
-	Index int      `json:"index"`
-	Tags  []string `json:"tags"`
+	// Archive is the archive's path, given when ls lists several archives.
+	Archive string   `json:"archive,omitempty"`
+	Index   int      `json:"index"`
+	Tags    []string `json:"tags"`
 	// InvalidTags are RepoTags entries that name no image (no tag, a digest, an invalid
 	// name): docker load refuses them, so they are not listed as tags, nor given ":latest".
 	InvalidTags []string `json:"invalid_tags,omitempty"`
@@ -43,8 +46,8 @@ type lsPlatform struct {
 func newLsCommand() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "ls [--json] ARCHIVE",
-		Short: "List the images of an archive in archive order",
+		Use:   "ls [--json] ARCHIVE...",
+		Short: "List the images of archives in archive order",
 		Long: `List the images of an archive in archive order: index (for ARCHIVE:@INDEX),
 image ID (the digest of the config's content, as docker shows it after loading), tags,
 layer count and the size of the layers as stored. An image that is one platform of a
@@ -52,72 +55,127 @@ manifest list (Docker 25+ and containerd archives) is listed as the platform man
 names, with a PLATFORMS column saying what the archive holds of each platform: complete,
 "manifest only" (the config or a layer is missing) or "absent"; --json adds the list's
 digest ("index_digest") and "platforms". RepoTags entries that docker load would
-refuse (a name without a tag, a digest) are shown as invalid, not as tags.`,
+refuse (a name without a tag, a digest) are shown as invalid, not as tags.
+
+Several archives are listed one after the other, each under a line with its path, as ls
+lists several directories; with --json, in one array whose objects name their "archive".
+An archive that cannot be read is reported and the others are still listed; the exit
+status is then 1.`,
 		Example: `  darc ls bundle.tar
   darc ls --json bundle.tar.zst
+  darc ls base.tar apps.tar
   zcat bundle.tar.gz | darc ls -`,
-		Args: cobra.ExactArgs(1),
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := archive.Open(args[0])
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			imgs := a.Images()
-			entries := make([]lsEntry, len(imgs))
-			for i, img := range imgs {
-				e := lsEntry{Index: img.Index, Tags: []string{}, InvalidTags: img.BadTags, ID: img.ID.String(), Layers: len(img.Layers), Size: img.Size()}
-				for _, t := range img.Tags {
-					e.Tags = append(e.Tags, t.String())
-				}
-				e.List, e.Platforms = listJSON(img.List)
-				entries[i] = e
-			}
 			// tabwriter writes each cell on its own: one write(2) per cell to a terminal or pipe
 			// without a buffer, which costs more than reading the archive when it is large.
 			out := bufio.NewWriterSize(cmd.OutOrStdout(), 64<<10)
+			several := len(args) > 1
+			all := []lsEntry{}
+			failed, listed := false, false
+			for _, path := range args {
+				imgs, entries, err := lsArchive(path)
+				if err != nil && !several {
+					return err
+				}
+				if err != nil {
+					// As ls does with a directory it cannot read: say so and go on.
+					if ferr := out.Flush(); ferr != nil {
+						return ferr
+					}
+					fmt.Fprintln(cmd.ErrOrStderr(), "darc:", err)
+					failed = true
+					continue
+				}
+				if asJSON {
+					for k := range entries {
+						if several {
+							entries[k].Archive = path
+						}
+					}
+					all = append(all, entries...)
+					continue
+				}
+				if several {
+					if listed {
+						fmt.Fprintln(out)
+					}
+					fmt.Fprintf(out, "%s:\n", path)
+				}
+				listed = true
+				if err := printLsTable(out, imgs, entries); err != nil {
+					return err
+				}
+			}
 			if asJSON {
 				enc := json.NewEncoder(out)
 				enc.SetIndent("", "  ")
-				if err := enc.Encode(entries); err != nil {
+				if err := enc.Encode(all); err != nil {
 					return err
 				}
-				return out.Flush()
 			}
-			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			// A PLATFORMS column only where some image is one platform of a manifest list.
-			lists := slices.ContainsFunc(imgs, func(i archive.ImageInfo) bool { return i.List != nil })
-			header := "INDEX\tIMAGE ID\tLAYERS\tSIZE\tTAGS"
-			if lists {
-				header += "\tPLATFORMS"
-			}
-			fmt.Fprintln(tw, header)
-			for i, e := range entries {
-				tags := make([]string, len(imgs[i].Tags))
-				for j, t := range imgs[i].Tags {
-					tags[j] = distref.FamiliarString(t)
-				}
-				label := strings.Join(tags, ", ")
-				if label == "" {
-					label = "<none>"
-				}
-				for _, b := range e.InvalidTags {
-					label += fmt.Sprintf(" (invalid: %q)", b)
-				}
-				fmt.Fprintf(tw, "@%d\t%s\t%d\t%s\t%s", e.Index, shortID(e.ID), e.Layers, humanSize(e.Size), label)
-				if lists {
-					fmt.Fprintf(tw, "\t%s", platformsLabel(imgs[i].List))
-				}
-				fmt.Fprintln(tw)
-			}
-			if err := tw.Flush(); err != nil {
+			if err := out.Flush(); err != nil {
 				return err
 			}
-			return out.Flush()
+			if failed {
+				return errProblems
+			}
+			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array, one object per image")
 	return cmd
+}
+
+// lsArchive opens the archive at path and returns its images and their ls entries.
+func lsArchive(path string) ([]archive.ImageInfo, []lsEntry, error) {
+	a, err := archive.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer a.Close()
+	imgs := a.Images()
+	entries := make([]lsEntry, len(imgs))
+	for i, img := range imgs {
+		e := lsEntry{Index: img.Index, Tags: []string{}, InvalidTags: img.BadTags, ID: img.ID.String(), Layers: len(img.Layers), Size: img.Size()}
+		for _, t := range img.Tags {
+			e.Tags = append(e.Tags, t.String())
+		}
+		e.List, e.Platforms = listJSON(img.List)
+		entries[i] = e
+	}
+	return imgs, entries, nil
+}
+
+// printLsTable prints one archive's images as a table.
+func printLsTable(out io.Writer, imgs []archive.ImageInfo, entries []lsEntry) error {
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	// A PLATFORMS column only where some image is one platform of a manifest list.
+	lists := slices.ContainsFunc(imgs, func(i archive.ImageInfo) bool { return i.List != nil })
+	header := "INDEX\tIMAGE ID\tLAYERS\tSIZE\tTAGS"
+	if lists {
+		header += "\tPLATFORMS"
+	}
+	fmt.Fprintln(tw, header)
+	for i, e := range entries {
+		tags := make([]string, len(imgs[i].Tags))
+		for j, t := range imgs[i].Tags {
+			tags[j] = distref.FamiliarString(t)
+		}
+		label := strings.Join(tags, ", ")
+		if label == "" {
+			label = "<none>"
+		}
+		for _, b := range e.InvalidTags {
+			label += fmt.Sprintf(" (invalid: %q)", b)
+		}
+		fmt.Fprintf(tw, "@%d\t%s\t%d\t%s\t%s", e.Index, shortID(e.ID), e.Layers, humanSize(e.Size), label)
+		if lists {
+			fmt.Fprintf(tw, "\t%s", platformsLabel(imgs[i].List))
+		}
+		fmt.Fprintln(tw)
+	}
+	return tw.Flush()
 }
 
 // listJSON is a manifest list's digest and platforms as ls and inspect print them in JSON;

@@ -89,12 +89,18 @@ with a selector after a colon, as in containers/image's docker-archive transport
   ARCHIVE:NAME[:TAG]   the image with that tag (busybox = docker.io/library/busybox:latest)
   ARCHIVE:@INDEX       the image at that position, from 0 (see "darc ls")
   ARCHIVE:@ID          the image whose ID (config digest) is sha256:<hex> or starts with
-                       at least 12 hex digits`,
+                       at least 12 hex digits
+
+Standard input with a selector is "-:SELECTOR": cat bundle.tar | darc inspect -:@2`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newLsCommand(), newInspectCommand(), newVerifyCommand(), newCpCommand(), newSaveCommand(), newLoadCommand(), newMergeCommand())
+	// --version prints what `darc version` does.
+	root.Version = versionText()
+	root.SetVersionTemplate("{{.Version}}")
+	root.Flags().BoolP("version", "v", false, "print the versions of darc, containers/image and Go")
+	root.AddCommand(newLsCommand(), newInspectCommand(), newVerifyCommand(), newCpCommand(), newSaveCommand(), newLoadCommand(), newMergeCommand(), newVersionCommand())
 	return root
 }

@@ -37,15 +37,20 @@ type transferFlags struct {
 	platform  string
 }
 
-func (f *transferFlags) register(fs *pflag.FlagSet, parallel bool) {
-	fs.StringVar(&f.authfile, "authfile", "", "registry credentials file (default: the containers auth.json, then ~/.docker/config.json)")
-	fs.StringVar(&f.creds, "creds", "", "registry credentials as USER[:PASSWORD]")
-	fs.BoolVar(&f.tlsVerify, "tls-verify", true, "require HTTPS and verify certificates for registries (--tls-verify=false for plain-HTTP registries)")
+// register registers the flags; registry and parallel say whether the command reaches
+// registries and copies images in parallel, so that it offers no flag that does nothing.
+func (f *transferFlags) register(fs *pflag.FlagSet, registry, parallel bool) {
+	f.tlsVerify = true
+	if registry {
+		fs.StringVar(&f.authfile, "authfile", "", "registry credentials file (default: the containers auth.json, then ~/.docker/config.json)")
+		fs.StringVar(&f.creds, "creds", "", "registry credentials as USER[:PASSWORD]")
+		fs.BoolVar(&f.tlsVerify, "tls-verify", true, "require HTTPS and verify certificates for registries (--tls-verify=false for plain-HTTP registries)")
+	}
 	fs.BoolVarP(&f.quiet, "quiet", "q", false, "print nothing but errors")
 	fs.BoolVar(&f.asJSON, "json", false, "print a JSON summary of every image on standard output")
 	fs.StringVar(&f.platform, "platform", "", "platform to copy, os/arch[/variant]; several, comma-separated, or all, keep a manifest list of them; not in the source is an error (default: from a registry or OCI layout, this machine's; from an archive, see the command's help)")
 	if parallel {
-		fs.IntVarP(&f.parallel, "parallel", "p", 2, "images copied at once")
+		registerParallel(fs, &f.parallel, 2, "images copied at once")
 	}
 }
 
@@ -486,7 +491,7 @@ give the same bytes.`,
 	cmd.Flags().StringVarP(&output, "output", "o", "", "archive to write (- for standard output)")
 	cmd.Flags().StringVar(&layout, "layout", "docker", "archive layout: docker (what podman save writes) or oci (what Docker 25+ writes)")
 	cmd.Flags().BoolVar(&overwrite, "overwrite", false, "replace OUT if it exists")
-	f.register(cmd.Flags(), true)
+	f.register(cmd.Flags(), true, true)
 	return cmd
 }
 
@@ -505,8 +510,8 @@ The default layout, auto, is oci when an input stores compressed layers (crane's
 Docker 25+ with the containerd store), so they are kept as they are, or holds manifest lists
 (multi-platform images, kept whole with the platforms the input holds completely), and
 docker otherwise; the docker layout holds plain tars and one platform per image. Images go one after
-the other, each new blob read straight from its input once and hashed as it is written;
---parallel does not apply.`,
+the other, each new blob read straight from its input once and hashed as it is written.
+Merge reads local archives only: it has no registry flags and no --parallel.`,
 		Example: `  darc merge -o all.tar base.tar apps.tar
   darc merge -o all.tar --layout oci a.tar.gz b.tar.zst`,
 		Args: cobra.MinimumNArgs(1),
@@ -547,7 +552,7 @@ the other, each new blob read straight from its input once and hashed as it is w
 	cmd.Flags().StringVarP(&output, "output", "o", "", "archive to write (- for standard output)")
 	cmd.Flags().StringVar(&layout, "layout", "auto", "archive layout: auto, docker or oci")
 	cmd.Flags().BoolVar(&overwrite, "overwrite", false, "replace OUT if it exists")
-	f.register(cmd.Flags(), true)
+	f.register(cmd.Flags(), false, false)
 	return cmd
 }
 
@@ -555,8 +560,9 @@ func newLoadCommand() *cobra.Command {
 	var f transferFlags
 	var names []string
 	var baseOnly, spool bool
+	var input string
 	cmd := &cobra.Command{
-		Use:   "load ARCHIVE DEST [SELECTOR...]",
+		Use:   "load [-i] ARCHIVE DEST [SELECTOR...]",
 		Short: "Push the images of an archive to a registry, an OCI layout or directories",
 		Long: `Copy all images of ARCHIVE, or those the selectors pick (NAME[:TAG], @INDEX, @ID), to
 DEST. Each image's destination names come from its tags:
@@ -576,7 +582,8 @@ them (a new digest) and a note says so. Into dir:, the platform manifest.json na
 --platform os/arch[/variant] copies that platform alone (an error if the archive does not
 hold it completely); --platform all insists on whole lists.
 
-ARCHIVE may be "-" for standard input. Standard input, a pipe and a compressed archive
+ARCHIVE may be "-" for standard input, and may be given as -i/--input ARCHIVE, as with
+docker and podman load. Standard input, a pipe and a compressed archive
 (gzip, zstd, xz, bzip2) are loaded into a registry or an OCI layout in a single pass: the
 archive is read once, front to back, layers go to the destination as they pass (to a
 registry, into the staging repository PREFIX/darc-staging, from which every image's
@@ -588,10 +595,14 @@ the input first.`,
   darc load --tls-verify=false bundle.tar docker://127.0.0.1:5000 @0 example.com/app:1
   darc load --name @2=example.com/tools:v1 bundle.tar oci:./layout
   zstd -dc bundle.tar.zst | darc load - oci:./layout
-  darc load bundle.tar.zst docker://mirror.local:5000/team`,
-		Args: cobra.MinimumNArgs(2),
+  darc load bundle.tar.zst docker://mirror.local:5000/team
+  darc load -i bundle.tar oci:./layout`,
+		Args: loadArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			dest, err := dcopy.ParseDestination(args[1])
+			if input != "" {
+				args = append([]string{input}, args...)
+			}
+			dest, err := loadDestination(args[1], args[0])
 			if err != nil {
 				return err
 			}
@@ -656,8 +667,9 @@ the input first.`,
 	}
 	cmd.Flags().StringArrayVar(&names, "name", nil, "name an image: @INDEX=NAME:TAG (repeatable; replaces the image's tags)")
 	cmd.Flags().BoolVar(&baseOnly, "base-name-only", false, "under a registry prefix, keep only the last element of each repository path")
+	cmd.Flags().StringVarP(&input, "input", "i", "", "the archive to load, instead of the first argument (- for standard input)")
 	cmd.Flags().BoolVar(&spool, "spool", false, "copy a stream or compressed archive to a temp file and load from there, instead of in a single pass")
-	f.register(cmd.Flags(), true)
+	f.register(cmd.Flags(), true, true)
 	return cmd
 }
 
@@ -751,7 +763,7 @@ single-image archive; the file must not exist yet.`,
 			return err
 		},
 	}
-	f.register(cmd.Flags(), false)
+	f.register(cmd.Flags(), true, false)
 	return cmd
 }
 

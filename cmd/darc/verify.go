@@ -58,6 +58,6 @@ Prints one line per finding. Exits 0 when there is no error (warnings allowed), 
 			return nil
 		},
 	}
-	cmd.Flags().IntVarP(&parallel, "parallel", "p", 2, "images verified at once")
+	registerParallel(cmd.Flags(), &parallel, 2, "images verified at once")
 	return cmd
 }
