@@ -3,8 +3,11 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
+	"time"
 
+	digest "github.com/opencontainers/go-digest"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 
@@ -83,6 +86,8 @@ are shown too; --platform shows another platform of it. ARCHIVE "-" is standard 
 				origin = "the archive's own"
 			}
 			fmt.Fprintf(out, "Manifest:  %s (%s)\n", d.ManifestType, origin)
+			fmt.Fprintf(out, "Digest:    %s\n", digest.FromBytes(d.Manifest))
+			printConfigSummary(out, d.Config)
 			fmt.Fprintf(out, "Size:      %d bytes in %d layers\n", d.Size(), len(d.Layers))
 			fmt.Fprintln(out, "Layers:")
 			for i, l := range d.Layers {
@@ -127,7 +132,8 @@ func printInspectJSON(out interface{ Write([]byte) (int, error) }, d *archive.Im
 		Variant      string          `json:"variant,omitempty"`
 		ManifestType string          `json:"manifestType"`
 		OwnManifest  bool            `json:"ownManifest"`
-		Manifest     json.RawMessage `json:"manifest"`
+		Manifest     json.RawMessage `json:"manifest"` // re-indented: hash manifestDigest's bytes, not these
+		Digest       string          `json:"manifestDigest"`
 		Config       json.RawMessage `json:"config"`
 		Size         int64           `json:"size"`
 		Layers       []layer         `json:"layers"`
@@ -139,12 +145,42 @@ func printInspectJSON(out interface{ Write([]byte) (int, error) }, d *archive.Im
 		v.Tags = append(v.Tags, t.String())
 	}
 	v.List, v.Platforms = listJSON(d.List)
+	v.Digest = digest.FromBytes(d.Manifest).String()
 	for _, l := range d.Layers {
 		v.Layers = append(v.Layers, layer{l.Name, l.Member, l.DiffID.String(), l.Compression, l.Digest.String(), l.Size, l.MediaType, l.URLs})
 	}
 	enc := json.NewEncoder(out)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// printConfigSummary prints what skopeo inspect and docker inspect show of a config: when
+// it was created, and how a container of it starts (entrypoint, command, environment).
+func printConfigSummary(out io.Writer, config []byte) {
+	var c imgspecv1.Image
+	if json.Unmarshal(config, &c) != nil {
+		return // Inspect parsed it as docker does; a field of another type is not shown
+	}
+	if c.Created != nil {
+		fmt.Fprintf(out, "Created:   %s\n", c.Created.UTC().Format(time.RFC3339))
+	}
+	fmt.Fprintf(out, "Entrypoint: %s\n", orNone(quoteAll(c.Config.Entrypoint)))
+	fmt.Fprintf(out, "Cmd:       %s\n", orNone(quoteAll(c.Config.Cmd)))
+	if len(c.Config.Env) > 0 {
+		fmt.Fprintln(out, "Env:")
+		for _, e := range c.Config.Env {
+			fmt.Fprintf(out, "  %s\n", e)
+		}
+	}
+}
+
+// quoteAll is a command line as JSON writes it: ["/bin/sh", "-c", "echo hi"].
+func quoteAll(args []string) string {
+	if args == nil {
+		return ""
+	}
+	b, _ := json.Marshal(args)
+	return strings.ReplaceAll(string(b), `","`, `", "`)
 }
 
 func orNone(s string) string {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 
@@ -9,10 +10,57 @@ import (
 	"github.com/darc-dev/darc/archive"
 )
 
+// finding is one line of verify's report.
+type finding struct {
+	Severity string `json:"severity"` // error, warning or note
+	Image    *int   `json:"image"`    // the image's index; null for the archive as a whole
+	Message  string `json:"message"`
+}
+
+func (f finding) String() string {
+	if f.Image == nil {
+		return fmt.Sprintf("%s: %s", f.Severity, f.Message)
+	}
+	return fmt.Sprintf("%s: image @%d: %s", f.Severity, *f.Image, f.Message)
+}
+
+// verifyReport is what `darc verify --json` prints.
+type verifyReport struct {
+	Archive  string    `json:"archive"`
+	Images   int       `json:"images"`
+	OK       bool      `json:"ok"` // no error: docker load would load it
+	Findings []finding `json:"findings"`
+}
+
+// findings turns verify's problems, and the platforms of manifest lists the archive holds in
+// part, into report lines.
+func findings(probs []archive.Problem, imgs []archive.ImageInfo) []finding {
+	out := []finding{}
+	for _, p := range probs {
+		f := finding{Severity: "error", Message: p.Err.Error()}
+		if p.Warning {
+			f.Severity = "warning"
+		}
+		if p.Image >= 0 {
+			f.Image = &p.Image
+		}
+		out = append(out, f)
+	}
+	for _, img := range imgs {
+		if l := img.List; l != nil && slices.ContainsFunc(l.Platforms, func(p archive.PlatformInfo) bool { return !p.Complete() }) {
+			index := img.Index
+			out = append(out, finding{Severity: "note", Image: &index,
+				Message: fmt.Sprintf("manifest list %s: %s; only complete platforms can be loaded from this archive", l.Digest, platformsLabel(l))})
+		}
+	}
+	return out
+}
+
 func newVerifyCommand() *cobra.Command {
 	var parallel int
+	var quiet, asJSON bool
 	cmd := &cobra.Command{
-		Use:   "verify ARCHIVE",
+		Use:   "verify [-q|--json] ARCHIVE",
 		Short: "Check every image of an archive, byte for byte",
 		Long: `Check every image of an archive: every member manifest.json refers to exists and
 stays inside the archive, each config matches its digest and lists as many layers as
@@ -25,8 +73,13 @@ as strictly; platforms it holds in part or not at all are noted, not errors. A c
 states another digest than its content's is a warning: the image ID is the content's. Members that
 nothing refers to and names that occur twice are reported as warnings.
 
-Prints one line per finding. Exits 0 when there is no error (warnings allowed), 1 otherwise.`,
+Prints one line per finding (error, warning or note) and a summary on standard error; -q
+prints errors only; --json prints one JSON object instead: {"archive", "images", "ok",
+"findings": [{"severity", "image", "message"}]}. Exits 0 when there is no error (warnings
+allowed), 1 otherwise.`,
 		Example: `  darc verify bundle.tar
+  darc verify -q bundle.tar && echo ok
+  darc verify --json bundle.tar | jq '.findings[] | select(.severity == "error")'
   curl -s https://example.com/bundle.tar.zst | darc verify -`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -35,29 +88,42 @@ Prints one line per finding. Exits 0 when there is no error (warnings allowed), 
 				return err
 			}
 			defer a.Close()
-			probs := a.Verify(cmd.Context(), parallel)
+			imgs := a.Images()
+			rep := verifyReport{Archive: args[0], Images: len(imgs), Findings: findings(a.Verify(cmd.Context(), parallel), imgs)}
 			bad := 0
-			for _, p := range probs {
-				if !p.Warning {
+			for _, f := range rep.Findings {
+				if f.Severity == "error" {
 					bad++
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), p)
 			}
-			imgs := a.Images()
-			for _, img := range imgs {
-				if l := img.List; l != nil && slices.ContainsFunc(l.Platforms, func(p archive.PlatformInfo) bool { return !p.Complete() }) {
-					fmt.Fprintf(cmd.OutOrStdout(), "note: image @%d: manifest list %s: %s; only complete platforms can be loaded from this archive\n", img.Index, l.Digest, platformsLabel(l))
+			rep.OK = bad == 0
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(rep); err != nil {
+					return err
+				}
+			} else {
+				for _, f := range rep.Findings {
+					if !quiet || f.Severity == "error" {
+						fmt.Fprintln(out, f)
+					}
 				}
 			}
-			n := len(imgs)
 			if bad > 0 {
-				fmt.Fprintf(cmd.ErrOrStderr(), "darc: %s: %d error(s) in %d image(s)\n", args[0], bad, n)
+				fmt.Fprintf(cmd.ErrOrStderr(), "darc: %s: %d error(s) in %d image(s)\n", args[0], bad, rep.Images)
 				return errProblems
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "%s: %d image(s) verified\n", args[0], n)
+			if !quiet && !asJSON {
+				fmt.Fprintf(cmd.ErrOrStderr(), "%s: %d image(s) verified\n", args[0], rep.Images)
+			}
 			return nil
 		},
 	}
 	registerParallel(cmd.Flags(), &parallel, 2, "images verified at once")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print errors only")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as one JSON object")
+	cmd.MarkFlagsMutuallyExclusive("quiet", "json")
 	return cmd
 }

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/darc-dev/darc/archive"
+	"github.com/darc-dev/darc/reference"
+)
+
+// TestVerifyReportForms: verify prints every finding, -q only the errors, --json one object
+// saying whether docker load would load the archive; the exit status is the same in all three.
+func TestVerifyReportForms(t *testing.T) {
+	partial := "../../testdata/archives/ctr/one-platform.tar" // verifies, with a note
+	foreign := "../../testdata/archives/ctr/foreign-layer.tar" // one error
+	out, _, err := run(t, "verify", "-q", partial)
+	if err != nil || out != "" {
+		t.Errorf("verify -q of a good archive: %v, printed %q; want nothing", err, out)
+	}
+	out, _, err = run(t, "verify", "-q", foreign)
+	if err == nil || strings.Count(out, "\n") != 1 || !strings.HasPrefix(out, "error: image @0: ") {
+		t.Errorf("verify -q of a bad archive: %v, printed %q; want its one error line", err, out)
+	}
+	for _, tc := range []struct {
+		path     string
+		ok       bool
+		severity string
+	}{{partial, true, "note"}, {foreign, false, "error"}} {
+		out, _, err := run(t, "verify", "--json", tc.path)
+		var rep verifyReport
+		if jerr := json.Unmarshal([]byte(out), &rep); jerr != nil {
+			t.Fatalf("verify --json %s: %v\n%s", tc.path, jerr, out)
+		}
+		if (err == nil) != tc.ok || rep.OK != tc.ok || rep.Images != 1 || len(rep.Findings) != 1 ||
+			rep.Findings[0].Severity != tc.severity || rep.Findings[0].Image == nil || *rep.Findings[0].Image != 0 {
+			t.Errorf("verify --json %s: exit error %v, report %+v", tc.path, err, rep)
+		}
+	}
+}
+
+// TestInspectShowsConfigAndDigest: inspect shows the digest of the manifest the image is
+// served with and how a container starts, as skopeo and docker inspect do.
+func TestInspectShowsConfigAndDigest(t *testing.T) {
+	path := "../../testdata/archives/podman-save-m.tar:@1"
+	out, errOut, err := run(t, "inspect", path)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	a, err := archive.Open("../../testdata/archives/podman-save-m.tar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	sel, _ := reference.IndexSelector(1)
+	d, err := a.Inspect(sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"Digest:    " + digest.FromBytes(d.Manifest).String(),
+		"Created:   1970-01-01T00:00:00Z",
+		`Entrypoint: ["/app/b/run.sh"]`,
+		`Cmd:       ["/bin/sh"]`,
+		"Env:\n  DARC_IMAGE=b\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("inspect lacks %q:\n%s", want, out)
+		}
+	}
+	js, _, err := run(t, "inspect", "--json", path)
+	if err != nil || !strings.Contains(js, `"manifestDigest": "`+digest.FromBytes(d.Manifest).String()+`"`) {
+		t.Errorf("inspect --json (%v) lacks the manifest digest:\n%s", err, js)
+	}
+}
