@@ -75,3 +75,16 @@ func TestInspectShowsConfigAndDigest(t *testing.T) {
 		t.Errorf("inspect --json (%v) lacks the manifest digest:\n%s", err, js)
 	}
 }
+
+// TestLoadSkippedFails: a load that leaves an untagged image behind exits 1, even with -q,
+// and says how to name it; named, it loads.
+func TestLoadSkippedFails(t *testing.T) {
+	path := "../../testdata/archives/podman-save-m-untagged.tar"
+	_, errOut, err := run(t, "load", "-q", path, "oci:"+t.TempDir()+"/l")
+	if err == nil || !strings.Contains(errOut, "1 image(s) not loaded, having no tag: @0; name each with --name @INDEX=NAME:TAG") {
+		t.Errorf("got %v, stderr %q; want a failure naming @0 and --name", err, errOut)
+	}
+	if _, errOut, err := run(t, "load", "-q", "--name", "@0=example.com/named:1", path, "oci:"+t.TempDir()+"/l"); err != nil {
+		t.Errorf("named: %v\n%s", err, errOut)
+	}
+}

@@ -409,6 +409,24 @@ func writeReport(output string, committed, existed bool) error {
 	return interruptReport(fmt.Sprintf("nothing was written to %s", output))
 }
 
+// skippedError fails a load that skipped images (untagged ones, which a registry or an OCI
+// layout cannot name), even under --quiet: a load that leaves images behind has not done what
+// was asked. It prints, once, how to name them.
+func skippedError(w io.Writer, results []dcopy.Result) error {
+	var skipped []string
+	for _, r := range results {
+		if r.Skipped {
+			skipped = append(skipped, fmt.Sprintf("@%d", r.Index))
+		}
+	}
+	if skipped == nil {
+		return nil
+	}
+	fmt.Fprintf(w, "darc: %d image(s) not loaded, having no tag: %s; name each with --name @INDEX=NAME:TAG (e.g. --name %s=example.com/app:1)\n",
+		len(skipped), strings.Join(skipped, ", "), skipped[0])
+	return errProblems
+}
+
 // loadReport says which images an interrupted load or cp had copied to dest, and which not,
 // each named by label. results is nil when the interrupt came before any image was copied (a
 // stream not read to its end).
@@ -661,6 +679,9 @@ the input first.`,
 			}
 			if cmd.Context().Err() != nil {
 				return loadReport(args[1], results, func(r dcopy.Result) string { return fmt.Sprintf("@%d", r.Index) })
+			}
+			if err == nil {
+				err = skippedError(cmd.ErrOrStderr(), results)
 			}
 			return err
 		},
