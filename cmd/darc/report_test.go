@@ -14,7 +14,7 @@ import (
 // TestVerifyReportForms: verify prints every finding, -q only the errors, --json one object
 // saying whether docker load would load the archive; the exit status is the same in all three.
 func TestVerifyReportForms(t *testing.T) {
-	partial := "../../testdata/archives/ctr/one-platform.tar" // verifies, with a note
+	partial := "../../testdata/archives/ctr/one-platform.tar"  // verifies, with a note
 	foreign := "../../testdata/archives/ctr/foreign-layer.tar" // one error
 	out, _, err := run(t, "verify", "-q", partial)
 	if err != nil || out != "" {
