@@ -88,3 +88,36 @@ func TestLoadSkippedFails(t *testing.T) {
 		t.Errorf("named: %v\n%s", err, errOut)
 	}
 }
+
+// TestSaveTagsFromOCIRefName: saving from an OCI layout, a ref name that is a NAME:TAG
+// reference is the image's tag; --name @INDEX=NAME:TAG replaces it; an index past the
+// sources is an error.
+func TestSaveTagsFromOCIRefName(t *testing.T) {
+	layout := t.TempDir() + "/l"
+	if _, errOut, err := run(t, "load", "-q", "../../testdata/archives/podman-save-m.tar", "oci:"+layout); err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	tagsOf := func(args ...string) []string {
+		t.Helper()
+		out := t.TempDir() + "/out.tar"
+		if _, errOut, err := run(t, append([]string{"save", "-q", "-o", out}, args...)...); err != nil {
+			t.Fatalf("save %v: %v\n%s", args, err, errOut)
+		}
+		js, _, err := run(t, "ls", "--json", out)
+		var got []lsEntry
+		if err != nil || json.Unmarshal([]byte(js), &got) != nil || len(got) != 1 {
+			t.Fatalf("ls: %v\n%s", err, js)
+		}
+		return got[0].Tags
+	}
+	if got := tagsOf("oci:" + layout + ":localhost/c:v1"); strings.Join(got, ",") != "localhost/c:v1" {
+		t.Errorf("ref name localhost/c:v1 gives tags %v", got)
+	}
+	if got := tagsOf("--name", "@0=example.com/renamed:2", "oci:"+layout+":localhost/c:v1"); strings.Join(got, ",") != "example.com/renamed:2" {
+		t.Errorf("--name gives tags %v", got)
+	}
+	_, _, err := run(t, "save", "-q", "-o", t.TempDir()+"/x.tar", "--name", "@1=example.com/x:1", "oci:"+layout+":localhost/c:v1")
+	if err == nil || !strings.Contains(err.Error(), "@1 is past the 1 source(s)") {
+		t.Errorf("--name @1 with one source: got %v", err)
+	}
+}

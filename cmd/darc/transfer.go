@@ -459,6 +459,7 @@ func newSaveCommand() *cobra.Command {
 	var f transferFlags
 	var output, layout string
 	var overwrite bool
+	var names []string
 	cmd := &cobra.Command{
 		Use:   "save -o OUT SRC...",
 		Short: "Save images from registries, layouts or archives into one archive",
@@ -466,7 +467,8 @@ func newSaveCommand() *cobra.Command {
 the supported transports: docker://HOST/NAME:TAG (a registry), oci:DIR:REF, oci-archive:FILE,
 dir:DIR, docker-archive:FILE[:SELECTOR]. Layers shared by several images are fetched and
 written once. An image keeps its tag (a registry reference's NAME:TAG, an archive image's
-tags); the same image given twice is stored once with both tags.
+tags, an OCI layout's ref name when it is a NAME:TAG reference); the same image given twice
+is stored once with both tags. --name @INDEX=NAME:TAG tags the INDEX-th SRC (from 0) instead.
 
 Multi-platform images: from a registry or an OCI layout the host's platform is saved, or
 --platform's; --platform all saves every platform with the manifest list (and makes --layout
@@ -500,6 +502,16 @@ give the same bytes.`,
 				}
 				sources = append(sources, dcopy.Source{Ref: ref})
 			}
+			for _, n := range names {
+				idx, nt, err := parseName(n)
+				if err != nil {
+					return err
+				}
+				if idx >= len(sources) {
+					return fmt.Errorf("--name %q: @%d is past the %d source(s), @0 to @%d", n, idx, len(sources), len(sources)-1)
+				}
+				sources[idx].Tags = append(sources[idx].Tags, nt)
+			}
 			return f.writeArchive(cmd, output, wopts, func(i int) string { return args[i] },
 				func(w *archive.WritableArchive, opts []dcopy.Option) ([]dcopy.Result, error) {
 					return dcopy.Save(cmd.Context(), w, sources, opts...)
@@ -509,6 +521,7 @@ give the same bytes.`,
 	cmd.Flags().StringVarP(&output, "output", "o", "", "archive to write (- for standard output)")
 	cmd.Flags().StringVar(&layout, "layout", "docker", "archive layout: docker (what podman save writes) or oci (what Docker 25+ writes)")
 	cmd.Flags().BoolVar(&overwrite, "overwrite", false, "replace OUT if it exists")
+	cmd.Flags().StringArrayVar(&names, "name", nil, "tag the source at position INDEX (from 0) as NAME:TAG instead of its own tags: @INDEX=NAME:TAG (repeatable)")
 	f.register(cmd.Flags(), true, true)
 	return cmd
 }
