@@ -1,13 +1,17 @@
 package main
 
 import (
+	"encoding/base64"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 
 	digest "github.com/opencontainers/go-digest"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/darc-dev/darc/archive"
+	"github.com/darc-dev/darc/internal/testtools"
 	"github.com/darc-dev/darc/reference"
 )
 
@@ -119,5 +123,47 @@ func TestSaveTagsFromOCIRefName(t *testing.T) {
 	_, _, err := run(t, "save", "-q", "-o", t.TempDir()+"/x.tar", "--name", "@1=example.com/x:1", "oci:"+layout+":localhost/c:v1")
 	if err == nil || !strings.Contains(err.Error(), "@1 is past the 1 source(s)") {
 		t.Errorf("--name @1 with one source: got %v", err)
+	}
+}
+
+// TestCredentialSources: as skopeo, a credentials file named by --authfile or
+// $REGISTRY_AUTH_FILE must exist, and $REGISTRY_AUTH_FILE is read; --creds USER without a
+// password asks on a terminal and is an error elsewhere.
+func TestCredentialSources(t *testing.T) {
+	// The registry first: it reads REGISTRY_* variables as its own configuration.
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	htpasswd := t.TempDir() + "/htpasswd"
+	if err := os.WriteFile(htpasswd, []byte("darc:"+string(hash)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reg := testtools.StartRegistry(t, htpasswd)
+
+	missing := t.TempDir() + "/missing.json"
+	src := "docker-archive:../../testdata/archives/skopeo-copy.tar"
+	_, _, err = run(t, "cp", "--authfile", missing, src, "oci:"+t.TempDir()+"/l")
+	if err == nil || !strings.Contains(err.Error(), "--authfile: stat "+missing) {
+		t.Errorf("--authfile of a missing file: got %v", err)
+	}
+	t.Setenv("REGISTRY_AUTH_FILE", missing)
+	_, _, err = run(t, "cp", src, "oci:"+t.TempDir()+"/l")
+	if err == nil || !strings.Contains(err.Error(), "REGISTRY_AUTH_FILE: stat "+missing) {
+		t.Errorf("REGISTRY_AUTH_FILE of a missing file: got %v", err)
+	}
+
+	auth := t.TempDir() + "/auth.json"
+	token := base64.StdEncoding.EncodeToString([]byte("darc:s3cret"))
+	if err := os.WriteFile(auth, []byte(`{"auths":{"`+reg.Addr+`":{"auth":"`+token+`"}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("REGISTRY_AUTH_FILE", auth)
+	if _, errOut, err := run(t, "cp", "--tls-verify=false", src, "docker://"+reg.Addr+"/darc/a:1"); err != nil {
+		t.Errorf("REGISTRY_AUTH_FILE with the registry's credentials: %v\n%s", err, errOut)
+	}
+	_, _, err = run(t, "cp", "--tls-verify=false", "--creds", "darc", src, "docker://"+reg.Addr+"/darc/b:1")
+	if err == nil || !strings.Contains(err.Error(), "standard input is not a terminal") {
+		t.Errorf("--creds without a password, no terminal: got %v", err)
 	}
 }

@@ -42,8 +42,8 @@ type transferFlags struct {
 func (f *transferFlags) register(fs *pflag.FlagSet, registry, parallel bool) {
 	f.tlsVerify = true
 	if registry {
-		fs.StringVar(&f.authfile, "authfile", "", "registry credentials file (default: the containers auth.json, then ~/.docker/config.json)")
-		fs.StringVar(&f.creds, "creds", "", "registry credentials as USER[:PASSWORD]")
+		fs.StringVar(&f.authfile, "authfile", "", "registry credentials file (default: $REGISTRY_AUTH_FILE, else the containers auth.json, then ~/.docker/config.json)")
+		fs.StringVar(&f.creds, "creds", "", "registry credentials as USER[:PASSWORD] (without :PASSWORD, asked for on the terminal)")
 		fs.BoolVar(&f.tlsVerify, "tls-verify", true, "require HTTPS and verify certificates for registries (--tls-verify=false for plain-HTTP registries)")
 	}
 	fs.BoolVarP(&f.quiet, "quiet", "q", false, "print nothing but errors")
@@ -55,12 +55,29 @@ func (f *transferFlags) register(fs *pflag.FlagSet, registry, parallel bool) {
 }
 
 // systemContext turns the registry flags into containers/image settings.
+// The credentials file, as skopeo and podman take it: --authfile, else $REGISTRY_AUTH_FILE,
+// else containers/image's defaults. A file named but missing is an error, not ignored.
 func (f *transferFlags) systemContext() (*types.SystemContext, error) {
-	sys := &types.SystemContext{AuthFilePath: f.authfile, DockerRegistryUserAgent: "darc"}
+	authfile, from := f.authfile, "--authfile"
+	if authfile == "" {
+		authfile, from = os.Getenv("REGISTRY_AUTH_FILE"), "REGISTRY_AUTH_FILE"
+	}
+	if authfile != "" {
+		if _, err := os.Stat(authfile); err != nil {
+			return nil, fmt.Errorf("%s: %w", from, err)
+		}
+	}
+	sys := &types.SystemContext{AuthFilePath: authfile, DockerRegistryUserAgent: "darc"}
 	if f.creds != "" {
-		user, pass, _ := strings.Cut(f.creds, ":")
+		user, pass, hasPass := strings.Cut(f.creds, ":")
 		if user == "" {
 			return nil, errors.New("--creds: expected USER[:PASSWORD]")
+		}
+		if !hasPass {
+			var err error
+			if pass, err = askPassword(user); err != nil {
+				return nil, err
+			}
 		}
 		sys.DockerAuthConfig = &types.DockerAuthConfig{Username: user, Password: pass}
 	}
@@ -69,6 +86,21 @@ func (f *transferFlags) systemContext() (*types.SystemContext, error) {
 		sys.OCIInsecureSkipTLSVerify = true
 	}
 	return sys, nil
+}
+
+// askPassword asks for user's password on the terminal, as skopeo does for --creds USER.
+func askPassword(user string) (string, error) {
+	in := int(os.Stdin.Fd())
+	if !term.IsTerminal(in) {
+		return "", fmt.Errorf("--creds %s: no password, and standard input is not a terminal to ask for one: give USER:PASSWORD", user)
+	}
+	fmt.Fprintf(os.Stderr, "Password for %s: ", user)
+	b, err := term.ReadPassword(in)
+	fmt.Fprintln(os.Stderr)
+	if err != nil {
+		return "", fmt.Errorf("--creds %s: reading the password: %w", user, err)
+	}
+	return string(b), nil
 }
 
 // options builds the copy options, with progress output to stderr: bars on a terminal,
