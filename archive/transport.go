@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 
 	digest "github.com/opencontainers/go-digest"
 	cireference "go.podman.io/image/v5/docker/reference"
@@ -26,8 +28,10 @@ var _ types.ImageTransport = archiveTransport{}
 func (archiveTransport) Name() string { return reference.Transport }
 
 // ParseReference parses PATH[:NAME[:TAG]|:@INDEX|:@ID] (without the "docker-archive:" prefix).
+// A PATH with colons is read as the existing file it names (see
+// reference.ParseWithinTransportExisting).
 func (archiveTransport) ParseReference(s string) (types.ImageReference, error) {
-	ref, err := reference.ParseWithinTransport(s)
+	ref, err := reference.ParseWithinTransportExisting(s, isFile)
 	if err != nil {
 		return nil, err
 	}
@@ -40,13 +44,21 @@ func (archiveTransport) ValidatePolicyConfigurationScope(scope string) error {
 	return fmt.Errorf(`archive: scope %q: the docker-archive transport supports only the default scope ""`, scope)
 }
 
-// ParseReference parses a full "docker-archive:PATH[:…]" string.
+// ParseReference parses a full "docker-archive:PATH[:…]" string, as Transport.ParseReference
+// parses what follows the prefix.
 func ParseReference(s string) (types.ImageReference, error) {
-	ref, err := reference.Parse(s)
-	if err != nil {
+	within, ok := strings.CutPrefix(s, reference.Transport+":")
+	if !ok {
+		_, err := reference.Parse(s) // says what is wrong
 		return nil, err
 	}
-	return NewReference(ref), nil
+	return Transport.ParseReference(within)
+}
+
+// isFile reports whether path names an existing file that is not a directory.
+func isFile(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && !st.IsDir()
 }
 
 // NewReference returns an image reference for a parsed reference. Image sources made from it

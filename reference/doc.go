@@ -7,7 +7,7 @@
 //	reference        := transport ":" within-transport
 //	transport        := "docker-archive"
 //	within-transport := path [ ":" selector ]
-//	path             := /[^:]+/                  ; "-" is standard input or output
+//	path             := /[^:]+/                  ; "-" is standard input or output; see Rules for ":"
 //	selector         := name-tag | "@" index | "@" image-id | "@" id-prefix
 //	name-tag         := name [ ":" tag ]         ; as in github.com/distribution/reference, no digest
 //	index            := "0" | /[1-9][0-9]{0,9}/  ; 0-based, at most 2147483647
@@ -20,6 +20,12 @@
 // follows it, so a path can never contain ":" and must not be empty. All that
 // follows that ":" is the selector, which must then not be empty either:
 // "docker-archive:a.tar:" is rejected, write "docker-archive:a.tar" instead.
+//
+// One exception, for archives that exist: [ParseWithinTransportExisting] (which
+// darc uses to read archives) takes the whole text as the path when it names an
+// existing file, and otherwise the longest part before a ":" that names one, so
+// "bundle-2024-01-01T10:00:00.tar:@2" names image 2 of that file when it exists.
+// Text naming no existing file is read by the rule above.
 //
 // A name-tag is parsed with [github.com/distribution/reference.ParseNormalizedNamed]:
 // "busybox" means "docker.io/library/busybox", a name without a tag gets the

@@ -66,6 +66,33 @@ func ParseWithinTransport(s string) (Reference, error) {
 	return r, nil
 }
 
+// ParseWithinTransportExisting is ParseWithinTransport for text that may name an archive
+// whose path contains ":" (a timestamp in a file name): when the whole of s names an existing
+// file (exists reports it), that is the path; otherwise, when the part of s before one of its
+// colons does, the longest such part is the path and what follows is the selector; otherwise
+// s is parsed as ParseWithinTransport parses it. The canonical form of what it returns parses
+// back to the same reference with the same exists, unless another file is named by the path,
+// a colon and a leading part of the selector.
+func ParseWithinTransportExisting(s string, exists func(path string) bool) (Reference, error) {
+	if s != "" && exists(s) {
+		return Reference{path: s}, nil
+	}
+	for i := strings.LastIndexByte(s, ':'); i > 0; i = strings.LastIndexByte(s[:i], ':') {
+		if !exists(s[:i]) {
+			continue
+		}
+		if s[i+1:] == "" {
+			return Reference{}, fmt.Errorf("%w: %q: empty selector after %q", ErrInvalidReference, s, s[:i+1])
+		}
+		sel, err := parseSelector(s[i+1:])
+		if err != nil {
+			return Reference{}, fmt.Errorf("%w: %q: %w", ErrInvalidReference, s, err)
+		}
+		return Reference{path: s[:i], sel: sel}, nil
+	}
+	return ParseWithinTransport(s)
+}
+
 func parseWithinTransport(s string) (Reference, error) {
 	path, rest, hasSel := strings.Cut(s, ":")
 	if path == "" {

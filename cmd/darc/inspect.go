@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -192,8 +193,9 @@ func orNone(s string) string {
 
 // parseArchiveArg accepts ARCHIVE[:SELECTOR], with or without the "docker-archive:" prefix.
 func parseArchiveArg(s string) (reference.Reference, error) {
-	if strings.HasPrefix(s, reference.Transport+":") {
-		return reference.Parse(s)
-	}
-	return reference.ParseWithinTransport(s)
+	s = strings.TrimPrefix(s, reference.Transport+":")
+	return reference.ParseWithinTransportExisting(s, func(p string) bool {
+		st, err := os.Stat(p)
+		return err == nil && !st.IsDir()
+	})
 }

@@ -167,3 +167,29 @@ func TestCredentialSources(t *testing.T) {
 		t.Errorf("--creds without a password, no terminal: got %v", err)
 	}
 }
+
+// TestArchivePathWithColons: an archive whose file name has colons (a timestamp) is named by
+// its path, with or without a selector, in every command and in docker-archive: references.
+func TestArchivePathWithColons(t *testing.T) {
+	data, err := os.ReadFile("../../testdata/archives/podman-save-m.tar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := t.TempDir() + "/bundle-2024-01-01T10:00:00.tar"
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"ls", path},
+		{"verify", "-q", path},
+		{"inspect", path + ":@1"},
+		{"inspect", "docker-archive:" + path + ":busybox-like:1"},
+		{"cp", "docker-archive:" + path + ":@2", "oci:" + t.TempDir() + "/l"},
+		{"save", "-q", "-o", t.TempDir() + "/out.tar", "docker-archive:" + path + ":@0"},
+		{"load", "-q", path, "oci:" + t.TempDir() + "/l", "@1"},
+	} {
+		if _, errOut, err := run(t, args...); err != nil {
+			t.Errorf("darc %v: %v\n%s", args, err, errOut)
+		}
+	}
+}
