@@ -461,12 +461,25 @@ func parallelAfterFirst(ctx context.Context, count, n int, f func(ctx context.Co
 	_ = g.Wait()
 }
 
-// joinErrors joins the errors of failed results, in order.
+// ImageError is one image's failure in the error a function of several images returns
+// (errors.Join of them, in input order): errors.As finds the image's index and source.
+type ImageError struct {
+	Index  int
+	Source string
+	Err    error
+}
+
+func (e *ImageError) Error() string {
+	return fmt.Sprintf("image %d (%s): %v", e.Index, e.Source, e.Err)
+}
+func (e *ImageError) Unwrap() error { return e.Err }
+
+// joinErrors joins the errors of failed results, in order, each an *ImageError.
 func joinErrors(results []Result) error {
 	var errs []error
 	for _, r := range results {
 		if r.Err != nil && !r.Skipped {
-			errs = append(errs, fmt.Errorf("image %d (%s): %w", r.Index, r.Source, r.Err))
+			errs = append(errs, &ImageError{Index: r.Index, Source: r.Source, Err: r.Err})
 		}
 	}
 	return errors.Join(errs...)

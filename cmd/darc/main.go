@@ -71,7 +71,7 @@ func exitStatus(cause, err error, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, errProblems):
 	default:
-		fmt.Fprintln(stderr, "darc:", err)
+		reportError(stderr, err)
 	}
 	return 1
 }

@@ -28,13 +28,16 @@ import (
 
 // transferFlags are the flags shared by cp, save, load and merge.
 type transferFlags struct {
-	authfile  string
-	creds     string
-	tlsVerify bool
-	quiet     bool
-	asJSON    bool
-	parallel  int
-	platform  string
+	// credentialed is set once systemContext has credentials to give registries (--creds,
+	// --authfile, $REGISTRY_AUTH_FILE): a refusal then means they were rejected.
+	credentialed bool
+	authfile     string
+	creds        string
+	tlsVerify    bool
+	quiet        bool
+	asJSON       bool
+	parallel     int
+	platform     string
 }
 
 // register registers the flags; registry and parallel say whether the command reaches
@@ -68,6 +71,7 @@ func (f *transferFlags) systemContext() (*types.SystemContext, error) {
 		}
 	}
 	sys := &types.SystemContext{AuthFilePath: authfile, DockerRegistryUserAgent: "darc"}
+	f.credentialed = authfile != "" || f.creds != ""
 	if f.creds != "" {
 		user, pass, hasPass := strings.Cut(f.creds, ":")
 		if user == "" {
@@ -87,6 +91,20 @@ func (f *transferFlags) systemContext() (*types.SystemContext, error) {
 	}
 	return sys, nil
 }
+
+// withCredentials marks err, when the command gave registries credentials, so that an
+// authentication failure is reported as credentials rejected rather than missing.
+func (f *transferFlags) withCredentials(err error) error {
+	if err == nil || !f.credentialed {
+		return err
+	}
+	return credentialsGiven{err}
+}
+
+// credentialsGiven wraps the error of a command that gave registries credentials.
+type credentialsGiven struct{ error }
+
+func (c credentialsGiven) Unwrap() error { return c.error }
 
 // askPassword asks for user's password on the terminal, as skopeo does for --creds USER.
 func askPassword(user string) (string, error) {
@@ -381,7 +399,7 @@ func (f *transferFlags) writeArchive(cmd *cobra.Command, output string, wopts []
 	if cmd.Context().Err() != nil {
 		return writeReport(output, err == nil, existed)
 	}
-	return err
+	return f.withCredentials(err)
 }
 
 // finishWrite commits w when the copies succeeded, unless ctx is done before the rename
@@ -728,7 +746,7 @@ the input first.`,
 			if err == nil {
 				err = skippedError(cmd.ErrOrStderr(), results)
 			}
-			return err
+			return f.withCredentials(err)
 		},
 	}
 	cmd.Flags().StringArrayVar(&names, "name", nil, "name an image: @INDEX=NAME:TAG (repeatable; replaces the image's tags)")
@@ -826,7 +844,7 @@ single-image archive; the file must not exist yet.`,
 				}
 				return loadReport(args[1], []dcopy.Result{res}, func(dcopy.Result) string { return args[0] })
 			}
-			return err
+			return f.withCredentials(err)
 		},
 	}
 	f.register(cmd.Flags(), true, false)

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/darc-dev/darc/internal/testtools"
+)
+
+// TestErrorsOncePerCause: a load that fails for every image for one reason says it once,
+// naming the images, in a sentence that says what to do: a registry that is down, one that
+// speaks plain HTTP, one that wants credentials, one that rejects them.
+func TestErrorsOncePerCause(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	htpasswd := t.TempDir() + "/htpasswd"
+	if err := os.WriteFile(htpasswd, []byte("darc:"+string(hash)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	plain := testtools.StartRegistry(t, "")
+	locked := testtools.StartRegistry(t, htpasswd)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := l.Addr().String()
+	l.Close()
+	t.Setenv("REGISTRY_AUTH_FILE", "")
+	archive := "../../testdata/archives/podman-save-m.tar" // 3 images
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"down", []string{"--tls-verify=false", archive, "docker://" + down + "/team"},
+			"darc: registry unreachable at " + down + ": connect: connection refused (images @0, @1, @2)\n"},
+		{"plain HTTP", []string{archive, "docker://" + plain.Addr + "/team"},
+			fmt.Sprintf("darc: the registry %s speaks plain HTTP: pass --tls-verify=false to use it (images @0, @1, @2)\n", plain.Addr)},
+		{"no credentials", []string{"--tls-verify=false", archive, "docker://" + locked.Addr + "/team"},
+			"darc: the registry asks for credentials and none were given: pass --creds USER[:PASSWORD] or --authfile FILE (images @0, @1, @2)\n"},
+		{"wrong credentials", []string{"--tls-verify=false", "--creds", "darc:wrong", archive, "docker://" + locked.Addr + "/team"},
+			"darc: the registry rejected the credentials (invalid username or password); check --creds or --authfile (images @0, @1, @2)\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := run(t, append([]string{"load", "-q"}, tc.args...)...)
+			if err == nil {
+				t.Fatal("load succeeded")
+			}
+			var buf bytes.Buffer
+			reportError(&buf, err)
+			if buf.String() != tc.want {
+				t.Errorf("printed\n%s\nwant\n%s\nfrom %v", buf.String(), tc.want, strings.ReplaceAll(err.Error(), "\n", "\n  "))
+			}
+		})
+	}
+}
