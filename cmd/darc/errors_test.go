@@ -4,11 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"testing"
-
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/darc-dev/darc/internal/testtools"
 )
@@ -17,16 +14,8 @@ import (
 // naming the images, in a sentence that says what to do: a registry that is down, one that
 // speaks plain HTTP, one that wants credentials, one that rejects them.
 func TestErrorsOncePerCause(t *testing.T) {
-	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	htpasswd := t.TempDir() + "/htpasswd"
-	if err := os.WriteFile(htpasswd, []byte("darc:"+string(hash)+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	plain := testtools.StartRegistry(t, "")
-	locked := testtools.StartRegistry(t, htpasswd)
+	locked := testtools.StartAuthRegistry(t, "darc", "s3cret")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	digest "github.com/opencontainers/go-digest"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/darc-dev/darc/archive"
 	"github.com/darc-dev/darc/internal/testtools"
@@ -131,19 +130,11 @@ func TestSaveTagsFromOCIRefName(t *testing.T) {
 // password asks on a terminal and is an error elsewhere.
 func TestCredentialSources(t *testing.T) {
 	// The registry first: it reads REGISTRY_* variables as its own configuration.
-	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	htpasswd := t.TempDir() + "/htpasswd"
-	if err := os.WriteFile(htpasswd, []byte("darc:"+string(hash)+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	reg := testtools.StartRegistry(t, htpasswd)
+	reg := testtools.StartAuthRegistry(t, "darc", "s3cret")
 
 	missing := t.TempDir() + "/missing.json"
 	src := "docker-archive:../../testdata/archives/skopeo-copy.tar"
-	_, _, err = run(t, "cp", "--authfile", missing, src, "oci:"+t.TempDir()+"/l")
+	_, _, err := run(t, "cp", "--authfile", missing, src, "oci:"+t.TempDir()+"/l")
 	if err == nil || !strings.Contains(err.Error(), "--authfile: stat "+missing) {
 		t.Errorf("--authfile of a missing file: got %v", err)
 	}

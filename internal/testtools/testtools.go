@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Require returns the path of program (looked up in PATH unless it is absolute), failing the
@@ -191,6 +193,20 @@ func StartRegistry(t testing.TB, htpasswd string) *Registry {
 		return resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized
 	})
 	return &Registry{Addr: addr, Dir: dir}
+}
+
+// StartAuthRegistry is StartRegistry requiring basic authentication as user with password.
+func StartAuthRegistry(t testing.TB, user, password string) *Registry {
+	t.Helper()
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(htpasswd, []byte(user+":"+string(hash)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return StartRegistry(t, htpasswd)
 }
 
 // Docker is a running dockerd and a client for it.
