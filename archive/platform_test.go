@@ -1,9 +1,12 @@
 package archive_test
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -324,5 +327,45 @@ func TestForeignLayer(t *testing.T) {
 	if len(probs) != 1 || probs[0].Warning || !errors.Is(probs[0].Err, archive.ErrMemberNotFound) ||
 		!strings.Contains(probs[0].Err.Error(), "a foreign layer, not in the archive") {
 		t.Errorf("verify: %v, want one error saying the layer is foreign", probs)
+	}
+}
+
+// TestVerifySharedLayerOnce: a damaged layer member that three images share is one error, on
+// the first image, naming the other two, not one error per image.
+func TestVerifySharedLayerOnce(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(fixtureDir, "podman-save-m.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var layer []byte
+	tr := tar.NewReader(bytes.NewReader(data))
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Name == "9e0a87fe34381438e7a36b7f8ccdc5827072daa11f5758ddb91e2a5f258eff5a.tar" {
+			if layer, err = io.ReadAll(tr); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	at := bytes.Index(data, layer)
+	data[at+len(layer)/2] ^= 1
+	probs := openBytes(t, data).Verify(context.Background(), 2)
+	if len(probs) != 1 || !errors.Is(probs[0].Err, archive.ErrDigestMismatch) {
+		t.Fatalf("got %v, want one digest mismatch", probs)
+	}
+	// The image whose check read the member first reports it; which one that is depends on
+	// the order the images were checked in.
+	var others []string
+	for i := range 3 {
+		if i != probs[0].Image {
+			others = append(others, fmt.Sprintf("@%d", i))
+		}
+	}
+	if want := "(the same member in images " + strings.Join(others, ", ") + ")"; !strings.HasSuffix(probs[0].Err.Error(), want) {
+		t.Errorf("got %v, want it to end %q", probs[0], want)
 	}
 }

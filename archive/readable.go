@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 
@@ -449,10 +450,11 @@ func (a *ReadableArchive) Verify(ctx context.Context, parallel int) []Problem {
 		})
 	}
 	_ = g.Wait()
+	var checked []Problem
 	for _, p := range perImage {
-		probs = append(probs, p...)
+		checked = append(checked, p...)
 	}
-	return probs
+	return append(probs, mergeShared(checked)...)
 }
 
 // trailerProblem reports what follows the end of the tar when it is more than padding: data
@@ -506,9 +508,54 @@ func (c *blobChecks) do(k blobKey, image int, check func() error) error {
 	c.mu.Unlock()
 	bc.once.Do(func() { bc.err = check() })
 	if bc.err != nil && bc.image != image {
-		return fmt.Errorf("same member as image @%d: %w", bc.image, bc.err)
+		return sharedFailure{image: bc.image, err: bc.err}
 	}
 	return bc.err
+}
+
+// sharedFailure is a failed check another image's check already reported: Verify reports
+// it once, on that image (see mergeShared).
+type sharedFailure struct {
+	image int
+	err   error
+}
+
+func (f sharedFailure) Error() string {
+	return fmt.Sprintf("same member as image @%d: %v", f.image, f.err)
+}
+func (f sharedFailure) Unwrap() error { return f.err }
+
+// mergeShared reports each failure of a member several images share once: on the image
+// whose check found it, naming the others, instead of once per image.
+func mergeShared(probs []Problem) []Problem {
+	others := map[int][]int{} // index in probs of the first report → the other images
+	merged := map[int]bool{}  // indexes of the reports merged into a first one
+	for i, p := range probs {
+		var sf sharedFailure
+		if !errors.As(p.Err, &sf) {
+			continue
+		}
+		if first := slices.IndexFunc(probs, func(q Problem) bool { return q.Image == sf.image && errors.Is(q.Err, sf.err) }); first >= 0 {
+			others[first] = append(others[first], p.Image)
+			merged[i] = true
+		}
+	}
+	var out []Problem
+	for i, p := range probs {
+		if merged[i] {
+			continue
+		}
+		if o := others[i]; o != nil {
+			slices.Sort(o) // the images were checked concurrently
+			labels := make([]string, len(o))
+			for k, img := range o {
+				labels[k] = fmt.Sprintf("@%d", img)
+			}
+			p.Err = fmt.Errorf("%w (the same member in images %s)", p.Err, strings.Join(labels, ", "))
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 // verifyImage checks img and, when it is one platform of a manifest list, every other
