@@ -44,11 +44,24 @@ func reportError(w io.Writer, err error) {
 	}
 	for _, c := range causes {
 		if len(c.images) > 1 {
-			fmt.Fprintf(w, "darc: %s (images %s)\n", c.text, strings.Join(c.images, ", "))
+			fmt.Fprintf(w, "darc: %s (images %s)\n", plain(c.text), strings.Join(c.images, ", "))
 		} else {
-			fmt.Fprintf(w, "darc: %s\n", c.text)
+			fmt.Fprintf(w, "darc: %s\n", plain(c.text))
 		}
 	}
+}
+
+// packagePrefixes are the package names darc's own error values start with ("archive:
+// member not found"): useful to a program reading the error, noise to a person.
+var packagePrefixes = []string{"archive: ", "copy: ", "reference: ", "tarfile: "}
+
+// plain removes darc's package prefixes from a message for printing.
+func plain(msg string) string {
+	for _, p := range packagePrefixes {
+		msg = strings.TrimPrefix(msg, p)
+		msg = strings.ReplaceAll(msg, ": "+p, ": ")
+	}
+	return msg
 }
 
 // failures splits a joined error into its parts.

@@ -52,3 +52,18 @@ func TestErrorsOncePerCause(t *testing.T) {
 		})
 	}
 }
+
+// TestNoPackagePrefixes: darc's package prefixes are left out of what a person reads, in an
+// error and in verify's findings, not in the archive's path label.
+func TestNoPackagePrefixes(t *testing.T) {
+	_, _, err := run(t, "inspect", "../../testdata/archives/podman-save-m.tar:@7")
+	var buf bytes.Buffer
+	reportError(&buf, err)
+	if want := "darc: archive \"../../testdata/archives/podman-save-m.tar\": image not found: no @7, the archive holds 3 images\n"; buf.String() != want {
+		t.Errorf("printed %q, want %q", buf.String(), want)
+	}
+	out, _, _ := run(t, "verify", "-q", "../../testdata/archives/ctr/foreign-layer.tar")
+	if strings.Contains(out, "archive: ") || !strings.Contains(out, ": member not found: a foreign layer") {
+		t.Errorf("verify printed %q", out)
+	}
+}

@@ -37,7 +37,7 @@ type verifyReport struct {
 func findings(probs []archive.Problem, imgs []archive.ImageInfo) []finding {
 	out := []finding{}
 	for _, p := range probs {
-		f := finding{Severity: "error", Message: p.Err.Error()}
+		f := finding{Severity: "error", Message: plain(p.Err.Error())}
 		if p.Warning {
 			f.Severity = "warning"
 		}
