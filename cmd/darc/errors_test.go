@@ -63,7 +63,7 @@ func TestNoPackagePrefixes(t *testing.T) {
 		t.Errorf("printed %q, want %q", buf.String(), want)
 	}
 	out, _, _ := run(t, "verify", "-q", "../../testdata/archives/ctr/foreign-layer.tar")
-	if strings.Contains(out, "archive: ") || !strings.Contains(out, ": member not found: a foreign layer") {
+	if strings.Contains(out, ": archive: member not found") || !strings.Contains(out, ": member not found: a foreign layer") {
 		t.Errorf("verify printed %q", out)
 	}
 }
