@@ -509,9 +509,9 @@ func newSaveCommand() *cobra.Command {
 	var f transferFlags
 	var output, layout string
 	var overwrite bool
-	var names []string
+	var names, lists []string
 	cmd := &cobra.Command{
-		Use:   "save -o OUT SRC...",
+		Use:   "save -o OUT [-f FILE] SRC...",
 		Short: "Save images from registries, layouts or archives into one archive",
 		Long: `Save images into one multi-image docker-archive. Each SRC is a reference in one of
 the supported transports: docker://HOST/NAME:TAG (a registry), oci:DIR:REF, oci-archive:FILE,
@@ -519,6 +519,12 @@ dir:DIR, docker-archive:FILE[:SELECTOR]. Layers shared by several images are fet
 written once. An image keeps its tag (a registry reference's NAME:TAG, an archive image's
 tags, an OCI layout's ref name when it is a NAME:TAG reference); the same image given twice
 is stored once with both tags. --name @INDEX=NAME:TAG tags the INDEX-th SRC (from 0) instead.
+
+-f FILE reads more SRCs from an image list (one per line; "#" starts a comment): a line
+with a transport prefix is that reference, any other a registry image as docker pull takes
+it (docker.io/rancher/mirrored-pause:3.6, busybox), so k3s's images.txt and skopeo sync
+lists work as they are. The list's SRCs follow the arguments; an image given twice is saved
+once. A bad line is an error naming the file and line, before anything is fetched.
 
 Multi-platform images: from a registry or an OCI layout the host's platform is saved, or
 --platform's; --platform all saves every platform with the manifest list (and makes --layout
@@ -534,8 +540,8 @@ give the same bytes.`,
 		Example: `  darc save -o bundle.tar docker://127.0.0.1:5000/app:1 docker://127.0.0.1:5000/db:2
   darc save --tls-verify=false --layout oci -o bundle.tar docker://localhost:5000/app:1
   darc save -o subset.tar docker-archive:bundle.tar:@0 docker-archive:bundle.tar:@2
-  darc save -o - oci:./layout:app | zstd > app.tar.zst`,
-		Args: cobra.MinimumNArgs(1),
+  darc save -o - oci:./layout:app | zstd > app.tar.zst
+  darc save -o airgap.tar -f k3s-images.txt`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if (f.platform == "all" || strings.Contains(f.platform, ",")) && !cmd.Flags().Changed("layout") {
 				layout = "oci" // the layout that holds manifest lists
@@ -543,6 +549,20 @@ give the same bytes.`,
 			wopts, err := writeOptions(output, layout, overwrite)
 			if err != nil {
 				return err
+			}
+			listed, err := imageListSources(lists, cmd.InOrStdin())
+			if err != nil {
+				return err
+			}
+			args = append(args, listed...)
+			for i := 0; i < len(args); i++ {
+				if slices.Contains(args[:i], args[i]) { // one image listed twice is saved once
+					args = slices.Delete(args, i, i+1)
+					i--
+				}
+			}
+			if len(args) == 0 {
+				return errors.New("no image to save: give SRC arguments or -f FILE")
 			}
 			var sources []dcopy.Source
 			for _, a := range args {
@@ -571,6 +591,7 @@ give the same bytes.`,
 	cmd.Flags().StringVarP(&output, "output", "o", "", "archive to write (- for standard output)")
 	cmd.Flags().StringVar(&layout, "layout", "docker", "archive layout: docker (what podman save writes) or oci (what Docker 25+ writes)")
 	cmd.Flags().BoolVar(&overwrite, "overwrite", false, "replace OUT if it exists")
+	cmd.Flags().StringArrayVarP(&lists, "file", "f", nil, "read SRCs from FILE (- for standard input): one per line, # comments; a line without TRANSPORT: is a registry image, as in k3s's images.txt (repeatable)")
 	cmd.Flags().StringArrayVar(&names, "name", nil, "tag the source at position INDEX (from 0) as NAME:TAG instead of its own tags: @INDEX=NAME:TAG (repeatable)")
 	f.register(cmd.Flags(), true, true)
 	return cmd
