@@ -507,55 +507,74 @@ func (c *blobChecks) do(k blobKey, image int, check func() error) error {
 	}
 	c.mu.Unlock()
 	bc.once.Do(func() { bc.err = check() })
-	if bc.err != nil && bc.image != image {
-		return sharedFailure{image: bc.image, err: bc.err}
+	if bc.err != nil {
+		return checkFailure{bc: bc, shared: bc.image != image, err: bc.err}
 	}
-	return bc.err
+	return nil
 }
 
-// sharedFailure is a failed check another image's check already reported: Verify reports
-// it once, on that image (see mergeShared).
-type sharedFailure struct {
-	image int
-	err   error
+// checkFailure is a failed member check: reported on the image that started the check and,
+// shared, on every other image using the member; Verify keeps the first report only and
+// names the others there (see mergeShared).
+type checkFailure struct {
+	bc     *blobCheck
+	shared bool
+	err    error
 }
 
-func (f sharedFailure) Error() string {
-	return fmt.Sprintf("same member as image @%d: %v", f.image, f.err)
+func (f checkFailure) Error() string {
+	if f.shared {
+		return fmt.Sprintf("same member as image @%d: %v", f.bc.image, f.err)
+	}
+	return f.err.Error()
 }
-func (f sharedFailure) Unwrap() error { return f.err }
+
+func (f checkFailure) Unwrap() error { return f.err }
 
 // mergeShared reports each failure of a member several images share once: on the image
-// whose check found it, naming the others, instead of once per image.
+// that started its check, naming the others, instead of once per image.
 func mergeShared(probs []Problem) []Problem {
-	others := map[int][]int{} // index in probs of the first report → the other images
-	merged := map[int]bool{}  // indexes of the reports merged into a first one
-	for i, p := range probs {
-		var sf sharedFailure
-		if !errors.As(p.Err, &sf) {
-			continue
-		}
-		if first := slices.IndexFunc(probs, func(q Problem) bool { return q.Image == sf.image && errors.Is(q.Err, sf.err) }); first >= 0 {
-			others[first] = append(others[first], p.Image)
-			merged[i] = true
+	reported := map[*blobCheck]bool{} // failures reported on the image that started the check
+	others := map[*blobCheck][]int{}  // the other images using the member
+	for _, p := range probs {
+		var f checkFailure
+		if errors.As(p.Err, &f) {
+			if f.shared {
+				others[f.bc] = append(others[f.bc], p.Image)
+			} else {
+				reported[f.bc] = true
+			}
 		}
 	}
 	var out []Problem
-	for i, p := range probs {
-		if merged[i] {
-			continue
-		}
-		if o := others[i]; o != nil {
-			slices.Sort(o) // the images were checked concurrently
-			labels := make([]string, len(o))
-			for k, img := range o {
-				labels[k] = fmt.Sprintf("@%d", img)
+	for _, p := range probs {
+		var f checkFailure
+		if errors.As(p.Err, &f) {
+			if f.shared && reported[f.bc] {
+				continue
 			}
-			p.Err = fmt.Errorf("%w (the same member in images %s)", p.Err, strings.Join(labels, ", "))
+			if o := others[f.bc]; !f.shared && o != nil {
+				p.Err = fmt.Errorf("%w (the same member in %s)", p.Err, imageList(o))
+			}
 		}
 		out = append(out, p)
 	}
 	return out
+}
+
+// imageList names images for a message, in order, the first ten of many.
+func imageList(images []int) string {
+	slices.Sort(images) // the images were checked concurrently
+	const most = 10
+	labels := make([]string, 0, most)
+	for _, img := range images[:min(len(images), most)] {
+		labels = append(labels, fmt.Sprintf("@%d", img))
+	}
+	s := "images " + strings.Join(labels, ", ")
+	if len(images) > most {
+		s += fmt.Sprintf(" and %d more", len(images)-most)
+	}
+	return s
 }
 
 // verifyImage checks img and, when it is one platform of a manifest list, every other
