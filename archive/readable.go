@@ -352,7 +352,7 @@ func (a *ReadableArchive) InspectPlatform(sel reference.Selector, p imgspecv1.Pl
 	if err != nil {
 		return nil, err
 	}
-	img, err = img.ForPlatform(&types.SystemContext{OSChoice: p.OS, ArchitectureChoice: p.Architecture, VariantChoice: p.Variant})
+	img, err = img.ForPlatform(platformChoice(p))
 	if err != nil {
 		return nil, err
 	}
@@ -372,9 +372,14 @@ func (a *ReadableArchive) PlatformManifests(sel reference.Selector, ps []imgspec
 	}
 	syss := make([]*types.SystemContext, len(ps))
 	for i, p := range ps {
-		syss[i] = &types.SystemContext{OSChoice: p.OS, ArchitectureChoice: p.Architecture, VariantChoice: p.Variant}
+		syss[i] = platformChoice(p)
 	}
 	return img.PlatformManifests(syss)
+}
+
+// platformChoice is p as containers/image's system context chooses a platform.
+func platformChoice(p imgspecv1.Platform) *types.SystemContext {
+	return &types.SystemContext{OSChoice: p.OS, ArchitectureChoice: p.Architecture, VariantChoice: p.Variant}
 }
 
 func details(img *tarfile.Image) (*ImageDetails, error) {

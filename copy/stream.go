@@ -430,9 +430,12 @@ func (st *stager) finish(ctx context.Context, img archive.StreamedImage, refs []
 			layers[l.Digest] = s
 		}
 	}
-	src, err := img.Reference()
+	var src types.ImageReference
+	var err error
 	if lc != nil {
 		src, err = img.ListReference(images)
+	} else {
+		src, err = img.Reference()
 	}
 	if err != nil {
 		return err

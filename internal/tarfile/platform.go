@@ -179,12 +179,24 @@ func (img *Image) ForPlatform(sys *types.SystemContext) (*Image, error) {
 	}
 	in, err := list.choose(sys)
 	if err != nil {
-		return nil, fmt.Errorf("archive %q: %s: %w: %s requested, the archive holds %s (manifest list %s)", img.r.name, img.Name(), ErrPlatformNotFound, wanted(sys), list.Platforms(), list.Digest)
+		return nil, img.platformNotFound(list, sys)
 	}
+	return img.platformImage(in), nil
+}
+
+// platformNotFound is the error for a platform sys chooses that list does not hold
+// completely, naming what it holds.
+func (img *Image) platformNotFound(list *ManifestList, sys *types.SystemContext) error {
+	return fmt.Errorf("archive %q: %s: %w: %s requested, the archive holds %s (manifest list %s)", img.r.name, img.Name(), ErrPlatformNotFound, wanted(sys), list.Platforms(), list.Digest)
+}
+
+// platformImage is instance in of img's manifest list as an image: img itself when in is
+// its manifest.
+func (img *Image) platformImage(in Instance) *Image {
 	if in.Uses(img.ID) {
-		return img, nil
+		return img
 	}
-	return img.r.instanceImage(img, in.manifest), nil
+	return img.r.instanceImage(img, in.manifest)
 }
 
 // forOwnPlatform checks an image that is one manifest against sys's platform choice.
@@ -286,7 +298,7 @@ func (img *Image) ListContent() (*ListContent, bool) {
 	c := &ListContent{r: img.r, list: list}
 	for _, in := range list.Instances {
 		if in.State == Complete && !in.Attestation {
-			c.images = append(c.images, img.r.instanceImage(img, in.manifest))
+			c.images = append(c.images, img.platformImage(in))
 		}
 	}
 	return c, true
@@ -363,7 +375,7 @@ func (img *Image) PlatformManifests(syss []*types.SystemContext) ([]digest.Diges
 	for _, sys := range syss {
 		in, err := list.choose(sys)
 		if err != nil {
-			return nil, fmt.Errorf("archive %q: %s: %w: %s requested, the archive holds %s (manifest list %s)", img.r.name, img.Name(), ErrPlatformNotFound, wanted(sys), list.Platforms(), list.Digest)
+			return nil, img.platformNotFound(list, sys)
 		}
 		chosen[in.Digest] = true
 	}

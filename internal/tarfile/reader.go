@@ -384,6 +384,9 @@ func (r *Reader) imageFromItem(i int, it layout.ManifestItem) *Image {
 		m, err := r.ix.Resolve(c)
 		if err != nil {
 			if d, ok := img.foreignLayer(j, c, err); ok {
+				if img.foreign == nil {
+					img.foreign = map[int]imgspecv1.Descriptor{}
+				}
 				img.foreign[j] = d
 				continue
 			}
@@ -398,7 +401,7 @@ func (r *Reader) imageFromItem(i int, it layout.ManifestItem) *Image {
 // foreignLayer reports whether layer j, whose member name is missing (err), is a foreign
 // layer: one the archive's own manifest describes with URLs to fetch it from, which
 // exporters leave out (containerd's WithSkipNonDistributableBlobs, Docker for Windows base
-// layers). It makes img.foreign on the first.
+// layers).
 func (img *Image) foreignLayer(j int, name string, err error) (imgspecv1.Descriptor, bool) {
 	if !errors.Is(err, ErrMemberNotFound) || img.ID == "" {
 		return imgspecv1.Descriptor{}, false
@@ -414,9 +417,6 @@ func (img *Image) foreignLayer(j int, name string, err error) (imgspecv1.Descrip
 	infos := m.parsed.LayerInfos()
 	if j >= len(infos) || len(infos[j].URLs) == 0 || layout.BlobName(infos[j].Digest) != name {
 		return imgspecv1.Descriptor{}, false
-	}
-	if img.foreign == nil {
-		img.foreign = map[int]imgspecv1.Descriptor{}
 	}
 	li := infos[j]
 	return imgspecv1.Descriptor{MediaType: li.MediaType, Digest: li.Digest, Size: li.Size, URLs: li.URLs}, true
