@@ -1,0 +1,279 @@
+package zstdseek
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// WriterOptions configure NewWriter.
+type WriterOptions struct {
+	Level       int // zstd level as zstd(1) numbers them (1..22; 0 means 3)
+	FrameSize   int // decompressed bytes after which a frame is cut automatically (0 means 4 MiB; at most 256 MiB)
+	Concurrency int // frames compressed at once (0 means runtime.GOMAXPROCS(0))
+}
+
+var errClosed = errors.New("zstdseek: write to closed Writer")
+
+// A Writer compresses what is written to it into a seekable zstd stream.
+//
+// Frames are compressed by up to Concurrency goroutines while the caller keeps writing,
+// and written to the underlying writer in order. At most about 2×Concurrency frames are in
+// memory at once. The output depends only on the bytes written, the points where frames
+// were ended (EndFrame, WriteSkippable, FrameSize) and the level: not on Concurrency nor on
+// how the bytes were split among Write calls.
+//
+// A Writer is not safe for concurrent use. Close MUST be called to write the seek table.
+// Once writing to the underlying writer failed, every later call returns that error.
+type Writer struct {
+	dst       io.Writer
+	enc       *zstd.Encoder
+	frameSize int
+
+	buf     []byte        // the frame being filled
+	workers chan struct{} // semaphore: one token per frame being compressed
+	queue   chan *job     // frames in file order, to the output goroutine
+	done    chan struct{} // closed when the output goroutine returns
+	bufs    sync.Pool     // *[]byte, frame and output buffers
+
+	mu  sync.Mutex
+	err error // sticky; guarded by mu
+
+	entries  []entry // owned by the output goroutine until done is closed
+	closed   bool
+	closeErr error
+}
+
+// job is one frame on its way to the output: out is valid once ready is closed.
+type job struct {
+	ready chan struct{}
+	out   []byte
+	e     entry
+	// pooled says out came from the buffer pool and goes back once written.
+	pooled bool
+}
+
+// NewWriter returns a Writer that writes a seekable zstd stream to w.
+func NewWriter(w io.Writer, o WriterOptions) (*Writer, error) {
+	level := o.Level
+	switch {
+	case level == 0:
+		level = defaultLevel
+	case level < 1 || level > 22:
+		return nil, fmt.Errorf("zstdseek: level %d out of range 1..22", o.Level)
+	}
+	frameSize := o.FrameSize
+	switch {
+	case frameSize == 0:
+		frameSize = defaultFrameSize
+	case frameSize < 0 || frameSize > maxFrameSize:
+		return nil, fmt.Errorf("zstdseek: frame size %d out of range 1..%d", o.FrameSize, maxFrameSize)
+	}
+	conc := o.Concurrency
+	switch {
+	case conc == 0:
+		conc = runtime.GOMAXPROCS(0)
+	case conc < 0:
+		return nil, fmt.Errorf("zstdseek: concurrency %d is negative", o.Concurrency)
+	}
+	enc, err := zstd.NewWriter(nil,
+		zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),
+		zstd.WithEncoderConcurrency(conc),
+		zstd.WithEncoderCRC(true),
+		zstd.WithZeroFrames(false),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("zstdseek: %w", err)
+	}
+	sw := &Writer{
+		dst:       w,
+		enc:       enc,
+		frameSize: frameSize,
+		workers:   make(chan struct{}, conc),
+		queue:     make(chan *job, conc),
+		done:      make(chan struct{}),
+	}
+	go sw.output()
+	return sw, nil
+}
+
+// Write buffers p into the current frame, handing the frame to a compressing goroutine each
+// time it reaches FrameSize.
+func (w *Writer) Write(p []byte) (int, error) {
+	if w.closed {
+		return 0, errClosed
+	}
+	if err := w.loadErr(); err != nil {
+		return 0, err
+	}
+	n := 0
+	for len(p) > 0 {
+		if w.buf == nil {
+			w.buf = w.getBuf()
+		}
+		k := min(w.frameSize-len(w.buf), len(p))
+		w.buf = append(w.buf, p[:k]...)
+		p = p[k:]
+		n += k
+		if len(w.buf) == w.frameSize {
+			w.endFrame()
+			if err := w.loadErr(); err != nil {
+				return n, err
+			}
+		}
+	}
+	return n, nil
+}
+
+// EndFrame ends the current frame now, so that the next byte written starts a new frame.
+// It does nothing when the current frame is empty.
+func (w *Writer) EndFrame() error {
+	if w.closed {
+		return errClosed
+	}
+	w.endFrame()
+	return w.loadErr()
+}
+
+// WriteSkippable ends the current frame, then writes a skippable frame (magic 0x184D2A50)
+// holding payload, with a seek table entry of decompressed size 0. Reader.Skippable returns
+// the payloads; zstd decoders skip them. payload is copied; it may be at most 256 MiB.
+func (w *Writer) WriteSkippable(payload []byte) error {
+	if w.closed {
+		return errClosed
+	}
+	if len(payload) > maxSkippableSize {
+		return fmt.Errorf("zstdseek: skippable payload of %d bytes exceeds %d", len(payload), maxSkippableSize)
+	}
+	w.endFrame()
+	if err := w.loadErr(); err != nil {
+		return err
+	}
+	out := make([]byte, 0, skippableHeaderSize+len(payload))
+	out = binary.LittleEndian.AppendUint32(out, skippableMagicLow)
+	out = binary.LittleEndian.AppendUint32(out, uint32(len(payload)))
+	out = append(out, payload...)
+	j := &job{ready: make(chan struct{}), out: out, e: entry{c: uint32(len(out))}}
+	close(j.ready)
+	w.queue <- j
+	return w.loadErr()
+}
+
+// Close ends the current frame, waits until every frame is written, then writes the seek
+// table. It does not close the underlying writer. Later calls return the first call's result.
+func (w *Writer) Close() error {
+	if w.closed {
+		return w.closeErr
+	}
+	w.endFrame()
+	w.closed = true
+	close(w.queue)
+	<-w.done
+	if err := w.loadErr(); err != nil {
+		w.closeErr = err
+		return err
+	}
+	// w.entries is ours now: the output goroutine is done.
+	// `zstd -d` (1.5.4) accepts a stream holding only skippable frames, so an empty stream
+	// is the seek table alone.
+	if err := writeFull(w.dst, appendSeekTable(nil, w.entries)); err != nil {
+		w.setErr(err)
+		w.closeErr = err
+		return err
+	}
+	return nil
+}
+
+// endFrame hands the current frame, if any, to a compressing goroutine and queues it for
+// output. It blocks only while Concurrency frames are being compressed or the output queue
+// is full.
+func (w *Writer) endFrame() {
+	if len(w.buf) == 0 {
+		return
+	}
+	src := w.buf
+	w.buf = nil
+	j := &job{ready: make(chan struct{}), pooled: true}
+	w.workers <- struct{}{}
+	go func() {
+		defer func() { <-w.workers }()
+		j.out = w.enc.EncodeAll(src, w.getBuf())
+		j.e = entry{c: uint32(len(j.out)), d: uint32(len(src))}
+		if uint64(len(j.out)) > maxUint32 {
+			// Cannot happen with frames of at most 256 MiB; checked so a table never lies.
+			j.out, j.pooled = nil, false
+		}
+		w.putBuf(src)
+		close(j.ready)
+	}()
+	w.queue <- j
+}
+
+const maxUint32 = 1<<32 - 1
+
+// output writes the queued frames in order and records their entries. After a failed
+// write it keeps draining the queue, without writing, so that producers never block.
+func (w *Writer) output() {
+	defer close(w.done)
+	for j := range w.queue {
+		<-j.ready
+		if w.loadErr() == nil {
+			switch {
+			case j.out == nil:
+				w.setErr(fmt.Errorf("zstdseek: frame %d: compressed size exceeds 4 GiB", len(w.entries)))
+			case len(w.entries) >= maxFrames:
+				w.setErr(fmt.Errorf("zstdseek: more than %d frames", maxFrames))
+			default:
+				if err := writeFull(w.dst, j.out); err != nil {
+					w.setErr(err)
+				} else {
+					w.entries = append(w.entries, j.e)
+				}
+			}
+		}
+		if j.pooled {
+			w.putBuf(j.out)
+		}
+	}
+}
+
+func writeFull(w io.Writer, b []byte) error {
+	n, err := w.Write(b)
+	if err == nil && n < len(b) {
+		err = io.ErrShortWrite
+	}
+	return err
+}
+
+func (w *Writer) loadErr() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+func (w *Writer) setErr(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err == nil {
+		w.err = err
+	}
+}
+
+func (w *Writer) getBuf() []byte {
+	if b, ok := w.bufs.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return nil
+}
+
+func (w *Writer) putBuf(b []byte) {
+	if cap(b) == 0 {
+		return
+	}
+	w.bufs.Put(&b)
+}
