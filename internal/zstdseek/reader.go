@@ -19,6 +19,11 @@ const cacheFrames = 8
 // entries costs memory only as the entries are actually read.
 const tableChunk = 64 << 10
 
+// maxBlockSize is zstd's largest block content. Every block has a 3-byte header, so a frame
+// of c bytes holds less than c/3 blocks, hence at most c/3×128 KiB decompressed bytes: an
+// entry claiming more is impossible, and ReadAt never allocates more than that per frame.
+const maxBlockSize = 128 << 10
+
 // maxCompressedFrame bounds the compressed size of a frame that has content, which ReadAt
 // reads whole: zstd expands incompressible data by a few bytes per 128 KiB block.
 const maxCompressedFrame = maxFrameSize + maxFrameSize/8
@@ -124,6 +129,8 @@ func Open(r io.ReaderAt, size int64) (*Reader, error) {
 				return nil, fmt.Errorf("%w: frame %d: decompressed size %d exceeds %d", ErrBadSeekTable, i, f.d, maxFrameSize)
 			case f.d > 0 && f.c > maxCompressedFrame:
 				return nil, fmt.Errorf("%w: frame %d: compressed size %d exceeds %d", ErrBadSeekTable, i, f.c, maxCompressedFrame)
+			case uint64(f.d)*3 > uint64(f.c)*maxBlockSize:
+				return nil, fmt.Errorf("%w: frame %d: %d compressed bytes cannot hold %d decompressed bytes", ErrBadSeekTable, i, f.c, f.d)
 			}
 			cOff += int64(f.c)
 			dOff += int64(f.d)

@@ -203,6 +203,7 @@ func TestOpenErrors(t *testing.T) {
 		{"table magic", modified(func(b []byte) { b[len(hello)+len(world)] ^= 1 }), ErrBadSeekTable},
 		{"table length", modified(func(b []byte) { b[len(hello)+len(world)+4]++ }), ErrBadSeekTable},
 		{"entry over 256 MiB", seekable(frames, []entry{{uint32(len(hello)), 256<<20 + 1}, {uint32(len(world)), 5}}, 0), ErrBadSeekTable},
+		{"more than its blocks can hold", seekable(frames, []entry{{uint32(len(hello)), uint32(len(hello))*maxBlockSize/3 + 1}, {uint32(len(world)), 5}}, 0), ErrBadSeekTable},
 		{"entry smaller than a frame", seekable([][]byte{hello}, []entry{{uint32(len(hello)) - 4, 7}, {4, 0}}, 0), ErrBadSeekTable},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
