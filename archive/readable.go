@@ -53,6 +53,7 @@ type openOptions struct {
 	maxManifestSize *int64
 	maxConfigSize   *int64
 	maxSpoolSize    *int64
+	warn            func(string)
 }
 
 func makeOpenOptions(opts []OpenOption) (tarfile.OpenOptions, error) {
@@ -60,7 +61,7 @@ func makeOpenOptions(opts []OpenOption) (tarfile.OpenOptions, error) {
 	for _, f := range opts {
 		f(&o)
 	}
-	out := tarfile.OpenOptions{TempDir: o.tempDir}
+	out := tarfile.OpenOptions{TempDir: o.tempDir, Warn: o.warn}
 	if o.maxMembers != nil {
 		if err := checkLimit("WithMaxMembers", int64(*o.maxMembers)); err != nil {
 			return out, err
@@ -95,6 +96,10 @@ func checkLimit(option string, n int64) error {
 	}
 	return nil
 }
+
+// WithWarnings passes warn what Open works around rather than fails on: a seekable .tar.zst
+// whose seek table is damaged is read as a plain zstd stream (spooled), and warn is told why.
+func WithWarnings(warn func(string)) OpenOption { return func(o *openOptions) { o.warn = warn } }
 
 // WithTempDir sets where Open and OpenStream spool a stream or compressed input. The default
 // (and "") is os.TempDir(), which honours TMPDIR. WithWriteTempDir is its counterpart for
@@ -421,7 +426,8 @@ func (p Problem) String() string {
 // are decompressed to check) and its stated digest and reads as a tar (ErrInvalidLayer), the
 // archive's own OCI manifest is the image's, every tag is valid and names its tag. A config
 // whose member name states another digest than its content's is a warning. Unreferenced members and
-// duplicate names are reported as warnings. Up to parallel images are read at once (0: 2).
+// duplicate names are reported as warnings. A seekable .tar.zst's stored member index must
+// agree with the tar in its frames. Up to parallel images are read at once (0: 2).
 func (a *ReadableArchive) Verify(ctx context.Context, parallel int) []Problem {
 	var probs []Problem
 	for _, n := range a.r.Index().Insecure() {
@@ -439,6 +445,9 @@ func (a *ReadableArchive) Verify(ctx context.Context, parallel int) []Problem {
 	}
 	if p, ok := trailerProblem(a.r); ok {
 		probs = append(probs, p)
+	}
+	if err := a.r.StoredIndexMismatch(); err != nil {
+		probs = append(probs, Problem{Image: -1, Err: err})
 	}
 	imgs := a.r.Images()
 	perImage := make([][]Problem, len(imgs))

@@ -9,7 +9,8 @@ import (
 
 // NeedsSpool reports whether Open would copy the archive at path to a temp file before
 // reading it: "-" (standard input), a pipe or other file that is not a regular one, and a
-// compressed file. copy.LoadStream loads such an input in one pass instead, without a temp
+// compressed file other than a seekable .tar.zst (which Open reads in place, decompressing
+// only the frames it needs). copy.LoadStream loads such an input in one pass instead, without a temp
 // file; an uncompressed regular file is best opened in place with Open.
 func NeedsSpool(path string) (bool, error) {
 	if path == "-" {
@@ -34,5 +35,11 @@ func NeedsSpool(path string) (bool, error) {
 	if err != nil && err != io.EOF {
 		return false, err
 	}
-	return tarfile.DetectCompression(head[:n]) != tarfile.Uncompressed, nil
+	switch tarfile.DetectCompression(head[:n]) {
+	case tarfile.Uncompressed:
+		return false, nil
+	case tarfile.Zstd:
+		return !tarfile.IsBundle(f, st.Size()), nil
+	}
+	return true, nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -68,6 +69,8 @@ type createOptions struct {
 	modTime       time.Time
 	tempDir       string
 	maxConfigSize *int64 // nil unless WithWriteMaxConfigSize was given
+	compression   Compression
+	level         int
 	// wrapOutput wraps the output, for tests that inject write failures.
 	wrapOutput func(io.Writer) io.Writer
 }
@@ -111,6 +114,43 @@ func WithWriteMaxConfigSize(n int64) CreateOption {
 	return func(o *createOptions) { o.maxConfigSize = &n }
 }
 
+// Compression is how Create and NewWriter compress an archive as a whole.
+type Compression string
+
+const (
+	// CompressNone writes a plain tar.
+	CompressNone Compression = "none"
+	// CompressGzip writes a .tar.gz, compressed in 1 MiB blocks on every core (pgzip).
+	CompressGzip Compression = "gzip"
+	// CompressZstd writes a seekable .tar.zst: zstd frames cut where members start (and every
+	// 4 MiB within large ones), compressed on every core, with the tar's header blocks and
+	// the zstd seekable format's seek table in skippable frames at the end. Any zstd decoder
+	// reads it as a plain .tar.zst; Open reads it in place, decompressing only the frames
+	// it needs.
+	CompressZstd Compression = "zstd"
+)
+
+// CompressionFor returns the compression a file name asks for: zstd for .zst and .tzst, gzip
+// for .gz and .tgz, none otherwise.
+func CompressionFor(path string) Compression {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".zst", ".tzst":
+		return CompressZstd
+	case ".gz", ".tgz":
+		return CompressGzip
+	}
+	return CompressNone
+}
+
+// WithCompression compresses the archive as a whole with c at level, the format's own
+// numbering (zstd 1 to 19, gzip 1 to 9; 0 is the format's default: 3 and 6). The output
+// depends only on the content and the level, not on the number of cores. The compressed
+// output is a stream: blobs of unknown size or digest are spooled first, and a failure after
+// a blob's bytes went out fails the archive (see Streaming).
+func WithCompression(c Compression, level int) CreateOption {
+	return func(o *createOptions) { o.compression, o.level = c, level }
+}
+
 // withOutputWrapper wraps the output writer; tests use it to inject failures.
 func withOutputWrapper(f func(io.Writer) io.Writer) CreateOption {
 	return func(o *createOptions) { o.wrapOutput = f }
@@ -143,7 +183,42 @@ func makeCreateOptions(opts []CreateOption, forWriter bool) (createOptions, erro
 			return o, err
 		}
 	}
+	if err := checkCompression(o.compression, o.level); err != nil {
+		return o, err
+	}
 	return o, nil
+}
+
+// checkCompression refuses an unknown compression or a level outside its format's range.
+func checkCompression(c Compression, level int) error {
+	top := 0
+	switch c {
+	case "", CompressNone:
+	case CompressGzip:
+		top = 9
+	case CompressZstd:
+		top = 19
+	default:
+		return fmt.Errorf("archive: unknown compression %q (want %q, %q or %q)", c, CompressNone, CompressGzip, CompressZstd)
+	}
+	if level < 0 || level > top {
+		if top == 0 {
+			return fmt.Errorf("archive: a compression level needs compression")
+		}
+		return fmt.Errorf("archive: %s level %d: expected 1 to %d", c, level, top)
+	}
+	return nil
+}
+
+// tarCompression maps a Compression to the tar package's.
+func (c Compression) tarCompression() tarfile.Compression {
+	switch c {
+	case CompressGzip:
+		return tarfile.Gzip
+	case CompressZstd:
+		return tarfile.Zstd
+	}
+	return tarfile.Uncompressed
 }
 
 // WritableArchive is a docker-archive being written. Images are added with containers/image's
@@ -223,6 +298,9 @@ type WritableArchive struct {
 	// is closed).
 	tw   *tarfile.Writer
 	file *os.File
+	// compressor, when the archive is compressed, sits between tw and the output; Commit
+	// closes it after tw.
+	compressor io.WriteCloser
 
 	mu      sync.Mutex
 	idle    *sync.Cond // signalled when outBusy becomes false
@@ -374,21 +452,30 @@ func newWritable(name, path string, file *os.File, w io.Writer, o createOptions)
 	if f, ok := w.(*os.File); ok && file != nil && f == file {
 		w = &writebackFile{File: f} // Create's temp file, which Commit syncs
 	}
+	var compressor io.WriteCloser
+	if c := o.compression.tarCompression(); c != tarfile.Uncompressed {
+		cw, err := tarfile.NewCompressor(w, c, o.level)
+		if err != nil {
+			return nil, fmt.Errorf("archive %q: %w", name, err)
+		}
+		compressor, w = cw, cw
+	}
 	tw, err := tarfile.NewWriter(w, tarfile.WriterOptions{ModTime: o.modTime})
 	if err != nil {
 		return nil, fmt.Errorf("archive %q: %w", name, err)
 	}
 	a := &WritableArchive{
-		name:      name,
-		path:      path,
-		file:      file,
-		overwrite: o.overwrite,
-		layout:    o.layout,
-		legacy:    o.legacyDirs,
-		tempDir:   o.tempDir,
-		maxConfig: layout.DefaultMaxConfigSize,
-		tw:        tw,
-		members:   map[string]*member{},
+		name:       name,
+		path:       path,
+		file:       file,
+		overwrite:  o.overwrite,
+		layout:     o.layout,
+		legacy:     o.legacyDirs,
+		tempDir:    o.tempDir,
+		maxConfig:  layout.DefaultMaxConfigSize,
+		tw:         tw,
+		compressor: compressor,
+		members:    map[string]*member{},
 	}
 	if o.maxConfigSize != nil {
 		a.maxConfig = *o.maxConfigSize
@@ -745,6 +832,13 @@ func (a *WritableArchive) finish(ctx context.Context, files []layout.File) error
 	if err := a.tw.Close(); err != nil {
 		return fmt.Errorf("archive %q: %w", a.name, err)
 	}
+	if a.compressor != nil {
+		err := a.compressor.Close()
+		a.compressor = nil
+		if err != nil {
+			return fmt.Errorf("archive %q: compressing: %w", a.name, err)
+		}
+	}
 	if a.file == nil {
 		return nil
 	}
@@ -842,6 +936,12 @@ func closeSpools(spools []*tarfile.SpooledBlob) error {
 
 // discardOutput removes what was written: the temp file, or a file output cut back.
 func (a *WritableArchive) discardOutput() error {
+	if a.compressor != nil {
+		// Stops its workers. On a stream the bytes already sent stay sent; a temp file is
+		// removed below.
+		_ = a.compressor.Close()
+		a.compressor = nil
+	}
 	if a.file != nil {
 		tmp := a.file.Name()
 		err := a.file.Close()

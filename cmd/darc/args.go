@@ -3,12 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/darc-dev/darc/archive"
 	dcopy "github.com/darc-dev/darc/copy"
 )
 
@@ -133,4 +135,10 @@ func (v *parallelValue) Type() string { return "int" }
 // registerParallel registers -p/--parallel, at least 1.
 func registerParallel(fs *pflag.FlagSet, p *int, def int, usage string) {
 	fs.VarP(newParallelValue(p, def), "parallel", "p", usage)
+}
+
+// openArchive opens the archive at path, telling stderr what it works around (a seekable
+// bundle's damaged seek table).
+func openArchive(stderr io.Writer, path string) (*archive.ReadableArchive, error) {
+	return archive.Open(path, archive.WithWarnings(func(s string) { fmt.Fprintf(stderr, "warning: %s\n", s) }))
 }

@@ -44,7 +44,7 @@ are shown too; --platform shows another platform of it. ARCHIVE "-" is standard 
 			if err != nil {
 				return err
 			}
-			a, err := archive.Open(ref.Path())
+			a, err := openArchive(cmd.ErrOrStderr(), ref.Path())
 			if err != nil {
 				return err
 			}

@@ -74,7 +74,7 @@ status is then 1.`,
 			all := []lsEntry{}
 			failed, listed := false, false
 			for _, path := range args {
-				imgs, entries, err := lsArchive(path)
+				imgs, entries, err := lsArchive(cmd.ErrOrStderr(), path)
 				if err != nil && !several {
 					return err
 				}
@@ -128,8 +128,8 @@ status is then 1.`,
 }
 
 // lsArchive opens the archive at path and returns its images and their ls entries.
-func lsArchive(path string) ([]archive.ImageInfo, []lsEntry, error) {
-	a, err := archive.Open(path)
+func lsArchive(stderr io.Writer, path string) ([]archive.ImageInfo, []lsEntry, error) {
+	a, err := openArchive(stderr, path)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -340,16 +340,38 @@ func holdsLists(archives []*archive.ReadableArchive) bool {
 	return false
 }
 
-// writeOptions are the archive options of save and merge writing to output: the layout,
+// outputFlags are save's and merge's flags for the archive they write.
+type outputFlags struct {
+	output, layout, compress string
+	level                    int
+	overwrite                bool
+}
+
+func (o *outputFlags) register(fs *pflag.FlagSet, layoutDefault, layoutHelp string) {
+	fs.StringVarP(&o.output, "output", "o", "", "archive to write (- for standard output)")
+	fs.StringVar(&o.layout, "layout", layoutDefault, layoutHelp)
+	fs.BoolVar(&o.overwrite, "overwrite", false, "replace OUT if it exists")
+	fs.StringVar(&o.compress, "compress", "", "compress the archive: zstd (seekable .tar.zst), gzip or none (default: from OUT's suffix, .zst/.tzst or .gz/.tgz)")
+	fs.IntVar(&o.level, "compress-level", 0, "compression level: zstd 1-19 (default 3), gzip 1-9 (default 6)")
+}
+
+// options are the archive options: the layout, the compression (--compress, or OUT's suffix),
 // --overwrite (which means nothing for standard output), and the member time from
 // SOURCE_DATE_EPOCH when it is set, as reproducible-build tools expect.
-func writeOptions(output, layout string, overwrite bool) ([]archive.CreateOption, error) {
-	lo, err := layoutOption(layout)
+func (o *outputFlags) options() ([]archive.CreateOption, error) {
+	lo, err := layoutOption(o.layout)
 	if err != nil {
 		return nil, err
 	}
-	opts := []archive.CreateOption{lo}
-	if overwrite && output != "-" {
+	c := archive.CompressionFor(o.output)
+	if o.compress != "" {
+		c = archive.Compression(o.compress)
+	}
+	if o.level != 0 && c == archive.CompressNone {
+		return nil, fmt.Errorf("--compress-level %d: the archive is not compressed (give --compress zstd or gzip, or OUT ending in .zst or .gz)", o.level)
+	}
+	opts := []archive.CreateOption{lo, archive.WithCompression(c, o.level)}
+	if o.overwrite && o.output != "-" {
 		opts = append(opts, archive.WithOverwrite(true))
 	}
 	if v, ok := os.LookupEnv("SOURCE_DATE_EPOCH"); ok && v != "" {
@@ -507,8 +529,7 @@ func loadReport(dest string, results []dcopy.Result, label func(dcopy.Result) st
 
 func newSaveCommand() *cobra.Command {
 	var f transferFlags
-	var output, layout string
-	var overwrite bool
+	var out outputFlags
 	var names, lists []string
 	cmd := &cobra.Command{
 		Use:   "save -o OUT [-f FILE] SRC...",
@@ -544,9 +565,9 @@ give the same bytes.`,
   darc save -o airgap.tar -f k3s-images.txt`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if (f.platform == "all" || strings.Contains(f.platform, ",")) && !cmd.Flags().Changed("layout") {
-				layout = "oci" // the layout that holds manifest lists
+				out.layout = "oci" // the layout that holds manifest lists
 			}
-			wopts, err := writeOptions(output, layout, overwrite)
+			wopts, err := out.options()
 			if err != nil {
 				return err
 			}
@@ -582,15 +603,13 @@ give the same bytes.`,
 				}
 				sources[idx].Tags = append(sources[idx].Tags, nt)
 			}
-			return f.writeArchive(cmd, output, wopts, func(i int) string { return args[i] },
+			return f.writeArchive(cmd, out.output, wopts, func(i int) string { return args[i] },
 				func(w *archive.WritableArchive, opts []dcopy.Option) ([]dcopy.Result, error) {
 					return dcopy.Save(cmd.Context(), w, sources, opts...)
 				})
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "", "archive to write (- for standard output)")
-	cmd.Flags().StringVar(&layout, "layout", "docker", "archive layout: docker (what podman save writes) or oci (what Docker 25+ writes)")
-	cmd.Flags().BoolVar(&overwrite, "overwrite", false, "replace OUT if it exists")
+	out.register(cmd.Flags(), "docker", "archive layout: docker (what podman save writes) or oci (what Docker 25+ writes)")
 	cmd.Flags().StringArrayVarP(&lists, "file", "f", nil, "read SRCs from FILE (- for standard input): one per line, # comments; a line without TRANSPORT: is a registry image, as in k3s's images.txt (repeatable)")
 	cmd.Flags().StringArrayVar(&names, "name", nil, "tag the source at position INDEX (from 0) as NAME:TAG instead of its own tags: @INDEX=NAME:TAG (repeatable)")
 	f.register(cmd.Flags(), true, true)
@@ -599,8 +618,7 @@ give the same bytes.`,
 
 func newMergeCommand() *cobra.Command {
 	var f transferFlags
-	var output, layout string
-	var overwrite bool
+	var out outputFlags
 	cmd := &cobra.Command{
 		Use:   "merge -o OUT IN...",
 		Short: "Combine the images of several archives into one",
@@ -626,7 +644,7 @@ Merge reads local archives only: it has no registry flags and no --parallel.`,
 			}()
 			var labels []string
 			for _, p := range args {
-				a, err := archive.Open(p)
+				a, err := openArchive(cmd.ErrOrStderr(), p)
 				if err != nil {
 					return err
 				}
@@ -635,25 +653,23 @@ Merge reads local archives only: it has no registry flags and no --parallel.`,
 					labels = append(labels, fmt.Sprintf("%s:@%d", p, img.Index))
 				}
 			}
-			if layout == "auto" {
-				layout = "docker"
+			if out.layout == "auto" {
+				out.layout = "docker"
 				if storesCompressed(inputs) || holdsLists(inputs) {
-					layout = "oci"
+					out.layout = "oci"
 				}
 			}
-			wopts, err := writeOptions(output, layout, overwrite)
+			wopts, err := out.options()
 			if err != nil {
 				return err
 			}
-			return f.writeArchive(cmd, output, wopts, func(i int) string { return labels[i] },
+			return f.writeArchive(cmd, out.output, wopts, func(i int) string { return labels[i] },
 				func(w *archive.WritableArchive, opts []dcopy.Option) ([]dcopy.Result, error) {
 					return dcopy.Merge(cmd.Context(), w, inputs, opts...)
 				})
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "", "archive to write (- for standard output)")
-	cmd.Flags().StringVar(&layout, "layout", "auto", "archive layout: auto, docker or oci")
-	cmd.Flags().BoolVar(&overwrite, "overwrite", false, "replace OUT if it exists")
+	out.register(cmd.Flags(), "auto", "archive layout: auto, docker or oci")
 	f.register(cmd.Flags(), false, false)
 	return cmd
 }
@@ -799,7 +815,7 @@ func loadSpooled(cmd *cobra.Command, path string, dest dcopy.Destination, sels [
 	if path == "-" {
 		a, err = archive.OpenStream(cmd.InOrStdin())
 	} else {
-		a, err = archive.Open(path)
+		a, err = openArchive(cmd.ErrOrStderr(), path)
 	}
 	if err != nil {
 		return nil, err

@@ -83,7 +83,7 @@ allowed), 1 otherwise.`,
   curl -s https://example.com/bundle.tar.zst | darc verify -`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			a, err := archive.Open(args[0])
+			a, err := openArchive(cmd.ErrOrStderr(), args[0])
 			if err != nil {
 				return err
 			}

@@ -13,6 +13,9 @@ type OpenOptions struct {
 	// TempDir is where a stream or compressed input is spooled; "" means os.TempDir(),
 	// which honours TMPDIR.
 	TempDir string
+	// Warn, if set, is told what the reader works around: a seekable bundle whose seek
+	// table is unusable, read as a plain stream instead.
+	Warn func(string)
 }
 
 // OpenFile opens the archive at path ("-" is standard input). An uncompressed regular file is
@@ -50,7 +53,15 @@ func OpenFile(path string, o OpenOptions) (*Reader, error) {
 	if err != nil && err != io.EOF {
 		return nil, fmt.Errorf("archive %q: %w", path, err)
 	}
-	if c := DetectCompression(head[:n]); c != Uncompressed {
+	c := DetectCompression(head[:n])
+	if c == Zstd {
+		r, err := openBundle(path, f, st.Size(), o)
+		if err != nil || r != nil {
+			succeeded = err == nil
+			return r, err
+		}
+	}
+	if c != Uncompressed {
 		r, err := OpenStream(path, io.NewSectionReader(f, 0, st.Size()), o)
 		if err != nil {
 			return nil, err

@@ -93,6 +93,9 @@ type Reader struct {
 	// kept; nil when the tar is read in place (see Trailer).
 	trail *Trailer
 
+	// view is the header view the index was built from, for a seekable bundle that has one.
+	view *headerView
+
 	closer io.Closer
 }
 

@@ -1,0 +1,105 @@
+package archive_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/darc-dev/darc/archive"
+	dcopy "github.com/darc-dev/darc/copy"
+	"github.com/darc-dev/darc/internal/testtools"
+)
+
+// writeBundle merges the fixture podman-save-m.tar into a new archive at path, compressed c.
+func writeBundle(t *testing.T, path string, c archive.Compression) {
+	t.Helper()
+	in, err := archive.Open(filepath.Join(fixtureDir, "podman-save-m.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	w, err := archive.Create(path, archive.WithCompression(c, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := dcopy.Merge(context.Background(), w, []*archive.ReadableArchive{in}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBundleReadInPlace: a seekable .tar.zst is opened, listed, verified and read without a
+// temp file, and reads back as the plain archive does; the same bundle written twice has the
+// same bytes.
+func TestBundleReadInPlace(t *testing.T) {
+	dir := t.TempDir()
+	plain, bundle := filepath.Join(dir, "b.tar"), filepath.Join(dir, "b.tar.zst")
+	writeBundle(t, plain, archive.CompressNone)
+	writeBundle(t, bundle, archive.CompressZstd)
+	if spool, err := archive.NeedsSpool(bundle); err != nil || spool {
+		t.Errorf("NeedsSpool = %v, %v; want false", spool, err)
+	}
+	spoolDir := t.TempDir()
+	a, err := archive.Open(bundle, archive.WithTempDir(spoolDir), archive.WithWarnings(func(s string) { t.Errorf("warning: %s", s) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if probs := a.Verify(context.Background(), 2); len(probs) > 0 {
+		t.Errorf("verify: %v", probs)
+	}
+	a.Close()
+	if got := testtools.DirNames(t, spoolDir); len(got) > 0 {
+		t.Errorf("temp files %q, want none", got)
+	}
+	if got, want := wtReadBack(t, bundle), wtReadBack(t, plain); !wtEqual(got, want) {
+		t.Errorf("bundle reads back %+v, want %+v", got, want)
+	}
+	again := filepath.Join(dir, "again.tar.zst")
+	writeBundle(t, again, archive.CompressZstd)
+	if a, b := readFile(t, bundle), readFile(t, again); string(a) != string(b) {
+		t.Error("two bundles of the same images differ")
+	}
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestBundleCompatibility: the tools that read a .tar.zst read darc's seekable one as they
+// read any (containers/image, skopeo, podman load, zstd -t); docker 20.10 reads no zstd, so
+// it loads what `zstd -d` makes of it, as does go-containerregistry.
+func TestBundleCompatibility(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts dockerd and podman")
+	}
+	zstd := testtools.Require(t, "zstd")
+	dir := t.TempDir()
+	plain, bundle := filepath.Join(dir, "b.tar"), filepath.Join(dir, "b.tar.zst")
+	writeBundle(t, plain, archive.CompressNone)
+	writeBundle(t, bundle, archive.CompressZstd)
+	want := wtReadBack(t, plain)
+	if _, err := testtools.Run(context.Background(), zstd, "-q", "-t", bundle); err != nil {
+		t.Fatalf("zstd -t: %v", err)
+	}
+	t.Run("containers-image", func(t *testing.T) { checkContainersImage(t, bundle, want) })
+	t.Run("skopeo", func(t *testing.T) { checkSkopeo(t, bundle, want) })
+	t.Run("podman-load", func(t *testing.T) { checkPodman(t, bundle, want) })
+	decoded := filepath.Join(dir, "decoded.tar")
+	if _, err := testtools.Run(context.Background(), zstd, "-q", "-d", "-o", decoded, bundle); err != nil {
+		t.Fatalf("zstd -d: %v", err)
+	}
+	if string(readFile(t, decoded)) != string(readFile(t, plain)) {
+		t.Fatal("zstd -d gives another tar than the plain archive")
+	}
+	t.Run("go-containerregistry", func(t *testing.T) { checkGGCR(t, decoded, want) })
+	t.Run("docker-load", func(t *testing.T) { checkDocker(t, decoded, want) })
+}
