@@ -449,7 +449,23 @@ func (a *ReadableArchive) Verify(ctx context.Context, parallel int) []Problem {
 	if err := a.r.StoredIndexMismatch(); err != nil {
 		probs = append(probs, Problem{Image: -1, Err: err})
 	}
-	imgs := a.r.Images()
+	return append(probs, verifyImages(ctx, a.r.Images(), parallel)...)
+}
+
+// VerifyImage checks the one image sel picks (and, of a manifest list, the other platforms
+// the archive holds completely) as Verify checks each image; it does not look at the rest of
+// the archive. In a seekable .tar.zst it decompresses only that image's frames.
+func (a *ReadableArchive) VerifyImage(ctx context.Context, sel reference.Selector) ([]Problem, error) {
+	img, err := a.r.Select(sel)
+	if err != nil {
+		return nil, fmt.Errorf("archive %q: %w", a.path, err)
+	}
+	return verifyImages(ctx, []*tarfile.Image{img}, 1), nil
+}
+
+// verifyImages checks imgs, up to parallel (0: 2) at once, each member shared by several
+// of them once.
+func verifyImages(ctx context.Context, imgs []*tarfile.Image, parallel int) []Problem {
 	perImage := make([][]Problem, len(imgs))
 	if parallel <= 0 {
 		parallel = 2
@@ -468,7 +484,7 @@ func (a *ReadableArchive) Verify(ctx context.Context, parallel int) []Problem {
 	for _, p := range perImage {
 		checked = append(checked, p...)
 	}
-	return append(probs, mergeShared(checked)...)
+	return mergeShared(checked)
 }
 
 // trailerProblem reports what follows the end of the tar when it is more than padding: data

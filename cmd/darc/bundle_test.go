@@ -61,6 +61,9 @@ func TestSaveCompressed(t *testing.T) {
 			if stdout, _, err := run(t, "verify", "-q", out); err != nil {
 				t.Errorf("verify: %v\n%s", err, stdout)
 			}
+			if _, errOut, err := run(t, "verify", out+":busybox-like:1"); err != nil || !strings.Contains(errOut, "1 image(s) verified") {
+				t.Errorf("verify of one image: %v\n%s", err, errOut)
+			}
 			dest := "oci:" + filepath.Join(t.TempDir(), "layout")
 			if _, errOut, err := run(t, "load", "-q", out, dest, "@1"); err != nil {
 				t.Errorf("load @1: %v\n%s", err, errOut)
