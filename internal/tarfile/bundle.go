@@ -358,25 +358,48 @@ func (v *headerView) mismatch(r io.ReaderAt) error {
 	return nil
 }
 
-// openBundle opens f, a zstd file, for random access when it is a seekable bundle: the tar is
-// indexed from the header view when the bundle has a usable one, from the frames otherwise.
-// It returns nil, nil for zstd that is not seekable, or whose seek table is unusable (after
+// openBundle opens f, a zstd file, for random access when it is a seekable bundle. It
+// returns nil, nil for zstd that is not seekable, or whose seek table is unusable (after
 // telling o.Warn why): the caller reads it as a stream.
 func openBundle(path string, f *os.File, size int64, o OpenOptions) (*Reader, error) {
-	zr, err := zstdseek.Open(f, size)
+	r, err := bundleReader(path, f, size, o)
 	if errors.Is(err, zstdseek.ErrNotSeekable) {
 		return nil, nil
 	}
-	if err != nil {
+	var bad badSeekTable
+	if errors.As(err, &bad) {
 		if o.Warn != nil {
-			o.Warn(fmt.Sprintf("archive %q: %v; reading it as a plain zstd stream", path, err))
+			o.Warn(fmt.Sprintf("archive %q: %v; reading it as a plain zstd stream", path, bad.err))
 		}
 		return nil, nil
 	}
+	if err != nil {
+		return nil, err
+	}
+	r.closer = f
+	return r, nil
+}
+
+// badSeekTable is a seek table that zstdseek.Open refused.
+type badSeekTable struct{ err error }
+
+func (b badSeekTable) Error() string { return b.err.Error() }
+
+// bundleReader reads the seekable bundle in the size bytes of ra: the tar is indexed from the
+// header view when the bundle has a usable one, from the frames otherwise, and its members
+// are read from the frames that hold them.
+func bundleReader(name string, ra io.ReaderAt, size int64, o OpenOptions) (*Reader, error) {
+	zr, err := zstdseek.Open(ra, size)
+	if errors.Is(err, zstdseek.ErrNotSeekable) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, badSeekTable{err}
+	}
 	limits := o.Limits.WithDefaults()
 	var ix *Index
-	var view *headerView
-	if view = storedView(zr); view != nil {
+	view := storedView(zr)
+	if view != nil {
 		ix, err = BuildIndex(view, view.size, limits.MaxMembers)
 		if err != nil || ix.sparse != nil {
 			// A view darc would not write: index the tar itself, which decides.
@@ -387,14 +410,13 @@ func openBundle(path string, f *os.File, size int64, o OpenOptions) (*Reader, er
 	}
 	if ix == nil {
 		if ix, err = BuildIndex(zr, zr.Size(), limits.MaxMembers); err != nil {
-			return nil, fmt.Errorf("archive %q: %w", path, err)
+			return nil, fmt.Errorf("archive %q: %w", name, err)
 		}
 	}
-	r := &Reader{name: path, ix: ix, limits: limits, view: view}
+	r := &Reader{name: name, ix: ix, limits: limits, view: view}
 	if err := r.loadImages(); err != nil {
-		return nil, fmt.Errorf("archive %q: %w", path, err)
+		return nil, fmt.Errorf("archive %q: %w", name, err)
 	}
-	r.closer = f
 	return r, nil
 }
 

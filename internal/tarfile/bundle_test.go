@@ -14,6 +14,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
 
+	"github.com/darc-dev/darc/internal/archivetest"
 	"github.com/darc-dev/darc/internal/zstdseek"
 )
 
@@ -296,4 +297,39 @@ func FuzzHeaderView(f *testing.F) {
 func hasMember(ix *Index, name string) bool {
 	_, ok := ix.Lookup(name)
 	return ok
+}
+
+// TestBundleReadsOnlyWhatItNeeds: opening a bundle and listing its images (what ls does)
+// reads the seek table, the header view and the frames of the small members, not the layers;
+// reading one image reads that image's frames, not the other's.
+func TestBundleReadsOnlyWhatItNeeds(t *testing.T) {
+	images := []archivetest.Image{
+		{Tags: []string{"a:1"}, Layers: [][]byte{archivetest.Layer(1, 4, 512<<10)}},
+		{Tags: []string{"b:1"}, Layers: [][]byte{archivetest.Layer(2, 4, 512<<10)}},
+	}
+	data, err := archivetest.BuildBytes(images, archivetest.Options{Layout: archivetest.ContainersImage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(compressTo(t, data, Zstd))
+	file := &countingReaderAt{r: bytes.NewReader(raw)}
+	size := int64(len(raw))
+	r, err := bundleReader("test", file, size, OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Images()) != 2 || r.Images()[1].ID == "" {
+		t.Fatalf("images %+v", r.Images())
+	}
+	// The layers are random: they take nearly all of the file.
+	if got := file.bytesIn(0, size); got > size/20 {
+		t.Errorf("opening and listing read %d of the %d bytes", got, size)
+	}
+	file.reset()
+	if errs := readImage(r.Images()[1]); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if got := file.bytesIn(0, size); got > size*6/10 || got < size*4/10 {
+		t.Errorf("reading image @1 read %d of the %d bytes, want about half", got, size)
+	}
 }
