@@ -3,6 +3,7 @@ package archive_test
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -76,7 +77,7 @@ func readFile(t *testing.T, path string) []byte {
 
 // TestBundleCompatibility: the tools that read a .tar.zst read darc's seekable one as they
 // read any (containers/image, skopeo, podman load, zstd -t); docker 20.10 reads no zstd, so
-// it loads what `zstd -d` makes of it, as does go-containerregistry.
+// it loads `zstd -dc bundle | docker load`, and go-containerregistry what `zstd -d` makes of it.
 func TestBundleCompatibility(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts dockerd and podman")
@@ -101,5 +102,12 @@ func TestBundleCompatibility(t *testing.T) {
 		t.Fatal("zstd -d gives another tar than the plain archive")
 	}
 	t.Run("go-containerregistry", func(t *testing.T) { checkGGCR(t, decoded, want) })
-	t.Run("docker-load", func(t *testing.T) { checkDocker(t, decoded, want) })
+	t.Run("zstd-dc-docker-load", func(t *testing.T) {
+		d := testtools.StartDockerd(t)
+		pipe := exec.Command("sh", "-c", `"$0" -dc "$1" | /usr/bin/docker -H "$2" load -q`, zstd, bundle, d.Host)
+		if out, err := pipe.CombinedOutput(); err != nil {
+			t.Fatalf("zstd -dc | docker load: %v\n%s", err, out)
+		}
+		checkDockerImages(t, d, want)
+	})
 }

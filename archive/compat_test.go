@@ -255,6 +255,11 @@ func checkPodman(t *testing.T, path string, want []wantImage) {
 func checkDocker(t *testing.T, path string, want []wantImage) {
 	d := testtools.StartDockerd(t)
 	d.Run(t, "load", "-q", "-i", path)
+	checkDockerImages(t, d, want)
+}
+
+// checkDockerImages compares the images docker has with want.
+func checkDockerImages(t *testing.T, d *testtools.Docker, want []wantImage) {
 	for i, w := range want {
 		var insp []struct {
 			ID       string
