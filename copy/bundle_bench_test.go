@@ -81,7 +81,6 @@ func BenchmarkBundleLoadOne(b *testing.B) {
 	path := bundleArchive(b, w)
 	oneBytes := imageBytes(w, bundleImage)
 	share := float64(oneBytes) / float64(w.Uncompressed)
-	b.Logf("image @%d: %d of %d bytes of layers (share %.3f): bound %.3f x the full load", bundleImage, oneBytes, w.Uncompressed, share, 0.05+1.3*share)
 	for _, v := range []string{"darc-one", "darc-all"} {
 		b.Run(v, func(b *testing.B) {
 			opts := benchwork.ChildOptions{Test: "TestBenchChildBundle", Args: map[string]string{"archive": path}, Bytes: w.Uncompressed, InputBytes: fileSize(b, path)}
@@ -90,6 +89,8 @@ func BenchmarkBundleLoadOne(b *testing.B) {
 			}
 			benchwork.RunChild(b, "bundleload/"+v, opts)
 			if v == "darc-one" {
+				// Logged here: a parent benchmark's log is not printed.
+				b.Logf("image @%d: %d of %d bytes of layers (share %.3f): bound %.3fx the full load", bundleImage, oneBytes, w.Uncompressed, share, 0.05+1.3*share)
 				b.ReportMetric(share, "share")
 			}
 		})
@@ -116,6 +117,7 @@ func imageBytes(w *benchwork.Workload, i int) int64 {
 func BenchmarkBundleSave(b *testing.B) {
 	w := benchWorkload(b)
 	var ref int64
+	refNote := "no zstd command: the bundle's size is not compared"
 	if _, err := exec.LookPath("zstd"); err == nil {
 		plain, err := w.DockerArchive(context.Background())
 		if err != nil {
@@ -124,9 +126,7 @@ func BenchmarkBundleSave(b *testing.B) {
 		if ref, err = zstdCLISize(plain); err != nil {
 			b.Fatal(err)
 		}
-		b.Logf("zstd -3 -T0 of %s: %d bytes (%.1f MB)", plain, ref, float64(ref)/1e6)
-	} else {
-		b.Logf("no zstd command: the bundle's size is not compared")
+		refNote = fmt.Sprintf("zstd -3 -T0 of %s: %d bytes (%.1f MB)", plain, ref, float64(ref)/1e6)
 	}
 	opts := benchwork.ChildOptions{Test: "TestBenchChildBundle", Bytes: w.Uncompressed, InputBytes: w.Compressed}
 	for _, v := range []string{"darc-zstd", "plain"} {
@@ -137,8 +137,12 @@ func BenchmarkBundleSave(b *testing.B) {
 				out += float64(r.OutputBytes) / float64(len(rs))
 			}
 			b.ReportMetric(out/1e6, "out-MB")
-			if v == "darc-zstd" && ref > 0 {
-				b.ReportMetric(out/float64(ref), "size-x")
+			if v == "darc-zstd" {
+				// Logged here: a parent benchmark's log is not printed.
+				b.Logf("%s; the bundle: %.0f bytes", refNote, out)
+				if ref > 0 {
+					b.ReportMetric(out/float64(ref), "size-x")
+				}
 			}
 		})
 	}
