@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -147,6 +148,11 @@ func loadDarc(ctx context.Context, env *benchwork.Env, a *archive.ReadableArchiv
 // loadStreamDarc is copy.LoadStream of every image on standard input into oci:OUT/layout: one
 // pass over the stream, nothing spooled.
 func loadStreamDarc(ctx context.Context, env *benchwork.Env) (benchwork.Outcome, error) {
+	return loadStreamFrom(ctx, env, os.Stdin)
+}
+
+// loadStreamFrom is copy.LoadStream of every image read from r into oci:OUT/layout.
+func loadStreamFrom(ctx context.Context, env *benchwork.Env, r io.Reader) (benchwork.Outcome, error) {
 	layout := filepath.Join(env.OutDir, "layout")
 	dest, err := dcopy.ParseDestination("oci:" + layout)
 	if err != nil {
@@ -156,7 +162,7 @@ func loadStreamDarc(ctx context.Context, env *benchwork.Env) (benchwork.Outcome,
 	// keep their cache in memory, as before they went through copy.Image).
 	sys := *env.Sys
 	sys.BlobInfoCacheDir = ""
-	if _, err := dcopy.LoadStream(ctx, os.Stdin, dest, nil, dcopy.WithSystemContext(&sys)); err != nil {
+	if _, err := dcopy.LoadStream(ctx, r, dest, nil, dcopy.WithSystemContext(&sys)); err != nil {
 		return benchwork.Outcome{}, err
 	}
 	return benchwork.Outcome{Outputs: []string{layout}, Spooled: -1, Check: func() error { return checkLayout(env, layout) }}, nil
@@ -200,6 +206,16 @@ func loadContainersImage(ctx context.Context, env *benchwork.Env, path string) (
 
 // checkLayout checks that the OCI layout names every image by its tag, with the right config.
 func checkLayout(env *benchwork.Env, layout string) error {
+	all := make([]int, len(env.Work.Images))
+	for i := range all {
+		all[i] = i
+	}
+	return checkLayoutImages(env, layout, all)
+}
+
+// checkLayoutImages checks that the OCI layout names the workload's images which (indexes)
+// by their tags, with the right config, and no other.
+func checkLayoutImages(env *benchwork.Env, layout string, which []int) error {
 	data, err := os.ReadFile(filepath.Join(layout, "index.json"))
 	if err != nil {
 		return err
@@ -212,8 +228,12 @@ func checkLayout(env *benchwork.Env, layout string) error {
 	for _, d := range index.Manifests {
 		names = append(names, d.Annotations[imgspecv1.AnnotationRefName])
 	}
+	if len(names) != len(which) {
+		return fmt.Errorf("index.json has %d refs %q, want %d", len(names), names, len(which))
+	}
 	var missing []string
-	for i, img := range env.Work.Images {
+	for _, i := range which {
+		img := env.Work.Images[i]
 		if !slices.Contains(names, img.Tag) {
 			missing = append(missing, img.Tag)
 			continue

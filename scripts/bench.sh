@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Runs the workload benchmarks of issues 3 (write) and 4 (load, merge) and prints darc beside
-# containers/image (and `cat` for merging).
+# Runs the workload benchmarks of issues 3 (write), 4 (load, merge) and 13 (seekable .tar.zst
+# bundles: list, load one image, save compressed, load in place) and prints darc beside
+# containers/image (and `cat` for merging, the zstd command for listing a bundle, and darc's
+# own plain-tar or single-pass paths for the bundle's save and loads).
 #
 #   scripts/bench.sh                 every benchmark, 2 runs each
 #   COUNT=3 scripts/bench.sh         3 runs each
 #   BENCH='Write12' scripts/bench.sh only the benchmarks matching a -bench pattern
-#                                    (default 'Write12|Load12|Merge')
+#                                    (default 'Write12|Load12|Merge|Bundle')
 #   PROFILE=1 scripts/bench.sh       also write CPU, allocation and peak-heap profiles of each
 #                                    variant to bench-out/prof/ (go tool pprof -top FILE)
 #
 # The workload (an OCI layout of 12 images sharing 3 base layers, about 1.26 GB of layers
-# uncompressed and 550 MB gzip, and the archives made from it: about 3.3 GB on disk in all) is
+# uncompressed and 550 MB gzip, and the archives made from it: about 3.8 GB on disk in all) is
 # generated once into $DARC_BENCH_DIR, default $TMPDIR/darc-bench-v1, which takes a minute
 # or two. Every variant runs in a child process of its own, one after the other; each run
 # needs about 1.3 GB more of free disk while it runs. The raw `go test` output goes to
@@ -21,7 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 count=${COUNT:-2}
-bench=${BENCH:-'Write12|Load12|Merge'}
+bench=${BENCH:-'Write12|Load12|Merge|Bundle'}
 tags=containers_image_openpgp
 mkdir -p bench-out
 out="bench-out/bench-$(date -u +%Y%m%dT%H%M%SZ).txt"

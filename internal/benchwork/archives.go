@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/darc-dev/darc/archive"
 	dcopy "github.com/darc-dev/darc/copy"
+	"github.com/darc-dev/darc/internal/tarfile"
 	"github.com/darc-dev/darc/reference"
 )
 
@@ -30,6 +32,10 @@ const (
 	DockerArchiveName = "docker.tar"
 	// ZstdArchiveName is DockerArchiveName compressed with zstd (default level).
 	ZstdArchiveName = "docker.tar.zst"
+	// BundleArchiveName is DockerArchiveName compressed as darc's seekable zstd bundle
+	// (tarfile.NewCompressor, default level): the same tar bytes, frames cut where members
+	// start, a header view and a seek table at the end.
+	BundleArchiveName = "docker.bundle.tar.zst"
 	// PartAName and PartBName are images 0-5 and 6-11 in LayoutDocker, both holding the
 	// shared base layers: the inputs of the merge benchmarks.
 	PartAName = "part-a.tar"
@@ -58,6 +64,15 @@ func (w *Workload) ZstdArchive(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return w.derived(ctx, ZstdArchiveName, func(path string) error { return compressZstd(src, path) })
+}
+
+// BundleArchive returns the path of the 12-image docker-archive as a seekable zstd bundle.
+func (w *Workload) BundleArchive(ctx context.Context) (string, error) {
+	src, err := w.DockerArchive(ctx)
+	if err != nil {
+		return "", err
+	}
+	return w.derived(ctx, BundleArchiveName, func(path string) error { return compressBundle(src, path) })
 }
 
 // MergeInputs returns the paths of the two archives the merge benchmarks combine.
@@ -148,6 +163,44 @@ func compressZstd(src, dst string) (err error) {
 		return err
 	}
 	if _, err := zw.ReadFrom(bufio.NewReaderSize(in, 1<<20)); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	return os.Rename(out.Name(), dst)
+}
+
+// compressBundle writes src through tarfile's seekable zstd compressor to dst (through a
+// temp file).
+func compressBundle(src, dst string) (err error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.CreateTemp(filepath.Dir(dst), ".tmp-"+filepath.Base(dst)+"-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = out.Close()
+			_ = os.Remove(out.Name())
+		}
+	}()
+	bw := bufio.NewWriterSize(out, 1<<20)
+	zw, err := tarfile.NewCompressor(bw, tarfile.Zstd, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(zw, bufio.NewReaderSize(in, 1<<20)); err != nil {
 		return err
 	}
 	if err := zw.Close(); err != nil {

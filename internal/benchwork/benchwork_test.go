@@ -93,3 +93,31 @@ BenchmarkMerge/cat-2             1   4000000000 ns/op   375 MB/s   0 temp-B   29
 		}
 	}
 }
+
+// TestTableBundle checks the bundle targets of issue 13: a time bound computed from the
+// variant's share of the work, and an output-size bound.
+func TestTableBundle(t *testing.T) {
+	in := `BenchmarkBundleLoadOne/darc-one-2   1   3000000000 ns/op   0 temp-B   40 peak-MB   0.25 share
+BenchmarkBundleLoadOne/darc-all-2   1   10000000000 ns/op  0 temp-B   40 peak-MB
+BenchmarkBundleSave/darc-zstd-2     1   12000000000 ns/op  0 temp-B   40 peak-MB   500 out-MB   1.05 size-x
+BenchmarkBundleSave/plain-2         1   10000000000 ns/op  0 temp-B   40 peak-MB   1256 out-MB
+`
+	var out bytes.Buffer
+	if err := Table(strings.NewReader(in), &out); err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	for _, want := range []string{
+		"0.30x darc-all time (median 0.30x), bound 0.38x", // 0.05 + 1.3 × 0.25
+		"1.20x plain time (median 1.20x); out 500.0 MB = 1.050x reference",
+		"MISSED: size>1.03x",
+		"out 1256.0 MB",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("table lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Count(got, "met") != 1 {
+		t.Errorf("want darc-one met and darc-zstd missed:\n%s", got)
+	}
+}

@@ -65,6 +65,7 @@ func prepare() error {
 	}{
 		{"docker-archive", func() ([]string, error) { p, err := w.DockerArchive(ctx); return []string{p}, err }},
 		{"zstd archive", func() ([]string, error) { p, err := w.ZstdArchive(ctx); return []string{p}, err }},
+		{"seekable zstd bundle", func() ([]string, error) { p, err := w.BundleArchive(ctx); return []string{p}, err }},
 		{"merge inputs", func() ([]string, error) { a, b, err := w.MergeInputs(ctx); return []string{a, b}, err }},
 	}
 	for _, s := range steps {
