@@ -12,6 +12,7 @@ import (
 
 	"github.com/darc-dev/darc/archive"
 	dcopy "github.com/darc-dev/darc/copy"
+	"github.com/darc-dev/darc/reference"
 )
 
 // stdinSelectorFlag is the hidden flag behind "-:SELECTOR", standard input with a selector.
@@ -141,4 +142,19 @@ func registerParallel(fs *pflag.FlagSet, p *int, def int, usage string) {
 // bundle's damaged seek table).
 func openArchive(stderr io.Writer, path string) (*archive.ReadableArchive, error) {
 	return archive.Open(path, archive.WithWarnings(func(s string) { fmt.Fprintf(stderr, "warning: %s\n", s) }))
+}
+
+// openArchiveArg opens the archive of an ARCHIVE[:SELECTOR] argument (or "-:SELECTOR") and
+// returns it with the parsed argument and its text.
+func openArchiveArg(cmd *cobra.Command, args []string) (*archive.ReadableArchive, reference.Reference, string, error) {
+	arg, err := archiveArg(cmd, args)
+	if err != nil {
+		return nil, reference.Reference{}, "", err
+	}
+	ref, err := parseArchiveArg(arg)
+	if err != nil {
+		return nil, reference.Reference{}, "", err
+	}
+	a, err := openArchive(cmd.ErrOrStderr(), ref.Path())
+	return a, ref, arg, err
 }

@@ -36,15 +36,7 @@ are shown too; --platform shows another platform of it. ARCHIVE "-" is standard 
   zcat bundle.tar.gz | darc inspect -:@2`,
 		Args: oneArchiveArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			arg, err := archiveArg(cmd, args)
-			if err != nil {
-				return err
-			}
-			ref, err := parseArchiveArg(arg)
-			if err != nil {
-				return err
-			}
-			a, err := openArchive(cmd.ErrOrStderr(), ref.Path())
+			a, ref, _, err := openArchiveArg(cmd, args)
 			if err != nil {
 				return err
 			}

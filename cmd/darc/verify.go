@@ -90,15 +90,7 @@ verify.`,
   curl -s https://example.com/bundle.tar.zst | darc verify -`,
 		Args: oneArchiveArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			arg, err := archiveArg(cmd, args)
-			if err != nil {
-				return err
-			}
-			ref, err := parseArchiveArg(arg)
-			if err != nil {
-				return err
-			}
-			a, err := openArchive(cmd.ErrOrStderr(), ref.Path())
+			a, ref, arg, err := openArchiveArg(cmd, args)
 			if err != nil {
 				return err
 			}

@@ -140,46 +140,23 @@ func (w *Workload) save(ctx context.Context, path string, from, to int) error {
 	return a.Commit()
 }
 
-// compressZstd writes src compressed with zstd to dst (through a temp file).
-func compressZstd(src, dst string) (err error) {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.CreateTemp(filepath.Dir(dst), ".tmp-"+filepath.Base(dst)+"-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = out.Close()
-			_ = os.Remove(out.Name())
-		}
-	}()
-	bw := bufio.NewWriterSize(out, 1<<20)
-	zw, err := zstd.NewWriter(bw, zstd.WithEncoderConcurrency(runtime.NumCPU()))
-	if err != nil {
-		return err
-	}
-	if _, err := zw.ReadFrom(bufio.NewReaderSize(in, 1<<20)); err != nil {
-		return err
-	}
-	if err := zw.Close(); err != nil {
-		return err
-	}
-	if err := bw.Flush(); err != nil {
-		return err
-	}
-	if err := out.Close(); err != nil {
-		return err
-	}
-	return os.Rename(out.Name(), dst)
+// compressZstd writes src compressed as one plain zstd stream to dst.
+func compressZstd(src, dst string) error {
+	return compressFile(src, dst, func(w io.Writer) (io.WriteCloser, error) {
+		return zstd.NewWriter(w, zstd.WithEncoderConcurrency(runtime.NumCPU()))
+	})
 }
 
-// compressBundle writes src through tarfile's seekable zstd compressor to dst (through a
-// temp file).
-func compressBundle(src, dst string) (err error) {
+// compressBundle writes src through tarfile's seekable zstd compressor to dst.
+func compressBundle(src, dst string) error {
+	return compressFile(src, dst, func(w io.Writer) (io.WriteCloser, error) {
+		return tarfile.NewCompressor(w, tarfile.Zstd, 0)
+	})
+}
+
+// compressFile writes src through the compressor newWriter makes to dst, by way of a temp
+// file renamed into place once complete.
+func compressFile(src, dst string, newWriter func(io.Writer) (io.WriteCloser, error)) (err error) {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
@@ -196,7 +173,7 @@ func compressBundle(src, dst string) (err error) {
 		}
 	}()
 	bw := bufio.NewWriterSize(out, 1<<20)
-	zw, err := tarfile.NewCompressor(bw, tarfile.Zstd, 0)
+	zw, err := newWriter(bw)
 	if err != nil {
 		return err
 	}
