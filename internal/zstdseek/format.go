@@ -54,6 +54,11 @@ type entry struct {
 // isSkippableMagic reports whether m is one of the 16 skippable frame magic numbers.
 func isSkippableMagic(m uint32) bool { return m&skippableMagicMask == skippableMagicLow }
 
+// seekTableSize is the size of the seek table frame (no checksums) of n entries.
+func seekTableSize(n int) int64 {
+	return skippableHeaderSize + int64(n)*entrySize + footerSize
+}
+
 // appendSeekTable appends the seek table frame (no checksums) for entries to b.
 func appendSeekTable(b []byte, entries []entry) []byte {
 	b = binary.LittleEndian.AppendUint32(b, seekTableMagic)

@@ -67,82 +67,28 @@ type call struct {
 // ErrBadSeekTable when the table is inconsistent with itself or with size. The frames are
 // not read until ReadAt needs them.
 func Open(r io.ReaderAt, size int64) (*Reader, error) {
-	if size < footerSize+skippableHeaderSize {
-		return nil, fmt.Errorf("%w: %d bytes is too short", ErrNotSeekable, size)
-	}
-	var foot [footerSize]byte
-	if err := readFull(r, foot[:], size-footerSize); err != nil {
-		return nil, fmt.Errorf("zstdseek: reading footer: %w", err)
-	}
-	if binary.LittleEndian.Uint32(foot[5:]) != seekableMagic {
-		return nil, ErrNotSeekable
-	}
-	n := int64(binary.LittleEndian.Uint32(foot[0:]))
-	desc := foot[4]
-	if desc&descReserved != 0 {
-		return nil, fmt.Errorf("%w: reserved descriptor bits set (%#02x)", ErrBadSeekTable, desc)
-	}
-	esize := int64(entrySize)
-	if desc&descChecksum != 0 {
-		esize = entrySizeChecksum
-	}
-	if n > maxFrames {
-		return nil, fmt.Errorf("%w: %d frames, more than %d", ErrBadSeekTable, n, maxFrames)
-	}
-	tableSize := skippableHeaderSize + n*esize + footerSize
-	// Each entry describes a frame of at least minFrameSize bytes before the table.
-	if tableSize+n*minFrameSize > size {
-		return nil, fmt.Errorf("%w: %d frames do not fit in %d bytes", ErrBadSeekTable, n, size)
-	}
-	tableOff := size - tableSize
-	var head [skippableHeaderSize]byte
-	if err := readFull(r, head[:], tableOff); err != nil {
-		return nil, fmt.Errorf("zstdseek: reading seek table: %w", err)
-	}
-	if m := binary.LittleEndian.Uint32(head[:]); m != seekTableMagic {
-		return nil, fmt.Errorf("%w: seek table frame magic %#08x, want %#08x", ErrBadSeekTable, m, uint32(seekTableMagic))
-	}
-	if l := int64(binary.LittleEndian.Uint32(head[4:])); l != tableSize-skippableHeaderSize {
-		return nil, fmt.Errorf("%w: seek table frame length %d, want %d for %d frames", ErrBadSeekTable, l, tableSize-skippableHeaderSize, n)
-	}
+	return OpenParts(r, []int64{size})
+}
 
-	frames := make([]frame, 0, min(n, tableChunk/esize))
-	var cOff, dOff int64
-	buf := make([]byte, min(n*esize, tableChunk/esize*esize))
-	for off, i := tableOff+skippableHeaderSize, int64(0); i < n; {
-		k := min(n-i, int64(len(buf))/esize)
-		b := buf[:k*esize]
-		if err := readFull(r, b, off); err != nil {
-			return nil, fmt.Errorf("zstdseek: reading seek table: %w", err)
-		}
-		off += int64(len(b))
-		for ; len(b) > 0; b = b[esize:] {
-			f := frame{
-				cOff: cOff, dOff: dOff,
-				c: binary.LittleEndian.Uint32(b),
-				d: binary.LittleEndian.Uint32(b[4:]),
-			}
-			switch {
-			case f.c < minFrameSize:
-				return nil, fmt.Errorf("%w: frame %d: compressed size %d is too small", ErrBadSeekTable, i, f.c)
-			case f.d > maxFrameSize:
-				return nil, fmt.Errorf("%w: frame %d: decompressed size %d exceeds %d", ErrBadSeekTable, i, f.d, maxFrameSize)
-			case f.d > 0 && f.c > maxCompressedFrame:
-				return nil, fmt.Errorf("%w: frame %d: compressed size %d exceeds %d", ErrBadSeekTable, i, f.c, maxCompressedFrame)
-			case uint64(f.d)*3 > uint64(f.c)*maxBlockSize:
-				return nil, fmt.Errorf("%w: frame %d: %d compressed bytes cannot hold %d decompressed bytes", ErrBadSeekTable, i, f.c, f.d)
-			}
-			cOff += int64(f.c)
-			dOff += int64(f.d)
-			if cOff > tableOff {
-				return nil, fmt.Errorf("%w: frame %d ends at %d, after the seek table at %d", ErrBadSeekTable, i, cOff, tableOff)
-			}
-			frames = append(frames, f)
-			i++
-		}
+// OpenParts opens seekable zstd streams stored one after another in r, of the given sizes,
+// as one: the Reader's content is the parts' contents, concatenated. Each part must end with
+// its own seek table. Errors are as Open's, naming the part when there are several.
+func OpenParts(r io.ReaderAt, sizes []int64) (*Reader, error) {
+	if len(sizes) == 0 {
+		return nil, fmt.Errorf("%w: no parts", ErrNotSeekable)
 	}
-	if cOff != tableOff {
-		return nil, fmt.Errorf("%w: frames end at %d, but the seek table starts at %d", ErrBadSeekTable, cOff, tableOff)
+	var frames []frame
+	var base, dOff int64
+	for i, size := range sizes {
+		var err error
+		frames, dOff, err = readTable(r, base, size, frames, dOff)
+		if err != nil {
+			if len(sizes) > 1 {
+				return nil, fmt.Errorf("part %d: %w", i+1, err)
+			}
+			return nil, err
+		}
+		base += size
 	}
 	dec, err := zstd.NewReader(nil,
 		zstd.WithDecoderConcurrency(0),
@@ -160,6 +106,100 @@ func Open(r io.ReaderAt, size int64) (*Reader, error) {
 		dec:      dec,
 		inflight: make(map[int]*call),
 	}, nil
+}
+
+// readTable reads and validates the seek table of the size bytes of r at base, and appends
+// its frames to frames, their content starting at dOff. It returns the offset where their
+// content ends.
+func readTable(r io.ReaderAt, base, size int64, frames []frame, dOff int64) ([]frame, int64, error) {
+	if size < footerSize+skippableHeaderSize {
+		return nil, 0, fmt.Errorf("%w: %d bytes is too short", ErrNotSeekable, size)
+	}
+	var foot [footerSize]byte
+	if err := readFull(r, foot[:], base+size-footerSize); err != nil {
+		return nil, 0, fmt.Errorf("zstdseek: reading footer: %w", err)
+	}
+	if binary.LittleEndian.Uint32(foot[5:]) != seekableMagic {
+		return nil, 0, ErrNotSeekable
+	}
+	n := int64(binary.LittleEndian.Uint32(foot[0:]))
+	desc := foot[4]
+	if desc&descReserved != 0 {
+		return nil, 0, fmt.Errorf("%w: reserved descriptor bits set (%#02x)", ErrBadSeekTable, desc)
+	}
+	esize := int64(entrySize)
+	if desc&descChecksum != 0 {
+		esize = entrySizeChecksum
+	}
+	if n > maxFrames-int64(len(frames)) {
+		return nil, 0, fmt.Errorf("%w: %d frames, more than %d", ErrBadSeekTable, int64(len(frames))+n, maxFrames)
+	}
+	tableSize := skippableHeaderSize + n*esize + footerSize
+	// Each entry describes a frame of at least minFrameSize bytes before the table.
+	if tableSize+n*minFrameSize > size {
+		return nil, 0, fmt.Errorf("%w: %d frames do not fit in %d bytes", ErrBadSeekTable, n, size)
+	}
+	tableOff := size - tableSize
+	var head [skippableHeaderSize]byte
+	if err := readFull(r, head[:], base+tableOff); err != nil {
+		return nil, 0, fmt.Errorf("zstdseek: reading seek table: %w", err)
+	}
+	if m := binary.LittleEndian.Uint32(head[:]); m != seekTableMagic {
+		return nil, 0, fmt.Errorf("%w: seek table frame magic %#08x, want %#08x", ErrBadSeekTable, m, uint32(seekTableMagic))
+	}
+	if l := int64(binary.LittleEndian.Uint32(head[4:])); l != tableSize-skippableHeaderSize {
+		return nil, 0, fmt.Errorf("%w: seek table frame length %d, want %d for %d frames", ErrBadSeekTable, l, tableSize-skippableHeaderSize, n)
+	}
+
+	if frames == nil {
+		frames = make([]frame, 0, min(n, tableChunk/esize))
+	}
+	var cOff int64
+	buf := make([]byte, min(n*esize, tableChunk/esize*esize))
+	for off, i := base+tableOff+skippableHeaderSize, int64(0); i < n; {
+		k := min(n-i, int64(len(buf))/esize)
+		b := buf[:k*esize]
+		if err := readFull(r, b, off); err != nil {
+			return nil, 0, fmt.Errorf("zstdseek: reading seek table: %w", err)
+		}
+		off += int64(len(b))
+		for ; len(b) > 0; b = b[esize:] {
+			f := frame{
+				cOff: base + cOff, dOff: dOff,
+				c: binary.LittleEndian.Uint32(b),
+				d: binary.LittleEndian.Uint32(b[4:]),
+			}
+			if err := f.check(i); err != nil {
+				return nil, 0, err
+			}
+			cOff += int64(f.c)
+			dOff += int64(f.d)
+			if cOff > tableOff {
+				return nil, 0, fmt.Errorf("%w: frame %d ends at %d, after the seek table at %d", ErrBadSeekTable, i, cOff, tableOff)
+			}
+			frames = append(frames, f)
+			i++
+		}
+	}
+	if cOff != tableOff {
+		return nil, 0, fmt.Errorf("%w: frames end at %d, but the seek table starts at %d", ErrBadSeekTable, cOff, tableOff)
+	}
+	return frames, dOff, nil
+}
+
+// check refuses an entry no frame can match; i is its number in its table.
+func (f frame) check(i int64) error {
+	switch {
+	case f.c < minFrameSize:
+		return fmt.Errorf("%w: frame %d: compressed size %d is too small", ErrBadSeekTable, i, f.c)
+	case f.d > maxFrameSize:
+		return fmt.Errorf("%w: frame %d: decompressed size %d exceeds %d", ErrBadSeekTable, i, f.d, maxFrameSize)
+	case f.d > 0 && f.c > maxCompressedFrame:
+		return fmt.Errorf("%w: frame %d: compressed size %d exceeds %d", ErrBadSeekTable, i, f.c, maxCompressedFrame)
+	case uint64(f.d)*3 > uint64(f.c)*maxBlockSize:
+		return fmt.Errorf("%w: frame %d: %d compressed bytes cannot hold %d decompressed bytes", ErrBadSeekTable, i, f.c, f.d)
+	}
+	return nil
 }
 
 // Size returns the decompressed size: the sum of the table's decompressed sizes.

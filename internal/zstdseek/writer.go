@@ -16,6 +16,13 @@ type WriterOptions struct {
 	Level       int // zstd level as zstd(1) numbers them (1..22; 0 means 3)
 	FrameSize   int // decompressed bytes after which a frame is cut automatically (0 means 4 MiB; at most 256 MiB)
 	Concurrency int // frames compressed at once (0 means runtime.GOMAXPROCS(0))
+	// PartSize, when positive, splits the output into parts of at most PartSize bytes,
+	// each a seekable zstd stream of its own: a part ends, with the seek table of its
+	// frames, before the first frame that would not fit in it. NextPart returns the writer
+	// of each part after the first (the writer given to NewWriter). A frame that does not
+	// fit even in an empty part is an error.
+	PartSize int64
+	NextPart func() (io.Writer, error)
 }
 
 var errClosed = errors.New("zstdseek: write to closed Writer")
@@ -44,9 +51,14 @@ type Writer struct {
 	mu  sync.Mutex
 	err error // sticky; guarded by mu
 
-	entries  []entry // owned by the output goroutine until done is closed
-	closed   bool
-	closeErr error
+	// entries are the current part's; partBytes its bytes written so far. Both are owned
+	// by the output goroutine until done is closed.
+	entries   []entry
+	partBytes int64
+	partSize  int64
+	nextPart  func() (io.Writer, error)
+	closed    bool
+	closeErr  error
 }
 
 // job is one frame on its way to the output: out is valid once ready is closed.
@@ -74,6 +86,9 @@ func NewWriter(w io.Writer, o WriterOptions) (*Writer, error) {
 	case frameSize < 0 || frameSize > maxFrameSize:
 		return nil, fmt.Errorf("zstdseek: frame size %d out of range 1..%d", o.FrameSize, maxFrameSize)
 	}
+	if o.PartSize < 0 || (o.PartSize > 0) != (o.NextPart != nil) {
+		return nil, errors.New("zstdseek: PartSize and NextPart go together, and PartSize is not negative")
+	}
 	conc := o.Concurrency
 	switch {
 	case conc == 0:
@@ -94,6 +109,8 @@ func NewWriter(w io.Writer, o WriterOptions) (*Writer, error) {
 		dst:       w,
 		enc:       enc,
 		frameSize: frameSize,
+		partSize:  o.PartSize,
+		nextPart:  o.NextPart,
 		workers:   make(chan struct{}, conc),
 		queue:     make(chan *job, conc),
 		done:      make(chan struct{}),
@@ -165,7 +182,7 @@ func (w *Writer) WriteSkippable(payload []byte) error {
 }
 
 // Close ends the current frame, waits until every frame is written, then writes the seek
-// table. It does not close the underlying writer. Later calls return the first call's result.
+// table (the last part's, when split). It closes no underlying writer. Later calls return the first call's result.
 func (w *Writer) Close() error {
 	if w.closed {
 		return w.closeErr
@@ -226,20 +243,51 @@ func (w *Writer) output() {
 			switch {
 			case j.out == nil:
 				w.setErr(fmt.Errorf("zstdseek: frame %d: compressed size exceeds 4 GiB", len(w.entries)))
-			case len(w.entries) >= maxFrames:
-				w.setErr(fmt.Errorf("zstdseek: more than %d frames", maxFrames))
 			default:
-				if err := writeFull(w.dst, j.out); err != nil {
-					w.setErr(err)
-				} else {
-					w.entries = append(w.entries, j.e)
-				}
+				w.setErr(w.writeFrame(j))
 			}
 		}
 		if j.pooled {
 			w.putBuf(j.out)
 		}
 	}
+}
+
+// writeFrame writes one frame and records its entry, first ending the part if the frame
+// would not fit in it.
+func (w *Writer) writeFrame(j *job) error {
+	if w.partSize > 0 {
+		if w.partBytes+int64(len(j.out))+seekTableSize(len(w.entries)+1) > w.partSize && len(w.entries) > 0 {
+			if err := w.endPart(); err != nil {
+				return err
+			}
+		}
+		if int64(len(j.out))+seekTableSize(1) > w.partSize {
+			return fmt.Errorf("zstdseek: a frame of %d bytes does not fit in parts of %d bytes", len(j.out), w.partSize)
+		}
+	}
+	if len(w.entries) >= maxFrames {
+		return fmt.Errorf("zstdseek: more than %d frames", maxFrames)
+	}
+	if err := writeFull(w.dst, j.out); err != nil {
+		return err
+	}
+	w.partBytes += int64(len(j.out))
+	w.entries = append(w.entries, j.e)
+	return nil
+}
+
+// endPart writes the current part's seek table and moves on to the next part.
+func (w *Writer) endPart() error {
+	if err := writeFull(w.dst, appendSeekTable(nil, w.entries)); err != nil {
+		return err
+	}
+	dst, err := w.nextPart()
+	if err != nil {
+		return err
+	}
+	w.dst, w.entries, w.partBytes = dst, nil, 0
+	return nil
 }
 
 func writeFull(w io.Writer, b []byte) error {
