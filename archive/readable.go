@@ -135,8 +135,11 @@ type ReadableArchive struct {
 }
 
 // Open opens the docker-archive at path; "-" reads standard input. Whole-archive gzip, zstd,
-// xz and bzip2 compression is recognized from the content. An uncompressed regular file is
-// read in place; anything else is spooled once to a temp file that Close removes.
+// xz and bzip2 compression is recognized from the content. An uncompressed regular file and
+// a seekable .tar.zst are read in place; anything else is spooled once to a temp file that
+// Close removes. A split archive, parts NAME.000, NAME.001, … as WithSplit writes them (or
+// `split -d -a 3 FILE FILE.` cuts any archive), is opened as one given its first part,
+// NAME itself, or a glob pattern matching exactly its parts.
 func Open(path string, opts ...OpenOption) (*ReadableArchive, error) {
 	o, err := makeOpenOptions(opts)
 	if err != nil {

@@ -150,7 +150,7 @@ func compressZstd(src, dst string) error {
 // compressBundle writes src through tarfile's seekable zstd compressor to dst.
 func compressBundle(src, dst string) error {
 	return compressFile(src, dst, func(w io.Writer) (io.WriteCloser, error) {
-		return tarfile.NewCompressor(w, tarfile.Zstd, 0)
+		return tarfile.NewCompressor(w, tarfile.Zstd, tarfile.CompressOptions{})
 	})
 }
 

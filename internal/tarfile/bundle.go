@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"runtime"
 	"sort"
 
@@ -34,12 +33,26 @@ const headerViewMagic = "darc header view 1\n"
 // members.
 const maxHeaderView = 256 << 20
 
+// CompressOptions configure NewCompressor.
+type CompressOptions struct {
+	// Level is the format's own (zstd 1 to 19, gzip 1 to 9); 0 means the format's default.
+	Level int
+	// PartSize, when positive, splits a Zstd bundle into parts of at most PartSize bytes,
+	// each a seekable zstd stream (see zstdseek.WriterOptions); the last holds the header
+	// view. NextPart returns the writer of each part after the first.
+	PartSize int64
+	NextPart func() (io.Writer, error)
+}
+
 // NewCompressor returns a writer that compresses the tar written to it into w: Zstd as a
-// seekable bundle, Gzip with a block per core, Uncompressed as is. level is the format's own
-// (zstd 1 to 19, gzip 1 to 9; 0 means the format's default). The output depends only on the
-// bytes written and the level, not on the number of cores. Close finishes the compressed
-// stream but does not close w.
-func NewCompressor(w io.Writer, c Compression, level int) (io.WriteCloser, error) {
+// seekable bundle, Gzip with a block per core, Uncompressed as is. The output depends only
+// on the bytes written and the options, not on the number of cores. Close finishes the
+// compressed stream but does not close w.
+func NewCompressor(w io.Writer, c Compression, o CompressOptions) (io.WriteCloser, error) {
+	if o.PartSize > 0 && c != Zstd {
+		return nil, fmt.Errorf("cannot split %s output", c)
+	}
+	level := o.Level
 	switch c {
 	case Uncompressed:
 		return nopCloser{w}, nil
@@ -60,7 +73,7 @@ func NewCompressor(w io.Writer, c Compression, level int) (io.WriteCloser, error
 		if level < 0 || level > 19 {
 			return nil, fmt.Errorf("zstd level %d: expected 1 to 19", level)
 		}
-		zw, err := zstdseek.NewWriter(w, zstdseek.WriterOptions{Level: level})
+		zw, err := zstdseek.NewWriter(w, zstdseek.WriterOptions{Level: level, PartSize: o.PartSize, NextPart: o.NextPart})
 		if err != nil {
 			return nil, err
 		}
@@ -358,26 +371,22 @@ func (v *headerView) mismatch(r io.ReaderAt) error {
 	return nil
 }
 
-// openBundle opens f, a zstd file, for random access when it is a seekable bundle. It
-// returns nil, nil for zstd that is not seekable, or whose seek table is unusable (after
-// telling o.Warn why): the caller reads it as a stream.
-func openBundle(path string, f *os.File, size int64, o OpenOptions) (*Reader, error) {
-	r, err := bundleReader(path, f, size, o)
+// openBundle opens the zstd in ra (parts of the given sizes, one after another) for random
+// access when it is a seekable bundle. It returns nil, nil for zstd that is not seekable, or
+// whose seek table is unusable (after telling o.Warn why): the caller reads it as a stream.
+func openBundle(name string, ra io.ReaderAt, sizes []int64, o OpenOptions) (*Reader, error) {
+	r, err := bundleReader(name, ra, sizes, o)
 	if errors.Is(err, zstdseek.ErrNotSeekable) {
 		return nil, nil
 	}
 	var bad badSeekTable
 	if errors.As(err, &bad) {
 		if o.Warn != nil {
-			o.Warn(fmt.Sprintf("archive %q: %v; reading it as a plain zstd stream", path, bad.err))
+			o.Warn(fmt.Sprintf("archive %q: %v; reading it as a plain zstd stream", name, bad.err))
 		}
 		return nil, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	r.closer = f
-	return r, nil
+	return r, err
 }
 
 // badSeekTable is a seek table that zstdseek.Open refused.
@@ -385,11 +394,11 @@ type badSeekTable struct{ err error }
 
 func (b badSeekTable) Error() string { return b.err.Error() }
 
-// bundleReader reads the seekable bundle in the size bytes of ra: the tar is indexed from the
+// bundleReader reads the seekable bundle in ra, parts of the given sizes: the tar is indexed from the
 // header view when the bundle has a usable one, from the frames otherwise, and its members
 // are read from the frames that hold them.
-func bundleReader(name string, ra io.ReaderAt, size int64, o OpenOptions) (*Reader, error) {
-	zr, err := zstdseek.Open(ra, size)
+func bundleReader(name string, ra io.ReaderAt, sizes []int64, o OpenOptions) (*Reader, error) {
+	zr, err := zstdseek.OpenParts(ra, sizes)
 	if errors.Is(err, zstdseek.ErrNotSeekable) {
 		return nil, err
 	}
@@ -443,11 +452,4 @@ func (r *Reader) StoredIndexMismatch() error {
 		return nil
 	}
 	return r.view.mismatch(r.ix.r)
-}
-
-// IsBundle reports whether the size bytes of r are zstd with a usable seek table: what
-// OpenFile reads in place.
-func IsBundle(r io.ReaderAt, size int64) bool {
-	_, err := zstdseek.Open(r, size)
-	return err == nil
 }

@@ -22,7 +22,7 @@ import (
 func compressTo(t *testing.T, data []byte, c Compression) string {
 	t.Helper()
 	var buf bytes.Buffer
-	cw, err := NewCompressor(&buf, c, 0)
+	cw, err := NewCompressor(&buf, c, CompressOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +314,7 @@ func TestBundleReadsOnlyWhatItNeeds(t *testing.T) {
 	raw, _ := os.ReadFile(compressTo(t, data, Zstd))
 	file := &countingReaderAt{r: bytes.NewReader(raw)}
 	size := int64(len(raw))
-	r, err := bundleReader("test", file, size, OpenOptions{})
+	r, err := bundleReader("test", file, []int64{size}, OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

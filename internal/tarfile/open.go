@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/darc-dev/darc/internal/zstdseek"
 )
 
 // OpenOptions configure OpenFile and OpenStream.
@@ -18,65 +20,78 @@ type OpenOptions struct {
 	Warn func(string)
 }
 
-// OpenFile opens the archive at path ("-" is standard input). An uncompressed regular file is
-// indexed in place; a compressed file or a non-seekable one (a pipe, a FIFO) is spooled once
-// to an unlinked temp file. The returned Reader owns the file: Close releases it.
+// OpenFile opens the archive at path ("-" is standard input), or the split archive it names
+// (see SplitParts). An uncompressed regular file, and a seekable zstd bundle, are read in
+// place; another compressed file, or one that is not regular (a pipe, a FIFO), is spooled
+// once to an unlinked temp file. The returned Reader owns the files: Close releases them.
 func OpenFile(path string, o OpenOptions) (*Reader, error) {
 	if path == "-" {
 		return OpenStream("-", os.Stdin, o)
+	}
+	parts, err := SplitParts(path)
+	if err != nil {
+		return nil, err
+	}
+	if parts != nil {
+		pf, err := openPartFiles(parts)
+		if err != nil {
+			return nil, fmt.Errorf("archive %q: %w", path, err)
+		}
+		r, err := openInPlace(path, pf, pf.sizes(), pf, o)
+		if err != nil {
+			return nil, fmt.Errorf("%w (read as the %d parts %s to %s: is one missing?)", err, len(parts), parts[0], parts[len(parts)-1])
+		}
+		return r, nil
 	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	succeeded := false
-	defer func() {
-		if !succeeded {
-			_ = f.Close()
-		}
-	}()
 	st, err := f.Stat()
 	if err != nil {
+		_ = f.Close()
 		return nil, err
 	}
 	if !st.Mode().IsRegular() {
 		r, err := OpenStream(path, f, o)
-		if err != nil {
-			return nil, err
-		}
 		_ = f.Close() // the spool file holds everything now
-		succeeded = true
-		return r, nil
+		return r, err
+	}
+	return openInPlace(path, f, []int64{st.Size()}, f, o)
+}
+
+// openInPlace opens the archive in ra, parts of the given sizes one after another, reading
+// it in place when it is uncompressed or a seekable bundle, and spooling it otherwise. The
+// Reader owns closer; on failure, or once spooled, it is closed.
+func openInPlace(name string, ra io.ReaderAt, sizes []int64, closer io.Closer, o OpenOptions) (*Reader, error) {
+	var size int64
+	for _, s := range sizes {
+		size += s
 	}
 	head := make([]byte, 512)
-	n, err := f.ReadAt(head, 0)
+	n, err := ra.ReadAt(head, 0)
 	if err != nil && err != io.EOF {
-		return nil, fmt.Errorf("archive %q: %w", path, err)
+		_ = closer.Close()
+		return nil, fmt.Errorf("archive %q: %w", name, err)
 	}
-	c := DetectCompression(head[:n])
-	if c == Zstd {
-		r, err := openBundle(path, f, st.Size(), o)
-		if err != nil || r != nil {
-			succeeded = err == nil
-			return r, err
-		}
+	var r *Reader
+	switch DetectCompression(head[:n]) {
+	case Uncompressed:
+		r, err = newReader(name, ra, size, o.Limits)
+	case Zstd:
+		r, err = openBundle(name, ra, sizes, o)
 	}
-	if c != Uncompressed {
-		r, err := OpenStream(path, io.NewSectionReader(f, 0, st.Size()), o)
-		if err != nil {
-			return nil, err
-		}
-		_ = f.Close()
-		succeeded = true
-		return r, nil
-	}
-	r, err := newReader(path, f, st.Size(), o.Limits)
 	if err != nil {
+		_ = closer.Close()
 		return nil, err
 	}
-	r.closer = f
-	succeeded = true
-	return r, nil
+	if r != nil {
+		r.closer = closer
+		return r, nil
+	}
+	r, err = OpenStream(name, io.NewSectionReader(ra, 0, size), o)
+	_ = closer.Close() // the spool file holds everything now, or nothing is open
+	return r, err
 }
 
 // OpenStream reads an archive from a stream, decompressing it when its magic bytes say so,
@@ -109,4 +124,48 @@ func (r *Reader) Close() error {
 		return err
 	}
 	return nil
+}
+
+// NeedsSpool reports whether OpenFile would copy the archive at path to a temp file before
+// reading it: "-" (standard input), a file that is not a regular one (a pipe, a FIFO), and a
+// compressed one other than a seekable zstd bundle. A split archive is judged as its parts
+// concatenated.
+func NeedsSpool(path string) (bool, error) {
+	if path == "-" {
+		return true, nil
+	}
+	parts, err := SplitParts(path)
+	if err != nil {
+		return false, err
+	}
+	if parts == nil {
+		// Stat before opening: opening a FIFO waits for a writer, and reading it would
+		// consume the archive.
+		st, err := os.Stat(path)
+		if err != nil {
+			return false, err
+		}
+		if !st.Mode().IsRegular() {
+			return true, nil
+		}
+		parts = []string{path}
+	}
+	pf, err := openPartFiles(parts)
+	if err != nil {
+		return false, err
+	}
+	defer pf.Close()
+	head := make([]byte, 512)
+	n, err := pf.ReadAt(head, 0)
+	if err != nil && err != io.EOF {
+		return false, err
+	}
+	switch DetectCompression(head[:n]) {
+	case Uncompressed:
+		return false, nil
+	case Zstd:
+		_, err := zstdseek.OpenParts(pf, pf.sizes())
+		return err != nil, nil
+	}
+	return true, nil
 }
