@@ -71,6 +71,7 @@ type createOptions struct {
 	maxConfigSize *int64 // nil unless WithWriteMaxConfigSize was given
 	compression   Compression
 	level         int
+	splitSize     int64 // WithSplit
 	// wrapOutput wraps the output, for tests that inject write failures.
 	wrapOutput func(io.Writer) io.Writer
 }
@@ -184,6 +185,9 @@ func makeCreateOptions(opts []CreateOption, forWriter bool) (createOptions, erro
 		}
 	}
 	if err := checkCompression(o.compression, o.level); err != nil {
+		return o, err
+	}
+	if err := checkSplit(o, forWriter); err != nil {
 		return o, err
 	}
 	return o, nil
@@ -301,6 +305,8 @@ type WritableArchive struct {
 	// compressor, when the archive is compressed, sits between tw and the output; Commit
 	// closes it after tw.
 	compressor io.WriteCloser
+	// parts is the output of a split archive (WithSplit), in place of file.
+	parts *partOutput
 
 	mu      sync.Mutex
 	idle    *sync.Cond // signalled when outBusy becomes false
@@ -396,7 +402,8 @@ type layerRecord struct {
 // Create starts writing an archive to path. The archive is written to a temp file in path's
 // directory and renamed to path by Commit; an existing file at path is refused with ErrExists
 // unless WithOverwrite(true) is given, and it is left untouched until Commit. "-" writes to
-// standard output, as NewWriter(os.Stdout) does.
+// standard output, as NewWriter(os.Stdout) does. With WithSplit the archive is written as
+// parts PATH.000, PATH.001, … instead.
 func Create(path string, opts ...CreateOption) (*WritableArchive, error) {
 	o, err := makeCreateOptions(opts, path == "-")
 	if err != nil {
@@ -407,6 +414,9 @@ func Create(path string, opts ...CreateOption) (*WritableArchive, error) {
 	}
 	if path == "" {
 		return nil, errors.New("archive: empty path")
+	}
+	if o.splitSize > 0 {
+		return createSplit(path, o)
 	}
 	if st, err := os.Stat(path); err == nil {
 		if st.IsDir() {
@@ -454,7 +464,11 @@ func newWritable(name, path string, file *os.File, w io.Writer, o createOptions)
 	}
 	var compressor io.WriteCloser
 	if c := o.compression.tarCompression(); c != tarfile.Uncompressed {
-		cw, err := tarfile.NewCompressor(w, c, o.level)
+		co := tarfile.CompressOptions{Level: o.level}
+		if parts, ok := w.(*partOutput); ok {
+			co.PartSize, co.NextPart = o.splitSize, parts.next
+		}
+		cw, err := tarfile.NewCompressor(w, c, co)
 		if err != nil {
 			return nil, fmt.Errorf("archive %q: %w", name, err)
 		}
@@ -819,7 +833,7 @@ func (a *WritableArchive) CommitContext(ctx context.Context) error {
 // finish writes the metadata files and the trailer and puts the file in place, unless ctx is
 // done first (see CommitContext).
 func (a *WritableArchive) finish(ctx context.Context, files []layout.File) error {
-	if a.file == nil {
+	if a.file == nil && a.parts == nil {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("archive %q: commit abandoned: %w", a.name, err)
 		}
@@ -838,6 +852,12 @@ func (a *WritableArchive) finish(ctx context.Context, files []layout.File) error
 		if err != nil {
 			return fmt.Errorf("archive %q: compressing: %w", a.name, err)
 		}
+	}
+	if a.parts != nil {
+		if err := a.parts.place(ctx, a.overwrite); err != nil {
+			return fmt.Errorf("archive %q: %w", a.name, err)
+		}
+		return nil
 	}
 	if a.file == nil {
 		return nil
@@ -868,13 +888,17 @@ func (a *WritableArchive) finish(ctx context.Context, files []layout.File) error
 		_ = os.Remove(tmp)
 		return fmt.Errorf("archive %q: %w", a.name, err)
 	}
-	// Make the rename durable. Some file systems cannot sync a directory; the archive is in
-	// place either way, so this is best effort.
-	if d, err := os.Open(filepath.Dir(a.path)); err == nil {
+	syncDir(a.path)
+	return nil
+}
+
+// syncDir makes a rename to path durable. Some file systems cannot sync a directory; the
+// file is in place either way, so this is best effort.
+func syncDir(path string) {
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
 		_ = d.Sync()
 		_ = d.Close()
 	}
-	return nil
 }
 
 // placeFile renames tmp to path; without overwrite it refuses to replace a file that appeared
@@ -941,6 +965,11 @@ func (a *WritableArchive) discardOutput() error {
 		// removed below.
 		_ = a.compressor.Close()
 		a.compressor = nil
+	}
+	if a.parts != nil {
+		err := a.parts.discard()
+		a.parts = nil
+		return err
 	}
 	if a.file != nil {
 		tmp := a.file.Name()

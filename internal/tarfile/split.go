@@ -26,7 +26,7 @@ func PartName(name string, i int) string { return fmt.Sprintf("%s.%03d", name, i
 
 // SplitParts returns the parts of the split archive that path names, in order, or nil when
 // it names none. path may be the first part (NAME.000, with NAME.001 beside it), NAME when
-// only its parts exist, or a glob pattern that matches exactly the parts of one archive. A
+// only its parts exist (a set of one part too), or a glob pattern that matches exactly the parts of one archive. A
 // later part (NAME.003) is an error that names the first.
 func SplitParts(path string) ([]string, error) {
 	_, err := os.Stat(path)
@@ -43,7 +43,11 @@ func SplitParts(path string) ([]string, error) {
 			}
 			return nil, nil
 		}
-		return partsFrom(name)
+		parts, err := partsFrom(name)
+		if len(parts) < 2 {
+			return nil, err // a file that happens to end in .000
+		}
+		return parts, nil
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, err
 	}
@@ -60,8 +64,7 @@ func SplitParts(path string) ([]string, error) {
 	return globParts(path, matches)
 }
 
-// partsFrom lists NAME.000, NAME.001, … up to the first that does not exist. A set of one is
-// no split archive.
+// partsFrom lists NAME.000, NAME.001, … up to the first that does not exist.
 func partsFrom(name string) ([]string, error) {
 	var parts []string
 	for i := 0; i < maxParts; i++ {
@@ -74,8 +77,10 @@ func partsFrom(name string) ([]string, error) {
 		}
 		parts = append(parts, p)
 	}
-	if len(parts) < 2 {
-		return nil, nil
+	for i := len(parts) + 1; i < len(parts)+3 && i < maxParts; i++ {
+		if _, err := os.Stat(PartName(name, i)); err == nil {
+			return nil, fmt.Errorf("split archive %s: part %s is missing, but %s is there", name, PartName(name, len(parts)), PartName(name, i))
+		}
 	}
 	return parts, nil
 }

@@ -1,0 +1,207 @@
+package archive_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/darc-dev/darc/archive"
+	dcopy "github.com/darc-dev/darc/copy"
+	"github.com/darc-dev/darc/internal/archivetest"
+)
+
+// splitSource writes an archive of n images with 7 MiB random layers (incompressible, so
+// that parts of archive.MinSplitSize hold about one each) and opens it.
+func splitSource(t *testing.T, n int) *archive.ReadableArchive {
+	t.Helper()
+	var images []archivetest.Image
+	for i := range n {
+		images = append(images, archivetest.Image{
+			Tags:   []string{"example.com/split/img:" + string(rune('a'+i))},
+			Layers: [][]byte{archivetest.Layer(int64(i+1), 1, 7<<20)},
+		})
+	}
+	path := filepath.Join(t.TempDir(), "source.tar")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := archivetest.Build(f, images, archivetest.Options{Layout: archivetest.ContainersImage}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	a, err := archive.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
+}
+
+// mergeInto writes every image of in to path with opts, committing only if commit.
+func mergeInto(t *testing.T, in *archive.ReadableArchive, path string, commit bool, opts ...archive.CreateOption) error {
+	t.Helper()
+	w, err := archive.Create(path, opts...)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	if _, err := dcopy.Merge(context.Background(), w, []*archive.ReadableArchive{in}); err != nil {
+		t.Fatal(err)
+	}
+	if !commit {
+		return nil
+	}
+	return w.Commit()
+}
+
+// parts returns the names in dir of the parts of NAME, in order.
+func parts(t *testing.T, name string) []string {
+	t.Helper()
+	got, _ := filepath.Glob(name + ".[0-9][0-9][0-9]")
+	return got
+}
+
+var splitOpts = []archive.CreateOption{archive.WithCompression(archive.CompressZstd, 0), archive.WithSplit(archive.MinSplitSize)}
+
+// TestCreateSplit: WithSplit writes parts of at most the split size, each a valid zstd file;
+// concatenated they are the .tar.zst of the same archive, which is the plain archive
+// compressed; Open reads the set in place from its first part, and it verifies.
+func TestCreateSplit(t *testing.T) {
+	in := splitSource(t, 3)
+	dir := t.TempDir()
+	plain, name := filepath.Join(dir, "plain.tar"), filepath.Join(dir, "bundle.tar.zst")
+	if err := mergeInto(t, in, plain, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := mergeInto(t, in, name, true, splitOpts...); err != nil {
+		t.Fatal(err)
+	}
+	got := parts(t, name)
+	if len(got) < 3 {
+		t.Fatalf("parts %q; want at least 3 for 21 MiB of random layers", got)
+	}
+	wtNoLeftovers(t, dir, append([]string{"plain.tar"}, baseNames(got)...)...)
+	var all []byte
+	for _, p := range got {
+		b := readFile(t, p)
+		if len(b) > archive.MinSplitSize {
+			t.Errorf("%s: %d bytes, more than the split size", p, len(b))
+		}
+		all = append(all, b...)
+		if zstdCLI, err := exec.LookPath("zstd"); err == nil {
+			if out, err := exec.Command(zstdCLI, "-t", p).CombinedOutput(); err != nil {
+				t.Errorf("zstd -t %s: %v\n%s", p, err, out)
+			}
+		}
+	}
+	dec, err := zstd.NewReader(bytes.NewReader(all))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	tarBytes, err := io.ReadAll(dec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(tarBytes, readFile(t, plain)) {
+		t.Error("the parts concatenated and decompressed are not the plain archive")
+	}
+	if spool, err := archive.NeedsSpool(got[0]); err != nil || spool {
+		t.Errorf("NeedsSpool(%s) = %v, %v; want false", got[0], spool, err)
+	}
+	a, err := archive.Open(got[0], archive.WithWarnings(func(s string) { t.Errorf("warning: %s", s) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if probs := a.Verify(context.Background(), 2); len(probs) > 0 {
+		t.Errorf("verify: %v", probs)
+	}
+	if gotImgs, want := wtReadBack(t, got[0]), wtReadBack(t, plain); !wtEqual(gotImgs, want) {
+		t.Errorf("the split archive reads back %+v, want %+v", gotImgs, want)
+	}
+}
+
+func baseNames(paths []string) []string {
+	out := make([]string, len(paths))
+	for i, p := range paths {
+		out[i] = filepath.Base(p)
+	}
+	return out
+}
+
+// TestCreateSplitReplace: an existing set is refused without WithOverwrite; with it, the new
+// set replaces the old one, and parts of the old set beyond the new one's are removed, so
+// that the first part does not lead a reader into a stale one. Closing without Commit leaves
+// the directory as it was.
+func TestCreateSplitReplace(t *testing.T) {
+	dir := t.TempDir()
+	name := filepath.Join(dir, "b.tar.zst")
+	if err := mergeInto(t, splitSource(t, 3), name, true, splitOpts...); err != nil {
+		t.Fatal(err)
+	}
+	before := parts(t, name)
+	if err := mergeInto(t, splitSource(t, 1), name, true, splitOpts...); !errors.Is(err, archive.ErrExists) {
+		t.Fatalf("a second Create over the set: %v; want ErrExists", err)
+	}
+	if err := mergeInto(t, splitSource(t, 1), filepath.Join(dir, "other.tar.zst"), false, splitOpts...); err != nil {
+		t.Fatal(err)
+	}
+	wtNoLeftovers(t, dir, baseNames(before)...)
+
+	if err := mergeInto(t, splitSource(t, 1), name, true, append(splitOpts, archive.WithOverwrite(true))...); err != nil {
+		t.Fatal(err)
+	}
+	after := parts(t, name)
+	if len(after) >= len(before) {
+		t.Fatalf("parts %q after replacing %q with one image; want fewer", after, before)
+	}
+	wtNoLeftovers(t, dir, baseNames(after)...)
+	if imgs := wtReadBack(t, name); len(imgs) != 1 {
+		t.Errorf("the replaced set reads back %d images, want 1", len(imgs))
+	}
+}
+
+// WithSplit is refused where it cannot apply.
+func TestSplitOptionErrors(t *testing.T) {
+	dir := t.TempDir()
+	zstdOpt := archive.WithCompression(archive.CompressZstd, 0)
+	for _, tc := range []struct {
+		name string
+		path string
+		opts []archive.CreateOption
+		want string
+	}{
+		{"no compression", "a.tar", []archive.CreateOption{archive.WithSplit(archive.MinSplitSize)}, `needs "zstd"`},
+		{"gzip", "a.tar.gz", []archive.CreateOption{archive.WithCompression(archive.CompressGzip, 0), archive.WithSplit(archive.MinSplitSize)}, `needs "zstd"`},
+		{"too small", "a.tar.zst", []archive.CreateOption{zstdOpt, archive.WithSplit(1 << 20)}, "less than the minimum"},
+		{"standard output", "-", []archive.CreateOption{zstdOpt, archive.WithSplit(archive.MinSplitSize)}, "only to Create with a path"},
+	} {
+		path := tc.path
+		if path != "-" {
+			path = filepath.Join(dir, path)
+		}
+		w, err := archive.Create(path, tc.opts...)
+		if err == nil {
+			w.Close()
+			t.Errorf("%s: accepted", tc.name)
+		} else if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v; want %q", tc.name, err, tc.want)
+		}
+	}
+	if _, err := archive.NewWriter(io.Discard, zstdOpt, archive.WithSplit(archive.MinSplitSize)); err == nil {
+		t.Error("NewWriter with WithSplit: accepted")
+	}
+	wtNoLeftovers(t, dir)
+}
