@@ -16,6 +16,7 @@ import (
 	"github.com/darc-dev/darc/archive"
 	dcopy "github.com/darc-dev/darc/copy"
 	"github.com/darc-dev/darc/internal/archivetest"
+	"github.com/darc-dev/darc/internal/testtools"
 )
 
 // splitSource writes an archive of n images with 7 MiB random layers (incompressible, so
@@ -204,4 +205,33 @@ func TestSplitOptionErrors(t *testing.T) {
 		t.Error("NewWriter with WithSplit: accepted")
 	}
 	wtNoLeftovers(t, dir)
+}
+
+// TestSplitDockerLoad: the parts, concatenated and decompressed by the zstd CLI, are what
+// docker 20.10 loads through a pipe: `cat OUT.0* | zstd -dc | docker load`.
+func TestSplitDockerLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts dockerd")
+	}
+	zstdCLI := testtools.Require(t, "zstd")
+	in := splitSource(t, 3)
+	dir := t.TempDir()
+	plain, name := filepath.Join(dir, "plain.tar"), filepath.Join(dir, "b.tar.zst")
+	if err := mergeInto(t, in, plain, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := mergeInto(t, in, name, true, splitOpts...); err != nil {
+		t.Fatal(err)
+	}
+	got := parts(t, name)
+	if len(got) < 2 {
+		t.Fatalf("parts %q; want several", got)
+	}
+	d := testtools.StartDockerd(t)
+	script := `zstd=$1 host=$2; shift 2; cat "$@" | "$zstd" -dc | /usr/bin/docker -H "$host" load -q`
+	pipe := exec.Command("sh", append([]string{"-c", script, "sh", zstdCLI, d.Host}, got...)...)
+	if out, err := pipe.CombinedOutput(); err != nil {
+		t.Fatalf("cat parts | zstd -dc | docker load: %v\n%s", err, out)
+	}
+	checkDockerImages(t, d, wtReadBack(t, plain))
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	distref "github.com/distribution/reference"
+	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/vbauerster/mpb/v8"
@@ -305,7 +306,11 @@ func createOutput(path string, opts ...archive.CreateOption) (*archive.WritableA
 	}
 	w, err := archive.Create(path, opts...)
 	if errors.Is(err, archive.ErrExists) {
-		return nil, fmt.Errorf("%s already exists; pass --overwrite to replace it", path)
+		existing := path
+		if _, serr := os.Stat(path); serr != nil {
+			existing += ".000" // a split archive's first part
+		}
+		return nil, fmt.Errorf("%s already exists; pass --overwrite to replace it", existing)
 	}
 	return w, err
 }
@@ -342,9 +347,9 @@ func holdsLists(archives []*archive.ReadableArchive) bool {
 
 // outputFlags are save's and merge's flags for the archive they write.
 type outputFlags struct {
-	output, layout, compress string
-	level                    int
-	overwrite                bool
+	output, layout, compress, split string
+	level                           int
+	overwrite                       bool
 }
 
 func (o *outputFlags) register(fs *pflag.FlagSet, layoutDefault, layoutHelp string) {
@@ -353,6 +358,7 @@ func (o *outputFlags) register(fs *pflag.FlagSet, layoutDefault, layoutHelp stri
 	fs.BoolVar(&o.overwrite, "overwrite", false, "replace OUT if it exists")
 	fs.StringVar(&o.compress, "compress", "", "compress the archive: zstd (seekable .tar.zst), gzip or none (default: from OUT's suffix, .zst/.tzst or .gz/.tgz)")
 	fs.IntVar(&o.level, "compress-level", 0, "compression level: zstd 1-19 (default 3), gzip 1-9 (default 6)")
+	fs.StringVar(&o.split, "split-size", "", "cut a zstd archive into OUT.000, OUT.001, … of at most SIZE each (as split(1) reads sizes: 4G = 4 GiB, 4GB = 4×10⁹; at least 8M)")
 }
 
 // options are the archive options: the layout, the compression (--compress, or OUT's suffix),
@@ -371,6 +377,20 @@ func (o *outputFlags) options() ([]archive.CreateOption, error) {
 		return nil, fmt.Errorf("--compress-level %d: the archive is not compressed (give --compress zstd or gzip, or OUT ending in .zst or .gz)", o.level)
 	}
 	opts := []archive.CreateOption{lo, archive.WithCompression(c, o.level)}
+	if o.split != "" {
+		n, err := parseSplitSize(o.split)
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("--split-size %q: %w", o.split, err)
+		case o.output == "-":
+			return nil, errors.New("--split-size: standard output cannot be split; give -o FILE")
+		case c != archive.CompressZstd:
+			return nil, errors.New("--split-size: only a zstd archive is split (give --compress zstd, or OUT ending in .zst)")
+		case n < archive.MinSplitSize:
+			return nil, fmt.Errorf("--split-size %q: at least 8M, so that a part holds a compressed frame", o.split)
+		}
+		opts = append(opts, archive.WithSplit(n))
+	}
 	if o.overwrite && o.output != "-" {
 		opts = append(opts, archive.WithOverwrite(true))
 	}
@@ -382,6 +402,16 @@ func (o *outputFlags) options() ([]archive.CreateOption, error) {
 		opts = append(opts, archive.WithSourceDateEpoch(time.Unix(secs, 0)))
 	}
 	return opts, nil
+}
+
+// parseSplitSize reads a size as split(1) does: a suffix K, M, G, T (or KiB, MiB, …) is a
+// power of 1024, KB, MB, GB, TB a power of 1000; no suffix is bytes.
+func parseSplitSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	if strings.HasSuffix(strings.ToUpper(t), "B") && !strings.HasSuffix(strings.ToUpper(t), "IB") {
+		return units.FromHumanSize(t)
+	}
+	return units.RAMInBytes(t)
 }
 
 func layoutOption(s string) (archive.CreateOption, error) {
@@ -556,13 +586,16 @@ and in --layout docker is saved as the platform manifest.json names, with a note
 
 The archive is written to a temp file beside OUT and renamed into place only when every
 image was saved: a failure or Ctrl-C leaves nothing at OUT. "-o -" writes to standard output.
+--split-size cuts a zstd archive into parts OUT.000, OUT.001, … for media or uploads with a
+size limit; darc reads the set given OUT.000 (or OUT), and "cat OUT.0* | zstd -d" is the tar.
 Member times are 1970-01-01, or SOURCE_DATE_EPOCH when it is set, so the same images always
 give the same bytes.`,
 		Example: `  darc save -o bundle.tar docker://127.0.0.1:5000/app:1 docker://127.0.0.1:5000/db:2
   darc save --tls-verify=false --layout oci -o bundle.tar docker://localhost:5000/app:1
   darc save -o subset.tar docker-archive:bundle.tar:@0 docker-archive:bundle.tar:@2
   darc save -o - oci:./layout:app | zstd > app.tar.zst
-  darc save -o airgap.tar -f k3s-images.txt`,
+  darc save -o airgap.tar -f k3s-images.txt
+  darc save -o airgap.tar.zst --split-size 4G -f k3s-images.txt`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if (f.platform == "all" || strings.Contains(f.platform, ",")) && !cmd.Flags().Changed("layout") {
 				out.layout = "oci" // the layout that holds manifest lists
