@@ -69,12 +69,13 @@ func openInPlace(name string, ra io.ReaderAt, sizes []int64, closer io.Closer, o
 		size += s
 	}
 	head := make([]byte, 512)
-	n, err := ra.ReadAt(head, 0)
-	if err != nil && err != io.EOF {
+	n, rerr := ra.ReadAt(head, 0)
+	if rerr != nil && rerr != io.EOF {
 		_ = closer.Close()
-		return nil, fmt.Errorf("archive %q: %w", name, err)
+		return nil, fmt.Errorf("archive %q: %w", name, rerr)
 	}
 	var r *Reader
+	var err error
 	switch DetectCompression(head[:n]) {
 	case Uncompressed:
 		r, err = newReader(name, ra, size, o.Limits)
