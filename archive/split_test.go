@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -30,23 +29,30 @@ func splitSource(t *testing.T, n int) *archive.ReadableArchive {
 			Layers: [][]byte{archivetest.Layer(int64(i+1), 1, 7<<20)},
 		})
 	}
-	path := filepath.Join(t.TempDir(), "source.tar")
-	f, err := os.Create(path)
+	data, err := archivetest.BuildBytes(images, archivetest.Options{Layout: archivetest.ContainersImage})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := archivetest.Build(f, images, archivetest.Options{Layout: archivetest.ContainersImage}); err != nil {
+	return openBytes(t, data)
+}
+
+// writeSplit writes the n images of splitSource to dir as plain.tar and as the split
+// b.tar.zst, and returns the plain archive's path, the split one's name and its parts.
+func writeSplit(t *testing.T, dir string, n int) (plain, name string, got []string) {
+	t.Helper()
+	in := splitSource(t, n)
+	plain, name = filepath.Join(dir, "plain.tar"), filepath.Join(dir, "b.tar.zst")
+	if err := mergeInto(t, in, plain, true); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Close(); err != nil {
+	if err := mergeInto(t, in, name, true, splitOpts...); err != nil {
 		t.Fatal(err)
 	}
-	a, err := archive.Open(path)
-	if err != nil {
-		t.Fatal(err)
+	got = parts(t, name)
+	if len(got) < 3 {
+		t.Fatalf("parts %q; want at least 3 for %d×7 MiB of random layers", got, n)
 	}
-	t.Cleanup(func() { a.Close() })
-	return a
+	return plain, name, got
 }
 
 // mergeInto writes every image of in to path with opts, committing only if commit.
@@ -79,19 +85,8 @@ var splitOpts = []archive.CreateOption{archive.WithCompression(archive.CompressZ
 // concatenated they are the .tar.zst of the same archive, which is the plain archive
 // compressed; Open reads the set in place from its first part, and it verifies.
 func TestCreateSplit(t *testing.T) {
-	in := splitSource(t, 3)
 	dir := t.TempDir()
-	plain, name := filepath.Join(dir, "plain.tar"), filepath.Join(dir, "bundle.tar.zst")
-	if err := mergeInto(t, in, plain, true); err != nil {
-		t.Fatal(err)
-	}
-	if err := mergeInto(t, in, name, true, splitOpts...); err != nil {
-		t.Fatal(err)
-	}
-	got := parts(t, name)
-	if len(got) < 3 {
-		t.Fatalf("parts %q; want at least 3 for 21 MiB of random layers", got)
-	}
+	plain, _, got := writeSplit(t, dir, 3)
 	wtNoLeftovers(t, dir, append([]string{"plain.tar"}, baseNames(got)...)...)
 	var all []byte
 	for _, p := range got {
@@ -148,18 +143,14 @@ func baseNames(paths []string) []string {
 // the directory as it was.
 func TestCreateSplitReplace(t *testing.T) {
 	dir := t.TempDir()
-	name := filepath.Join(dir, "b.tar.zst")
-	if err := mergeInto(t, splitSource(t, 3), name, true, splitOpts...); err != nil {
-		t.Fatal(err)
-	}
-	before := parts(t, name)
+	_, name, before := writeSplit(t, dir, 3)
 	if err := mergeInto(t, splitSource(t, 1), name, true, splitOpts...); !errors.Is(err, archive.ErrExists) {
 		t.Fatalf("a second Create over the set: %v; want ErrExists", err)
 	}
 	if err := mergeInto(t, splitSource(t, 1), filepath.Join(dir, "other.tar.zst"), false, splitOpts...); err != nil {
 		t.Fatal(err)
 	}
-	wtNoLeftovers(t, dir, baseNames(before)...)
+	wtNoLeftovers(t, dir, append(baseNames(before), "plain.tar")...)
 
 	if err := mergeInto(t, splitSource(t, 1), name, true, append(splitOpts, archive.WithOverwrite(true))...); err != nil {
 		t.Fatal(err)
@@ -168,7 +159,7 @@ func TestCreateSplitReplace(t *testing.T) {
 	if len(after) >= len(before) {
 		t.Fatalf("parts %q after replacing %q with one image; want fewer", after, before)
 	}
-	wtNoLeftovers(t, dir, baseNames(after)...)
+	wtNoLeftovers(t, dir, append(baseNames(after), "plain.tar")...)
 	if imgs := wtReadBack(t, name); len(imgs) != 1 {
 		t.Errorf("the replaced set reads back %d images, want 1", len(imgs))
 	}
@@ -214,19 +205,7 @@ func TestSplitDockerLoad(t *testing.T) {
 		t.Skip("starts dockerd")
 	}
 	zstdCLI := testtools.Require(t, "zstd")
-	in := splitSource(t, 3)
-	dir := t.TempDir()
-	plain, name := filepath.Join(dir, "plain.tar"), filepath.Join(dir, "b.tar.zst")
-	if err := mergeInto(t, in, plain, true); err != nil {
-		t.Fatal(err)
-	}
-	if err := mergeInto(t, in, name, true, splitOpts...); err != nil {
-		t.Fatal(err)
-	}
-	got := parts(t, name)
-	if len(got) < 2 {
-		t.Fatalf("parts %q; want several", got)
-	}
+	plain, _, got := writeSplit(t, t.TempDir(), 3)
 	d := testtools.StartDockerd(t)
 	script := `zstd=$1 host=$2; shift 2; cat "$@" | "$zstd" -dc | /usr/bin/docker -H "$host" load -q`
 	pipe := exec.Command("sh", append([]string{"-c", script, "sh", zstdCLI, d.Host}, got...)...)
