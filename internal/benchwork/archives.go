@@ -34,8 +34,10 @@ const (
 	ZstdArchiveName = "docker.tar.zst"
 	// BundleArchiveName is DockerArchiveName compressed as darc's seekable zstd bundle
 	// (tarfile.NewCompressor, default level): the same tar bytes, frames cut where members
-	// start, a header view and a seek table at the end.
-	BundleArchiveName = "docker.bundle.tar.zst"
+	// start, a header view and a seek table at the end. The name changes with the bundle
+	// writer's output (v2: a large member's first frame is short), so that a cached file
+	// is never an older writer's.
+	BundleArchiveName = "docker.bundle-v2.tar.zst"
 	// PartAName and PartBName are images 0-5 and 6-11 in LayoutDocker, both holding the
 	// shared base layers: the inputs of the merge benchmarks.
 	PartAName = "part-a.tar"

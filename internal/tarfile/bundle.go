@@ -26,6 +26,11 @@ import (
 // decompresses nothing of its neighbours, and reading a neighbour nothing of it.
 const bigMember = 256 << 10
 
+// headFrame is the size of a large member's first frame: reading a layer's first bytes, as
+// inspect and load do to learn its compression, then decompresses that much, not a whole
+// 4 MiB frame.
+const headFrame = 64 << 10
+
 // headerViewMagic starts the skippable frame that holds the header view.
 const headerViewMagic = "darc header view 1\n"
 
@@ -87,9 +92,11 @@ type nopCloser struct{ io.Writer }
 func (nopCloser) Close() error { return nil }
 
 // bundleWriter follows the tar written through it, header by header, to cut frames at member
-// boundaries and to collect the header view. The tar is not checked: what it cannot follow
-// (a bad checksum, a PAX size or sparse record, an old GNU sparse member) it stops following,
-// and the bundle gets no header view; the compressed bytes are the same either way.
+// boundaries and to collect the header view. A member of bigMember bytes or more gets frames
+// of its own: a first one of its header and headFrame bytes, then the writer's 4 MiB ones.
+// The tar is not checked: what it cannot follow (a bad checksum, a PAX size or sparse record,
+// an old GNU sparse member) it stops following, and the bundle gets no header view; the
+// compressed bytes are the same either way.
 type bundleWriter struct {
 	zw *zstdseek.Writer
 	// off is the number of tar bytes written.
@@ -98,10 +105,12 @@ type bundleWriter struct {
 	blk  [blockSize]byte
 	nblk int
 	// remain is what is left of the current member's data and padding; keep says it goes
-	// into the view (PAX and GNU long-name data); big that the member has frames of its own.
+	// into the view (PAX and GNU long-name data); big that the member has frames of its own,
+	// the first of which ends after head more bytes.
 	remain int64
 	keep   bool
 	big    bool
+	head   int64
 	// ended is set at the first zero block: the tar ends there, and the view keeps the rest.
 	ended  bool
 	lost   bool // the tar could no longer be followed: no view
@@ -128,9 +137,17 @@ func (b *bundleWriter) Write(p []byte) (int, error) {
 			p = nil
 		case b.remain > 0:
 			k := int(min(b.remain, int64(len(p))))
+			if b.head > 0 {
+				k = int(min(int64(k), b.head))
+			}
 			b.err = b.emit(p[:k], b.keep)
 			b.remain -= int64(k)
 			p = p[k:]
+			if b.head > 0 && b.err == nil {
+				if b.head -= int64(k); b.head == 0 {
+					b.err = b.zw.EndFrame()
+				}
+			}
 			if b.remain == 0 && b.big && b.err == nil {
 				b.err = b.zw.EndFrame()
 				b.big = false
@@ -176,7 +193,7 @@ func (b *bundleWriter) header() error {
 		if err := b.zw.EndFrame(); err != nil {
 			return err
 		}
-		b.big = true
+		b.big, b.head = true, headFrame
 	}
 	return b.emit(blk, true)
 }
