@@ -58,6 +58,9 @@ func OpenFile(path string, o OpenOptions) (*Reader, error) {
 		r, err := openBundle(path, f, st.Size(), o)
 		if err != nil || r != nil {
 			succeeded = err == nil
+			if r != nil {
+				r.source = &Source{File: f, Size: st.Size(), ModTime: st.ModTime()}
+			}
 			return r, err
 		}
 	}
@@ -75,6 +78,7 @@ func OpenFile(path string, o OpenOptions) (*Reader, error) {
 		return nil, err
 	}
 	r.closer = f
+	r.source = &Source{File: f, Size: st.Size(), ModTime: st.ModTime()}
 	succeeded = true
 	return r, nil
 }
