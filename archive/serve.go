@@ -6,6 +6,7 @@ import (
 	"hash"
 	"io"
 	"net/http"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -557,6 +558,24 @@ func (reg *registry) blob(w http.ResponseWriter, r *http.Request, rp *repo, ref 
 // off (panic(http.ErrAbortHandler)), so the client sees a failed transfer, never a complete
 // one with wrong bytes.
 func (reg *registry) copyBlob(w http.ResponseWriter, rp *repo, b servedBlob, start, length int64, verify bool) {
+	if !verify {
+		// A range of a member stored as one run of the file (a plain tar's, not a bundle's
+		// or a sparse one's) goes out by sendfile where the platform has it.
+		if f, base, _ := b.Section.Outer(); base >= 0 {
+			if file, ok := f.(*os.File); ok {
+				sent, written, err := sendFileRange(w, file, base+start, length)
+				if sent {
+					if err == nil && written < length {
+						// The file ended early: net/http would close the connection on the
+						// short body anyway; say why.
+						reg.log(fmt.Sprintf("repository %s: blob %s: archive %q ends %d bytes into a range of %d; response cut off", rp.name, b.Digest, b.e.a.path, written, length))
+						panic(http.ErrAbortHandler)
+					}
+					return // on an error the response is short of its length: the client sees it
+				}
+			}
+		}
+	}
 	bp := reg.bufs.Get().(*[]byte)
 	defer reg.bufs.Put(bp)
 	buf := *bp

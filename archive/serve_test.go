@@ -574,3 +574,46 @@ func TestServeDigestMismatch(t *testing.T) {
 		t.Errorf("range: %d %q", r.status, r.body)
 	}
 }
+
+// TestServeRangesOverHTTP fetches every range of a layer over a real connection, where a
+// plain tar's ranges go out by sendfile and a bundle's through a buffer, and compares them
+// with the layer's bytes.
+func TestServeRangesOverHTTP(t *testing.T) {
+	dir := t.TempDir()
+	plainPath, bundlePath := filepath.Join(dir, "b.tar"), filepath.Join(dir, "b.tar.zst")
+	writeBundle(t, plainPath, archive.CompressNone)
+	writeBundle(t, bundlePath, archive.CompressZstd)
+	for _, path := range []string{plainPath, bundlePath} {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			a := openServed(t, path)
+			d, err := a.Inspect(tagSelector(t, "docker.io/library/busybox-like:1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := d.Layers[len(d.Layers)-1]
+			content := readBlob(t, a, "docker.io/library/busybox-like:1", l.Digest)
+			srv := httptest.NewServer(archive.Handler(a))
+			defer srv.Close()
+			for _, rg := range [][2]int64{{0, 0}, {0, l.Size - 1}, {1, 511}, {512, 1023}, {l.Size - 1, l.Size - 1}, {100, l.Size + 50}} {
+				req, err := http.NewRequest("GET", srv.URL+"/v2/library/busybox-like/blobs/"+l.Digest.String(), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", rg[0], rg[1]))
+				resp, err := srv.Client().Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				end := min(rg[1], l.Size-1)
+				if resp.StatusCode != 206 || !bytes.Equal(body, content[rg[0]:end+1]) {
+					t.Errorf("range %d-%d: %s, %d bytes, want 206 and bytes %d-%d", rg[0], rg[1], resp.Status, len(body), rg[0], end)
+				}
+			}
+		})
+	}
+}
