@@ -452,6 +452,9 @@ func (reg *registry) manifest(w http.ResponseWriter, r *http.Request, rp *repo, 
 			writeError(w, r, http.StatusNotFound, codeManifestUnknown, "manifest unknown", map[string]string{"digest": ref})
 			return
 		}
+		if reg.changed(w, r, m.e.a) {
+			return
+		}
 	} else {
 		e, ok := rp.byTag[ref]
 		if !ok || !tagPattern.MatchString(ref) {
@@ -468,9 +471,6 @@ func (reg *registry) manifest(w http.ResponseWriter, r *http.Request, rp *repo, 
 			return
 		}
 		m = servedManifest{s.Top, e}
-	}
-	if reg.changed(w, r, m.e.a) {
-		return
 	}
 	h := w.Header()
 	h.Set("Docker-Content-Digest", m.Digest.String())
