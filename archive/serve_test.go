@@ -32,7 +32,7 @@ func openServed(t *testing.T, path string) *archive.ReadableArchive {
 }
 
 // tagSelector is the selector of a tag such as "example.com/darc/a:1".
-func tagSelector(t *testing.T, tag string) reference.Selector {
+func tagSelector(t testing.TB, tag string) reference.Selector {
 	t.Helper()
 	nt, err := reference.ParseRepoTag(tag)
 	if err != nil {
@@ -615,5 +615,40 @@ func TestServeRangesOverHTTP(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestServeBrokenImage: an image whose layer member is missing is answered 500 by tag (and
+// logged), is left out of its repository's digests, and does not keep the archive's other
+// images from being served.
+func TestServeBrokenImage(t *testing.T) {
+	a := openServed(t, filepath.Join(fixtureDir, "podman-save-m.tar"))
+	d, err := a.Inspect(tagSelector(t, "localhost/c:v1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := d.Layers[len(d.Layers)-1] // c's own layer, not shared with the others
+	broken := withoutMembers(t, readFile(t, filepath.Join(fixtureDir, "podman-save-m.tar")), own.Member)
+	b := openServed(t, writeTemp(t, broken))
+	var logged []string
+	h, err := archive.NewHandler([]*archive.ReadableArchive{b}, archive.WithServeLog(func(s string) { logged = append(logged, s) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]int{
+		"/v2/c/manifests/v1":                       500,
+		"/v2/c/blobs/" + d.ID.String():             404,
+		"/v2/darc/a/manifests/1":                   200,
+		"/v2/library/busybox-like/manifests/1":     200,
+		"/v2/c/manifests/" + own.Digest.String():   404,
+		"/v2/c/tags/list":                          200,
+		"/v2/library/busybox-like/blobs/" + "x:yz": 400,
+	} {
+		if r := serveReq(t, h, "GET", path, nil); r.status != want {
+			t.Errorf("GET %s: %d, want %d (%s)", path, r.status, want, truncateBody(r.body))
+		}
+	}
+	if len(logged) == 0 || !strings.Contains(strings.Join(logged, "\n"), "repository c") {
+		t.Errorf("logged %q, want the broken image named", logged)
 	}
 }
