@@ -72,7 +72,10 @@ func Handler(archives ...*ReadableArchive) http.Handler {
 // archive holds by digest.
 //
 // Manifests are served as the archives' image sources give them: the archive's own bytes
-// when it has them, otherwise the one darc builds from the config, the same every run. Blobs
+// when it has them, otherwise the one darc builds from the config, the same every run;
+// except that layers the image source serves decompressed (xz or bzip2 members), whose size
+// it leaves unknown, are read once when their image is first asked for, and the manifest
+// served states their sizes. Blobs
 // are read from the archive file (or a seekable bundle's frames) by range, never buffered
 // whole; a full GET hashes the bytes as they are sent and cuts the response off (and logs it)
 // if they do not match the digest. Before anything is read from an archive read in place,
@@ -521,10 +524,6 @@ func (reg *registry) blob(w http.ResponseWriter, r *http.Request, rp *repo, ref 
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	if b.Size < 0 {
-		reg.streamDecompressed(w, r, rp, b)
-		return
-	}
 	h.Set("Accept-Ranges", "bytes")
 	start, length := int64(0), b.Size
 	status := http.StatusOK
@@ -546,11 +545,14 @@ func (reg *registry) blob(w http.ResponseWriter, r *http.Request, rp *repo, ref 
 	if r.Method == http.MethodHead {
 		return
 	}
-	if b.Data != nil {
+	switch {
+	case b.Data != nil:
 		_, _ = w.Write(b.Data[start : start+length])
-		return
+	case b.Decompressed:
+		reg.copyDecompressed(w, rp, b, start, length)
+	default:
+		reg.copyBlob(w, rp, b, start, length, status == http.StatusOK)
 	}
-	reg.copyBlob(w, rp, b, start, length, status == http.StatusOK)
 }
 
 // copyBlob sends length bytes of the blob from start. A whole blob (verify) is hashed as it
@@ -610,38 +612,46 @@ func (reg *registry) copyBlob(w http.ResponseWriter, rp *repo, b servedBlob, sta
 	}
 }
 
-// streamDecompressed sends a blob served decompressed (an xz or bzip2 layer member), whose
-// size only reading it tells: no Content-Length, no ranges, verified by the image source's
-// verifier, the response cut off on a mismatch.
-func (reg *registry) streamDecompressed(w http.ResponseWriter, r *http.Request, rp *repo, b servedBlob) {
-	w.WriteHeader(http.StatusOK)
-	if r.Method == http.MethodHead {
-		return
-	}
-	rc, err := b.Open()
-	if err != nil {
+// copyDecompressed sends length bytes from start of a layer served decompressed (an xz or
+// bzip2 member), decompressing it from its beginning. A whole one is checked by the image
+// source's verifier, which fails the read at its end on a mismatch: the response is then cut
+// off before its last bytes, as copyBlob does.
+func (reg *registry) copyDecompressed(w http.ResponseWriter, rp *repo, b servedBlob, start, length int64) {
+	fail := func(err error) {
 		reg.log(fmt.Sprintf("repository %s: blob %s: %v; response cut off", rp.name, b.Digest, err))
 		panic(http.ErrAbortHandler)
 	}
+	rc, err := b.Open()
+	if err != nil {
+		fail(err)
+	}
 	defer rc.Close()
+	if _, err := io.CopyN(io.Discard, rc, start); err != nil {
+		fail(err)
+	}
 	bp := reg.bufs.Get().(*[]byte)
 	defer reg.bufs.Put(bp)
-	for {
-		k, err := rc.Read(*bp)
-		if k > 0 && err != nil && err != io.EOF {
-			k = 0 // bytes that came with a failed check are not sent
+	buf := *bp
+	whole := start == 0 && length == b.Size
+	for sent := int64(0); sent < length; {
+		k, err := io.ReadFull(rc, buf[:min(int64(len(buf)), length-sent)])
+		if err != nil {
+			fail(err)
 		}
-		if k > 0 {
-			if _, werr := w.Write((*bp)[:k]); werr != nil {
-				return
+		sent += int64(k)
+		if whole && sent == length {
+			// The verifier reports a mismatch at the end of the stream, which must come
+			// before the last bytes go out.
+			var one [1]byte
+			if n, err := rc.Read(one[:]); n != 0 || err != io.EOF {
+				if err == nil || err == io.EOF {
+					err = fmt.Errorf("%w: more than %d bytes", ErrSizeMismatch, b.Size)
+				}
+				fail(err)
 			}
 		}
-		if err == io.EOF {
+		if _, err := w.Write(buf[:k]); err != nil {
 			return
-		}
-		if err != nil {
-			reg.log(fmt.Sprintf("repository %s: blob %s: %v; response cut off", rp.name, b.Digest, err))
-			panic(http.ErrAbortHandler)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package archive_test
 
 import (
+	"archive/tar"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 
 	"github.com/darc-dev/darc/archive"
+	"github.com/darc-dev/darc/internal/archivetest"
 	"github.com/darc-dev/darc/reference"
 )
 
@@ -317,25 +319,27 @@ func pullAll(t testing.TB, client *http.Client, base string) int64 {
 				if d := digest.FromBytes(body); d.String() != hdr.Get("Docker-Content-Digest") {
 					t.Fatalf("%s:%s: manifest %s, header says %s", name, path, d, hdr.Get("Docker-Content-Digest"))
 				}
+				type desc struct {
+					Digest digest.Digest
+					Size   int64
+				}
 				var m struct {
-					Config    *struct{ Digest digest.Digest }
-					Layers    []struct{ Digest digest.Digest }
-					Manifests []struct{ Digest digest.Digest }
+					Config    *desc
+					Layers    []desc
+					Manifests []desc
 				}
 				if err := json.Unmarshal(body, &m); err != nil {
 					t.Fatal(err)
 				}
-				var blobs []digest.Digest
+				var blobs []desc
 				if m.Config != nil {
-					blobs = append(blobs, m.Config.Digest)
+					blobs = append(blobs, *m.Config)
 				}
-				for _, l := range m.Layers {
-					blobs = append(blobs, l.Digest)
-				}
+				blobs = append(blobs, m.Layers...)
 				for _, d := range blobs {
-					b, _ := get("/v2/"+name+"/blobs/"+d.String(), "")
-					if got := digest.FromBytes(b); got != d {
-						t.Fatalf("%s: blob %s reads as %s", name, d, got)
+					b, _ := get("/v2/"+name+"/blobs/"+d.Digest.String(), "")
+					if got := digest.FromBytes(b); got != d.Digest || int64(len(b)) != d.Size {
+						t.Fatalf("%s: blob %s (%d bytes) reads as %s (%d bytes)", name, d.Digest, d.Size, got, len(b))
 					}
 					total += int64(len(b))
 				}
@@ -650,5 +654,134 @@ func TestServeBrokenImage(t *testing.T) {
 	}
 	if len(logged) == 0 || !strings.Contains(strings.Join(logged, "\n"), "repository c") {
 		t.Errorf("logged %q, want the broken image named", logged)
+	}
+}
+
+// TestServeDecompressedLayers serves an archive whose layer members are xz-compressed, which
+// the image source serves decompressed with no size in its manifest: the registry states
+// their sizes (reading each once), serves them whole and by range, and the pull checks
+// every size and digest.
+func TestServeDecompressedLayers(t *testing.T) {
+	data, err := archivetest.BuildBytes(archivetest.SharedImages(), archivetest.Options{Layout: archivetest.Docker24, XzMembers: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := openServed(t, writeTemp(t, data))
+	d, err := a.Inspect(tagSelector(t, "busybox:latest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := d.Layers[0]
+	if l.Size >= 0 || l.Compression != "xz" {
+		t.Fatalf("layer %+v: want an xz member served decompressed, size -1", l)
+	}
+	content := readBlob(t, a, "busybox:latest", l.Digest)
+	var logged []string
+	h, err := archive.NewHandler([]*archive.ReadableArchive{a}, archive.WithServeLog(func(s string) { logged = append(logged, s) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	if n := pullAll(t, srv.Client(), srv.URL); n == 0 {
+		t.Fatal("nothing pulled")
+	}
+	blob := "/v2/library/busybox/blobs/" + l.Digest.String()
+	r := serveReq(t, h, "HEAD", blob, nil)
+	if r.status != 200 || r.header.Get("Content-Length") != fmt.Sprint(len(content)) {
+		t.Errorf("HEAD: %d, Content-Length %q, want %d", r.status, r.header.Get("Content-Length"), len(content))
+	}
+	r = serveReq(t, h, "GET", blob, map[string]string{"Range": "bytes=1000-1999"})
+	if r.status != 206 || !bytes.Equal(r.body, content[1000:2000]) {
+		t.Errorf("range: %d, %d bytes", r.status, len(r.body))
+	}
+	if len(logged) > 0 {
+		t.Errorf("logged %q", logged)
+	}
+}
+
+// TestServeDecompressedLayerDamaged: an xz layer member damaged in place after the server
+// measured it (same size, modification time put back) is cut off and logged, not served.
+func TestServeDecompressedLayerDamaged(t *testing.T) {
+	data, err := archivetest.BuildBytes(archivetest.SharedImages(), archivetest.Options{Layout: archivetest.Docker24, XzMembers: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := writeTemp(t, data)
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := openServed(t, path)
+	d, err := a.Inspect(tagSelector(t, "busybox:latest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var logged []string
+	h, err := archive.NewHandler([]*archive.ReadableArchive{a}, archive.WithServeLog(func(s string) { mu.Lock(); logged = append(logged, s); mu.Unlock() }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	pullAll(t, srv.Client(), srv.URL) // the layer sizes are known from here on
+
+	// Damage the middle of the largest layer member (the xz stream, as stored).
+	l := d.Layers[len(d.Layers)-1]
+	stored := readMember(t, data, l.Member)
+	at := bytes.Index(data, stored)
+	if at < 0 {
+		t.Fatal("member bytes not found")
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mid := int64(at + len(stored)/2)
+	if _, err := f.WriteAt([]byte{data[mid] ^ 0x55}, mid); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := os.Chtimes(path, st.ModTime(), st.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := srv.Client().Get(srv.URL + "/v2/library/busybox/blobs/" + l.Digest.String())
+	if err == nil {
+		var got []byte
+		got, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil && digest.FromBytes(got) == l.Digest {
+			t.Fatal("a damaged layer was served whole")
+		}
+	}
+	if err == nil {
+		t.Error("GET of a damaged layer completed without error, want the response cut off")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// net/http's client sends a GET again once when the connection closes before any byte
+	// of an answer on a reused connection: one line per attempt.
+	if len(logged) == 0 || len(logged) > 2 || !strings.Contains(strings.Join(logged, "\n"), "response cut off") {
+		t.Errorf("logged %q", logged)
+	}
+}
+
+// readMember returns the bytes of tar member name in data.
+func readMember(t *testing.T, data []byte, name string) []byte {
+	t.Helper()
+	tr := tar.NewReader(bytes.NewReader(data))
+	for {
+		hdr, err := tr.Next()
+		if err != nil {
+			t.Fatalf("member %q: %v", name, err)
+		}
+		if hdr.Name == name {
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
 	}
 }

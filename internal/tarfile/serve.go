@@ -7,6 +7,7 @@ import (
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
+	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/darc-dev/darc/internal/layout"
 )
@@ -26,9 +27,11 @@ type ServedManifest struct {
 // ServedBlob is one blob as a registry serves it.
 type ServedBlob struct {
 	Digest digest.Digest
-	// Size is the number of bytes served; -1 when only decompressing tells (an xz or bzip2
-	// member, served decompressed: see Open).
+	// Size is the number of bytes served.
 	Size int64
+	// Decompressed is set for a layer member served decompressed (xz, bzip2, or zstd behind
+	// a skippable frame): its bytes are read through Open only.
+	Decompressed bool
 	// Data holds a blob kept in memory (a config, or a legacy image's synthesized one).
 	Data []byte
 	// Section holds the stored bytes of a blob served as stored; nil for Data and for a
@@ -39,8 +42,8 @@ type ServedBlob struct {
 	img *Image // for a decompressed blob
 }
 
-// Open reads the whole blob through the verifier OpenBlob returns: the only way to read a
-// blob served decompressed (Size -1).
+// Open reads the whole blob; a decompressed one through the verifier OpenBlob returns,
+// which checks it against its digest (the layer's diffID) at its end.
 func (b ServedBlob) Open() (io.ReadCloser, error) {
 	if b.img == nil {
 		if b.Data != nil {
@@ -70,8 +73,17 @@ func (img *Image) Served() (*Served, error) {
 		return nil, err
 	}
 	own := ServedManifest{Digest: digest.FromBytes(res.Manifest), MediaType: res.ManifestType, Data: res.Manifest}
+	sizes, err := img.decompressedSizes(res)
+	if err != nil {
+		return nil, err
+	}
+	if len(sizes) > 0 {
+		if own, err = img.sizedManifest(res, sizes); err != nil {
+			return nil, err
+		}
+	}
 	s.Top = own
-	img.addBlobs(s, res)
+	img.addBlobs(s, res, sizes)
 	if c, ok := img.ListContent(); ok {
 		l := c.List()
 		s.Top = ServedManifest{Digest: l.Digest, MediaType: l.MediaType, Data: l.Data}
@@ -93,7 +105,7 @@ func (img *Image) Served() (*Served, error) {
 			if err != nil {
 				return nil, fmt.Errorf("manifest list %s: %w", l.Digest, err)
 			}
-			p.addBlobs(s, pres)
+			p.addBlobs(s, pres, nil)
 		}
 	}
 	// The image's own manifest, when it is not one of the list's (a manifest built from the
@@ -108,8 +120,56 @@ func (img *Image) Served() (*Served, error) {
 	return s, nil
 }
 
-// addBlobs adds the blobs of a resolved image, the first source of a digest kept.
-func (img *Image) addBlobs(s *Served, res *Resolved) {
+// decompressedSizes reads each layer the image source serves decompressed, of a size no
+// manifest can state until it is read, to its end (checking its diffID on the way), and
+// returns their sizes by digest: a registry must state every blob's size.
+func (img *Image) decompressedSizes(res *Resolved) (map[digest.Digest]int64, error) {
+	var sizes map[digest.Digest]int64
+	for _, l := range res.Layers {
+		if l.Size >= 0 || l.URLs != nil {
+			continue
+		}
+		if _, done := sizes[l.Digest]; done {
+			continue
+		}
+		rc, _, err := img.OpenBlob(l.Digest, false)
+		if err != nil {
+			return nil, err
+		}
+		n, err := io.Copy(io.Discard, rc)
+		if cerr := rc.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, fmt.Errorf("layer %q: %w", l.Name, err)
+		}
+		if sizes == nil {
+			sizes = map[digest.Digest]int64{}
+		}
+		sizes[l.Digest] = n
+	}
+	return sizes, nil
+}
+
+// sizedManifest is the manifest the image source builds, with the sizes of the layers it
+// serves decompressed filled in: what a registry serves instead, with another digest.
+func (img *Image) sizedManifest(res *Resolved, sizes map[digest.Digest]int64) (ServedManifest, error) {
+	layers := append([]Layer(nil), res.Layers...)
+	for i, l := range layers {
+		if n, ok := sizes[l.Digest]; ok {
+			layers[i].Size, layers[i].Compression = n, Uncompressed
+		}
+	}
+	data, mt, err := composeManifest(img.ID, int64(len(res.Config)), layers, res.ManifestType == imgspecv1.MediaTypeImageManifest)
+	if err != nil {
+		return ServedManifest{}, err
+	}
+	return ServedManifest{Digest: digest.FromBytes(data), MediaType: mt, Data: data}, nil
+}
+
+// addBlobs adds the blobs of a resolved image, the first source of a digest kept; sizes
+// are those of the blobs served decompressed.
+func (img *Image) addBlobs(s *Served, res *Resolved, sizes map[digest.Digest]int64) {
 	for d, b := range res.blobs {
 		if _, dup := s.Blobs[d]; dup {
 			continue
@@ -119,7 +179,11 @@ func (img *Image) addBlobs(s *Served, res *Resolved) {
 		case b.data != nil:
 			sb.Data = b.data
 		case b.decompress:
-			sb.img = img
+			n, ok := sizes[d]
+			if !ok {
+				continue // not a layer of this image's manifest: nothing names it
+			}
+			sb.img, sb.Decompressed, sb.Size = img, true, n
 		default:
 			sb.Section = img.r.ix.section(b.member)
 		}
