@@ -325,6 +325,7 @@ const (
 	codeBlobUnknown     = "BLOB_UNKNOWN"
 	codeDigestInvalid   = "DIGEST_INVALID"
 	codeUnsupported     = "UNSUPPORTED"
+	codeRangeInvalid    = "RANGE_INVALID"
 	codePagination      = "PAGINATION_NUMBER_INVALID"
 	codeUnknown         = "UNKNOWN"
 )
@@ -532,7 +533,7 @@ func (reg *registry) blob(w http.ResponseWriter, r *http.Request, rp *repo, ref 
 		switch {
 		case ok && !satisfiable:
 			h.Set("Content-Range", fmt.Sprintf("bytes */%d", b.Size))
-			writeError(w, r, http.StatusRequestedRangeNotSatisfiable, codeBlobUnknown, "requested range not satisfiable", map[string]string{"range": truncate(rg, 100)})
+			writeError(w, r, http.StatusRequestedRangeNotSatisfiable, codeRangeInvalid, "requested range not satisfiable", map[string]string{"range": truncate(rg, 100)})
 			return
 		case ok:
 			start, length, status = s, l, http.StatusPartialContent

@@ -170,7 +170,7 @@ func TestServeEndpoints(t *testing.T) {
 		{name: "blob-range-open", method: "GET", path: layerPath, header: map[string]string{"Range": fmt.Sprintf("bytes=%d-", layer.Size-3)}, status: 206, body: string(layerBytes[layer.Size-3:])},
 		{name: "blob-range-suffix", method: "GET", path: layerPath, header: map[string]string{"Range": "bytes=-4"}, status: 206, body: string(layerBytes[layer.Size-4:])},
 		{name: "blob-range-past-end-clipped", method: "GET", path: layerPath, header: map[string]string{"Range": fmt.Sprintf("bytes=5-%d", layer.Size+100)}, status: 206, body: string(layerBytes[5:])},
-		{name: "blob-range-unsatisfiable", method: "GET", path: layerPath, header: map[string]string{"Range": fmt.Sprintf("bytes=%d-", layer.Size)}, status: 416,
+		{name: "blob-range-unsatisfiable", method: "GET", path: layerPath, header: map[string]string{"Range": fmt.Sprintf("bytes=%d-", layer.Size)}, status: 416, code: "RANGE_INVALID",
 			headers: map[string]string{"Content-Range": fmt.Sprintf("bytes */%d", layer.Size)}},
 		{name: "blob-range-huge", method: "GET", path: layerPath, header: map[string]string{"Range": "bytes=99999999999999999999999999-"}, status: 416},
 		{name: "blob-range-garbage-ignored", method: "GET", path: layerPath, header: map[string]string{"Range": "bytes=a-b"}, status: 200, bodyDigest: layer.Digest},
