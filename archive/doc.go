@@ -68,6 +68,14 @@
 // against what passed, and [StreamedImage.Reference] is a copy.Image source serving its
 // manifest and config, for a destination that already holds its layers.
 //
+// # Serving
+//
+// [Handler] and [NewHandler] serve open archives as a read-only registry (the pull side of
+// the OCI Distribution Specification v1.1) as an http.Handler: repositories named after the
+// images' tags, manifests as the image sources give them, blobs read by range from the
+// archive file or a seekable bundle's frames and checked against their digests as they are
+// sent. The archives MUST stay open while the handler is in use.
+//
 // # References
 //
 // [Transport] is the types.ImageTransport named "docker-archive". It is not registered in

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Runs the workload benchmarks of issues 3 (write), 4 (load, merge) and 13 (seekable .tar.zst
-# bundles: list, load one image, save compressed, load in place) and prints darc beside
+# Runs the workload benchmarks of issues 3 (write), 4 (load, merge), 13 (seekable .tar.zst
+# bundles: list, load one image, save compressed, load in place) and 14 (darc serve: 8 pulls
+# at once) and prints darc beside
 # containers/image (and `cat` for merging, the zstd command for listing a bundle, and darc's
 # own plain-tar or single-pass paths for the bundle's save and loads).
 #
 #   scripts/bench.sh                 every benchmark, 2 runs each
 #   COUNT=3 scripts/bench.sh         3 runs each
 #   BENCH='Write12' scripts/bench.sh only the benchmarks matching a -bench pattern
-#                                    (default 'Write12|Load12|Merge|Bundle')
+#                                    (default 'Write12|Load12|Merge|Bundle|Serve')
 #   PROFILE=1 scripts/bench.sh       also write CPU, allocation and peak-heap profiles of each
 #                                    variant to bench-out/prof/ (go tool pprof -top FILE)
 #
@@ -23,7 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 count=${COUNT:-2}
-bench=${BENCH:-'Write12|Load12|Merge|Bundle'}
+bench=${BENCH:-'Write12|Load12|Merge|Bundle|Serve'}
 tags=containers_image_openpgp
 mkdir -p bench-out
 out="bench-out/bench-$(date -u +%Y%m%dT%H%M%SZ).txt"

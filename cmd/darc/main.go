@@ -101,6 +101,6 @@ Standard input with a selector is "-:SELECTOR": cat bundle.tar | darc inspect -:
 	root.Version = versionText()
 	root.SetVersionTemplate("{{.Version}}")
 	root.Flags().BoolP("version", "v", false, "print the versions of darc, containers/image and Go")
-	root.AddCommand(newLsCommand(), newInspectCommand(), newVerifyCommand(), newCpCommand(), newSaveCommand(), newLoadCommand(), newMergeCommand(), newVersionCommand())
+	root.AddCommand(newLsCommand(), newInspectCommand(), newVerifyCommand(), newCpCommand(), newSaveCommand(), newLoadCommand(), newMergeCommand(), newServeCommand(), newVersionCommand())
 	return root
 }

@@ -53,6 +53,9 @@ var targets = map[string]target{
 	"BundleLoadOne":  {peer: "darc-all", shareBase: 0.05, shareScale: 1.3},
 	"BundleSave":     {peer: "plain", maxRatio: 1.3, maxSizeX: 1.03},
 	"BundleLoadFull": {peer: "darc-stream", maxRatio: 1.0},
+	// Issue 14, darc serve: 8 clients pulling every blob at ≥ 80 % of the throughput of 8
+	// cats of the archive (time at most 1.25 ×), in under 100 MB.
+	"Serve": {peer: "cat", maxRatio: 1.25, peakMB: 100},
 }
 
 // Table reads `go test -bench` output produced by RunChild benchmarks and writes one row per

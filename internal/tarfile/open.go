@@ -57,7 +57,11 @@ func OpenFile(path string, o OpenOptions) (*Reader, error) {
 		_ = f.Close() // the spool file holds everything now
 		return r, err
 	}
-	return openInPlace(path, f, []int64{st.Size()}, f, o)
+	r, err := openInPlace(path, f, []int64{st.Size()}, f, o)
+	if err == nil && r.closer == f {
+		r.source = &Source{File: f, Size: st.Size(), ModTime: st.ModTime()}
+	}
+	return r, err
 }
 
 // openInPlace opens the archive in ra, parts of the given sizes one after another, reading

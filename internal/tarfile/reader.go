@@ -97,6 +97,8 @@ type Reader struct {
 	view *headerView
 
 	closer io.Closer
+	// source is the file read in place, as it was when opened (see Source); nil when spooled.
+	source *Source
 }
 
 // Trailer describes what follows the end of the tar in the archive's input, which every

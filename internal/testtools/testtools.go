@@ -216,8 +216,9 @@ type Docker struct {
 }
 
 // StartDockerd starts Debian's dockerd 20.10 (vfs storage, no iptables, no bridge) with all of
-// its state in a temp directory. It is stopped, and its mounts removed, when the test ends.
-func StartDockerd(t testing.TB) *Docker {
+// its state in a temp directory, and extra daemon arguments (--insecure-registry HOST:PORT).
+// It is stopped, and its mounts removed, when the test ends.
+func StartDockerd(t testing.TB, extra ...string) *Docker {
 	t.Helper()
 	dockerd := Require(t, "/usr/sbin/dockerd")
 	client := Require(t, "/usr/bin/docker") // not another docker earlier on PATH
@@ -232,6 +233,7 @@ func StartDockerd(t testing.TB) *Docker {
 		"--iptables=false", "--ip6tables=false", "--ip-masq=false", "--ip-forward=false", "--bridge=none",
 		"--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "exec"),
 		"--pidfile", filepath.Join(dir, "dockerd.pid"), "-H", host)
+	cmd.Args = append(cmd.Args, extra...)
 	startDaemon(t, cmd, logPath, 30*time.Second)
 	d := &Docker{Host: host, bin: client}
 	waitFor(t, "dockerd", logPath, 60*time.Second, func() bool {
