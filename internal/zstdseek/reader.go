@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sort"
 	"sync"
 
@@ -13,7 +14,7 @@ import (
 
 // cacheFrames is how many decompressed frames a Reader keeps: enough for a few readers
 // reading sequentially at once to each keep theirs.
-const cacheFrames = 8
+const cacheFrames = 6
 
 // tableChunk bounds each read of the seek table entries, so that a footer claiming many
 // entries costs memory only as the entries are actually read.
@@ -42,6 +43,13 @@ type Reader struct {
 	mu       sync.Mutex
 	cache    []cached      // most recently used first; guarded by mu
 	inflight map[int]*call // frames being decompressed; guarded by mu
+	free     [][]byte      // decompressed frames' buffers no one holds, for reuse; guarded by mu
+	bufSize  int           // the capacity of reused buffers: the largest frame's size, at most maxReused
+	srcSize  int           // the capacity of reused compressed buffers, likewise
+	srcs     sync.Pool     // *[]byte: compressed frames' buffers
+	// slots bounds the frames being decompressed at once to the decoder's concurrency, so
+	// that readers waiting for it do not each hold a compressed and a decompressed frame.
+	slots chan struct{}
 }
 
 // frame is a seek table entry with its offsets.
@@ -50,17 +58,32 @@ type frame struct {
 	c, d       uint32
 }
 
-type cached struct {
-	i    int
-	data []byte // never modified once cached
+// buffer is one decompressed frame, shared by the cache and the reads copying out of it. Its
+// holders are counted (under Reader.mu): the last to let go hands the memory back for the
+// next frame, so reading a bundle does not leave a frame's worth of garbage per frame.
+type buffer struct {
+	data []byte // never modified while held
+	mem  []byte // the memory data is in, all of it
+	refs int
 }
 
-// call is one decompression that concurrent readers of the same frame wait for.
-type call struct {
-	done chan struct{}
-	data []byte
-	err  error
+type cached struct {
+	i   int
+	buf *buffer
 }
+
+// call is one decompression that concurrent readers of the same frame wait for; each
+// waiter holds a reference to buf once done is closed.
+type call struct {
+	done    chan struct{}
+	waiters int
+	buf     *buffer
+	err     error
+}
+
+// maxReused is the largest size of buffer a Reader reuses: twice the frames Writer cuts by
+// default.
+const maxReused = 8 << 20
 
 // Open reads and validates the seek table of the size bytes of r. It returns an error
 // wrapping ErrNotSeekable when they do not end with a seek table footer, and one wrapping
@@ -99,8 +122,16 @@ func OpenParts(r io.ReaderAt, sizes []int64) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("zstdseek: %w", err)
 	}
+	bufSize, srcSize := 0, 0
+	for _, f := range frames {
+		bufSize = max(bufSize, min(int(f.d), maxReused))
+		srcSize = max(srcSize, min(int(f.c), maxReused))
+	}
 	return &Reader{
+		slots:    make(chan struct{}, runtime.GOMAXPROCS(0)),
 		ra:       r,
+		bufSize:  bufSize,
+		srcSize:  srcSize,
 		frames:   frames,
 		size:     dOff,
 		dec:      dec,
@@ -222,11 +253,12 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 		i := sort.Search(len(r.frames), func(i int) bool {
 			return r.frames[i].dOff+int64(r.frames[i].d) > off
 		})
-		data, err := r.frame(i)
+		buf, err := r.frame(i)
 		if err != nil {
 			return n, err
 		}
-		k := copy(p[n:], data[off-r.frames[i].dOff:])
+		k := copy(p[n:], buf.data[off-r.frames[i].dOff:])
+		r.release(buf)
 		n += k
 		off += int64(k)
 	}
@@ -236,51 +268,122 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// frame returns the decompressed content of frame i, from the cache or decompressing it.
-func (r *Reader) frame(i int) ([]byte, error) {
+// frame returns the decompressed content of frame i, from the cache or decompressing it,
+// with a reference the caller must release.
+func (r *Reader) frame(i int) (*buffer, error) {
 	r.mu.Lock()
 	for k, c := range r.cache {
 		if c.i == i {
 			copy(r.cache[1:k+1], r.cache[:k])
 			r.cache[0] = c
+			c.buf.refs++
 			r.mu.Unlock()
-			return c.data, nil
+			return c.buf, nil
 		}
 	}
 	if c, ok := r.inflight[i]; ok {
+		c.waiters++
 		r.mu.Unlock()
 		<-c.done
-		return c.data, c.err
+		return c.buf, c.err
 	}
 	c := &call{done: make(chan struct{})}
 	r.inflight[i] = c
 	r.mu.Unlock()
 
-	c.data, c.err = r.decompress(i)
+	r.slots <- struct{}{}
+	r.mu.Lock()
+	dst := r.take(int(r.frames[i].d))
+	r.mu.Unlock()
+	data, err := r.decompress(i, dst)
+	<-r.slots
 
 	r.mu.Lock()
 	delete(r.inflight, i)
-	if c.err == nil {
-		if len(r.cache) < cacheFrames {
+	c.err = err
+	if err == nil {
+		// The cache, this reader, and every waiter.
+		c.buf = &buffer{data: data, mem: dst, refs: 2 + c.waiters}
+		if len(r.cache) == cacheFrames {
+			r.drop(r.cache[cacheFrames-1].buf)
+		} else {
 			r.cache = append(r.cache, cached{})
 		}
 		copy(r.cache[1:], r.cache[:len(r.cache)-1])
-		r.cache[0] = cached{i: i, data: c.data}
+		r.cache[0] = cached{i: i, buf: c.buf}
+	} else {
+		r.recycle(dst)
 	}
 	r.mu.Unlock()
 	close(c.done)
-	return c.data, c.err
+	return c.buf, c.err
 }
 
-func (r *Reader) decompress(i int) ([]byte, error) {
+// release lets go of a reference frame returned.
+func (r *Reader) release(b *buffer) {
+	r.mu.Lock()
+	r.drop(b)
+	r.mu.Unlock()
+}
+
+// drop lets go of a reference to b; r.mu is held.
+func (r *Reader) drop(b *buffer) {
+	if b.refs--; b.refs == 0 {
+		r.recycle(b.mem)
+	}
+}
+
+// recycle keeps a buffer no one holds for the next frame, if it is of the reused size;
+// r.mu is held. Buffers are made only when none is kept, so there are never more than the
+// most frames held at once (the cache's, those being decompressed, and those displaced from
+// the cache while a read still copies out of them).
+func (r *Reader) recycle(b []byte) {
+	if cap(b) == r.bufSize {
+		r.free = append(r.free, b[:0])
+	}
+}
+
+// take returns an empty buffer with room for n bytes; r.mu is held. A kept buffer serves any
+// frame up to the reused size; a new one has that capacity, so that it can serve any frame
+// later, except for a small frame (a config, a member's short first frame), which gets one of
+// its own size that is not kept, as does a larger one (at most maxFrameSize, in a stream
+// another tool wrote).
+func (r *Reader) take(n int) []byte {
+	if n > r.bufSize {
+		return make([]byte, 0, n)
+	}
+	if k := len(r.free); k > 0 {
+		b := r.free[k-1]
+		r.free = r.free[:k-1]
+		return b
+	}
+	if n < r.bufSize/4 {
+		return make([]byte, 0, n)
+	}
+	return make([]byte, 0, r.bufSize)
+}
+
+// decompress decompresses frame i into dst, which has room for it.
+func (r *Reader) decompress(i int, dst []byte) ([]byte, error) {
 	f := r.frames[i]
 	// Open checked f.c and f.d against maxCompressedFrame and maxFrameSize.
-	src := make([]byte, f.c)
+	var src []byte
+	if int(f.c) <= r.srcSize {
+		sp, _ := r.srcs.Get().(*[]byte)
+		if sp == nil {
+			b := make([]byte, r.srcSize)
+			sp = &b
+		}
+		defer r.srcs.Put(sp)
+		src = (*sp)[:f.c]
+	} else {
+		src = make([]byte, f.c)
+	}
 	if err := readFull(r.ra, src, f.cOff); err != nil {
 		return nil, fmt.Errorf("zstdseek: frame %d at %d: %w", i, f.cOff, err)
 	}
-	// With WithDecodeAllCapLimit, DecodeAll fails rather than grow dst past f.d.
-	data, err := r.dec.DecodeAll(src, make([]byte, 0, f.d))
+	// With WithDecodeAllCapLimit, DecodeAll fails rather than grow dst past its capacity.
+	data, err := r.dec.DecodeAll(src, dst[:0:f.d])
 	if err != nil {
 		if errors.Is(err, zstd.ErrDecoderSizeExceeded) {
 			return nil, fmt.Errorf("%w: frame %d at %d: more than the %d decompressed bytes its entry says", ErrBadSeekTable, i, f.cOff, f.d)

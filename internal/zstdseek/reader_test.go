@@ -68,7 +68,8 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-// Many goroutines reading sequentially at once get the right bytes (run with -race).
+// Many goroutines reading at once, sequentially or at random offsets, get the right bytes
+// while frames are evicted from the cache and their buffers reused (run with -race).
 func TestConcurrentReadAt(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 3))
 	s := randomScript(rng, 2<<20)
@@ -81,7 +82,11 @@ func TestConcurrentReadAt(t *testing.T) {
 			defer wg.Done()
 			off := int64(g%4) * 1000 // several goroutines on the same frames
 			p := make([]byte, 10_000)
+			jump := rand.New(rand.NewPCG(uint64(g), 0))
 			for off < r.Size() {
+				if g >= 8 { // the rest read here and there
+					off = jump.Int64N(r.Size())
+				}
 				n, err := r.ReadAt(p, off)
 				if err != nil && err != io.EOF {
 					errs <- err
@@ -92,6 +97,9 @@ func TestConcurrentReadAt(t *testing.T) {
 					return
 				}
 				off += int64(n)
+				if g >= 8 && jump.IntN(50) == 0 {
+					break
+				}
 			}
 		}()
 	}
