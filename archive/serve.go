@@ -124,6 +124,7 @@ type registry struct {
 	aliases map[string]*repo // by alias, for names not in repos
 	log     func(string)
 	bufs    sync.Pool // *[]byte of copyBuffer bytes
+	checks  sync.Map  // *io.SectionReader (a servedBlob's) → *sentCheck
 }
 
 // copyBuffer is how much of a blob is read at once: large enough that a seekable bundle's
@@ -420,8 +421,8 @@ func (reg *registry) changed(w http.ResponseWriter, r *http.Request, a *Readable
 	return true
 }
 
-// changed reports whether the archive's file (when read in place) has another size or
-// modification time than when it was opened.
+// changed reports whether the archive's file (when read in place) has another size,
+// modification time or (on Linux) status change time than when it was opened.
 func (a *ReadableArchive) changed() error {
 	src, ok := a.r.Source()
 	if !ok {
@@ -431,9 +432,14 @@ func (a *ReadableArchive) changed() error {
 	if err != nil {
 		return fmt.Errorf("archive %q: %w", a.path, err)
 	}
-	if st.Size() != src.Size || !st.ModTime().Equal(src.ModTime) {
+	was := src.Info
+	const stamp = "2006-01-02T15:04:05.000000000Z"
+	switch {
+	case st.Size() != was.Size() || !st.ModTime().Equal(was.ModTime()):
 		return fmt.Errorf("archive %q changed since it was opened (size %d, modified %s; now size %d, modified %s): not serving from it",
-			a.path, src.Size, src.ModTime.UTC().Format("2006-01-02T15:04:05.000000000Z"), st.Size(), st.ModTime().UTC().Format("2006-01-02T15:04:05.000000000Z"))
+			a.path, was.Size(), was.ModTime().UTC().Format(stamp), st.Size(), st.ModTime().UTC().Format(stamp))
+	case statusChanged(was, st):
+		return fmt.Errorf("archive %q changed since it was opened (written to, its times set, renamed or its mode changed: its status change time moved): not serving from it", a.path)
 	}
 	return nil
 }

@@ -2,17 +2,17 @@ package archive
 
 import (
 	"fmt"
-	"hash"
 	"io"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 
 	digest "github.com/opencontainers/go-digest"
 )
 
-// Blobs: whole, by range, checked as they are sent.
+// Blobs: whole or by range, each checked against its digest before it is first sent.
 
 func (reg *registry) blob(w http.ResponseWriter, r *http.Request, rp *repo, ref string) {
 	d, err := digest.Parse(ref)
@@ -30,14 +30,19 @@ func (reg *registry) blob(w http.ResponseWriter, r *http.Request, rp *repo, ref 
 		return
 	}
 	h := w.Header()
-	h.Set("Docker-Content-Digest", d.String())
-	h.Set("ETag", `"`+d.String()+`"`)
-	h.Set("Content-Type", "application/octet-stream")
-	h.Set("Cache-Control", "max-age=31536000")
 	if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatch(inm, d) {
+		setBlobHeaders(h, d)
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
+	if r.Method == http.MethodGet && b.Section != nil {
+		if err := reg.check(b); err != nil {
+			reg.log(fmt.Sprintf("repository %s: blob %s: %v; not serving it", rp.name, b.Digest, err))
+			writeError(w, r, http.StatusInternalServerError, codeUnknown, "the archive's copy of the blob cannot be read or does not match its digest", map[string]string{"digest": d.String()})
+			return
+		}
+	}
+	setBlobHeaders(h, d)
 	h.Set("Accept-Ranges", "bytes")
 	start, length := int64(0), b.Size
 	status := http.StatusOK
@@ -65,40 +70,77 @@ func (reg *registry) blob(w http.ResponseWriter, r *http.Request, rp *repo, ref 
 	case b.Decompressed:
 		reg.copyDecompressed(w, rp, b, start, length)
 	default:
-		reg.copyBlob(w, rp, b, start, length, status == http.StatusOK)
+		reg.copyBlob(w, rp, b, start, length)
 	}
 }
 
-// copyBlob sends length bytes of the blob from start. A whole blob (verify) is hashed as it
-// goes: if it does not match its digest, or the archive cannot be read, the response is cut
-// off (panic(http.ErrAbortHandler)), so the client sees a failed transfer, never a complete
-// one with wrong bytes.
-func (reg *registry) copyBlob(w http.ResponseWriter, rp *repo, b servedBlob, start, length int64, verify bool) {
-	if !verify {
-		// A range of a member stored as one run of the file (a plain tar's, not a bundle's
-		// or a sparse one's) goes out by sendfile where the platform has it.
-		if f, base, _ := b.Section.Outer(); base >= 0 {
-			if file, ok := f.(*os.File); ok {
-				sent, written, err := sendFileRange(w, file, base+start, length)
-				if sent {
-					if err == nil && written < length {
-						// The file ended early: net/http would close the connection on the
-						// short body anyway; say why.
-						reg.log(fmt.Sprintf("repository %s: blob %s: archive %q ends %d bytes into a range of %d; response cut off", rp.name, b.Digest, b.e.a.path, written, length))
-						panic(http.ErrAbortHandler)
-					}
-					return // on an error the response is short of its length: the client sees it
+func setBlobHeaders(h http.Header, d digest.Digest) {
+	h.Set("Docker-Content-Digest", d.String())
+	h.Set("ETag", `"`+d.String()+`"`)
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Cache-Control", "max-age=31536000")
+}
+
+// sentCheck records whether one stored blob was found to match its digest; its mutex makes
+// requests for the blob wait for the one reading it.
+type sentCheck struct {
+	mu sync.Mutex
+	ok bool
+}
+
+// check reads a blob stored in the archive and hashes it, the first time any part of it is
+// to be sent (a later request waits for that reading, and one after a failure reads again).
+// Once it matched, it is sent as stored without hashing it again, by sendfile where it can
+// be: the archive's file has not changed since, or changed answers 500 first.
+func (reg *registry) check(b servedBlob) error {
+	v, _ := reg.checks.LoadOrStore(b.Section, &sentCheck{})
+	c := v.(*sentCheck)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ok {
+		return nil
+	}
+	bp := reg.bufs.Get().(*[]byte)
+	defer reg.bufs.Put(bp)
+	h := b.Digest.Algorithm().Hash()
+	n, err := io.CopyBuffer(h, io.NewSectionReader(b.Section, 0, b.Size), *bp)
+	switch {
+	case err != nil:
+		return fmt.Errorf("reading archive %q: %w", b.e.a.path, err)
+	case n != b.Size:
+		return fmt.Errorf("reading archive %q: %w", b.e.a.path, io.ErrUnexpectedEOF)
+	}
+	if got := digest.NewDigest(b.Digest.Algorithm(), h); got != b.Digest {
+		return fmt.Errorf("%w: archive %q holds %s", ErrDigestMismatch, b.e.a.path, got)
+	}
+	c.ok = true
+	return nil
+}
+
+// copyBlob sends length bytes of a checked blob from start: by sendfile for a member
+// stored as one run of a file (a plain tar's, not a bundle's or a sparse one's) where the
+// platform has it, else through a buffer. If the archive cannot be read the response is cut
+// off (panic(http.ErrAbortHandler)), so the client sees a failed transfer.
+func (reg *registry) copyBlob(w http.ResponseWriter, rp *repo, b servedBlob, start, length int64) {
+	short := func(err error) {
+		reg.log(fmt.Sprintf("repository %s: blob %s: reading archive %q: %v; response cut off", rp.name, b.Digest, b.e.a.path, err))
+		panic(http.ErrAbortHandler)
+	}
+	if f, base, _ := b.Section.Outer(); base >= 0 {
+		if file, ok := f.(*os.File); ok {
+			sent, written, err := sendFileRange(w, file, base+start, length)
+			if sent {
+				if err == nil && written < length {
+					// net/http would close the connection on the short body anyway; say why.
+					short(io.ErrUnexpectedEOF)
 				}
+				return // on an error the response is short of its length: the client sees it
 			}
 		}
 	}
 	bp := reg.bufs.Get().(*[]byte)
 	defer reg.bufs.Put(bp)
 	buf := *bp
-	var hsh hash.Hash
-	if verify {
-		hsh = b.Digest.Algorithm().Hash()
-	}
 	for off := start; off < start+length; {
 		n := int(min(int64(len(buf)), start+length-off))
 		k, err := b.Section.ReadAt(buf[:n], off)
@@ -106,20 +148,9 @@ func (reg *registry) copyBlob(w http.ResponseWriter, rp *repo, b servedBlob, sta
 			if err == nil || err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			reg.log(fmt.Sprintf("repository %s: blob %s: reading archive %q: %v; response cut off", rp.name, b.Digest, b.e.a.path, err))
-			panic(http.ErrAbortHandler)
+			short(err)
 		}
 		off += int64(k)
-		if hsh != nil {
-			hsh.Write(buf[:k])
-			if off == start+length {
-				if got := digest.NewDigest(b.Digest.Algorithm(), hsh); got != b.Digest {
-					// The last bytes are held back: the client must not get a whole blob.
-					reg.log(fmt.Sprintf("repository %s: blob %s: %v: archive %q holds %s; response cut off", rp.name, b.Digest, ErrDigestMismatch, b.e.a.path, got))
-					panic(http.ErrAbortHandler)
-				}
-			}
-		}
 		if _, err := w.Write(buf[:k]); err != nil {
 			return // the client went away
 		}

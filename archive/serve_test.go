@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -463,11 +464,15 @@ func copyFixture(t *testing.T, name string) string {
 	return path
 }
 
-// TestServeArchiveChanged: once the archive file changes size or modification time, its
-// blobs and manifests are answered 500 and the change is logged.
+// TestServeArchiveChanged: once the archive file changes size or modification time, or (on
+// Linux) is written in place with its modification time put back, its blobs (including one
+// already sent) and manifests are answered 500 and the change is logged.
 func TestServeArchiveChanged(t *testing.T) {
-	for _, change := range []string{"append", "touch"} {
+	for _, change := range []string{"append", "touch", "in-place"} {
 		t.Run(change, func(t *testing.T) {
+			if change == "in-place" && runtime.GOOS != "linux" {
+				t.Skip("status change times are compared on Linux only")
+			}
 			path := copyFixture(t, "podman-save-m.tar")
 			a := openServed(t, path)
 			var logged []string
@@ -501,6 +506,19 @@ func TestServeArchiveChanged(t *testing.T) {
 				if err := os.Chtimes(path, later, later); err != nil {
 					t.Fatal(err)
 				}
+			case "in-place":
+				st, err := os.Stat(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				data := readFile(t, path)
+				data[len(data)/2] ^= 0xff
+				if err := os.WriteFile(path, data, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chtimes(path, st.ModTime(), st.ModTime()); err != nil {
+					t.Fatal(err)
+				}
 			}
 			for _, p := range []string{blob, "/v2/darc/a/manifests/1"} {
 				if r := serveReq(t, h, "GET", p, nil); r.status != 500 {
@@ -514,13 +532,25 @@ func TestServeArchiveChanged(t *testing.T) {
 	}
 }
 
-// TestServeDigestMismatch: a layer whose bytes change in place (same size, modification
-// time put back, so the change is not seen) is cut off before its last bytes and logged;
-// a range of it is still served, unverified.
+// TestServeDigestMismatch: a layer whose stored bytes do not match its digest (damaged
+// before the archive was opened) is answered 500, whole or by range, and logged; the
+// archive's other blobs are still served.
 func TestServeDigestMismatch(t *testing.T) {
 	path := copyFixture(t, "podman-save-m.tar")
-	st, err := os.Stat(path)
+	clean := openServed(t, path)
+	d, err := clean.Inspect(tagSelector(t, "example.com/darc/a:1"))
 	if err != nil {
+		t.Fatal(err)
+	}
+	l := d.Layers[len(d.Layers)-1]
+	content := readBlob(t, clean, "example.com/darc/a:1", l.Digest)
+	data := readFile(t, path)
+	at := bytes.Index(data, content)
+	if at < 0 || bytes.Index(data[at+1:], content) >= 0 {
+		t.Fatal("layer bytes not found once in the archive")
+	}
+	data[at+100] ^= 0xff
+	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	a := openServed(t, path)
@@ -530,52 +560,20 @@ func TestServeDigestMismatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := a.Inspect(tagSelector(t, "example.com/darc/a:1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := d.Layers[len(d.Layers)-1]
-	content := readBlob(t, a, "example.com/darc/a:1", l.Digest)
-	data := readFile(t, path)
-	at := bytes.Index(data, content)
-	if at < 0 || bytes.Index(data[at+1:], content) >= 0 {
-		t.Fatal("layer bytes not found once in the archive")
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteAt([]byte{data[at+100] ^ 0xff}, int64(at+100)); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	if err := os.Chtimes(path, st.ModTime(), st.ModTime()); err != nil {
-		t.Fatal(err)
-	}
-
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-	// The layer fits one read: the response is cut off before its headers even leave.
-	var got []byte
-	resp, err := srv.Client().Get(srv.URL + "/v2/darc/a/blobs/" + l.Digest.String())
-	if err == nil {
-		got, err = io.ReadAll(resp.Body)
-		resp.Body.Close()
-	}
-	if err == nil {
-		t.Errorf("full GET of a damaged blob read %d bytes without error, want the response cut off", len(got))
-	}
-	if int64(len(got)) >= l.Size {
-		t.Errorf("client got %d bytes of %d: all of it", len(got), l.Size)
+	blob := "/v2/darc/a/blobs/" + l.Digest.String()
+	for _, rg := range []map[string]string{nil, {"Range": "bytes=0-9"}} {
+		if r := serveReq(t, h, "GET", blob, rg); r.status != 500 || errorCode(r.body) != "UNKNOWN" {
+			t.Errorf("GET %v of the damaged layer: %d %s, want 500 UNKNOWN", rg, r.status, r.body)
+		}
 	}
 	mu.Lock()
-	if len(logged) != 1 || !strings.Contains(logged[0], "digest") {
-		t.Errorf("logged %q, want one digest mismatch", logged)
+	if len(logged) != 2 || !strings.Contains(logged[0], "digest") || !strings.Contains(logged[0], "not serving it") {
+		t.Errorf("logged %q, want a digest mismatch per request", logged)
 	}
 	mu.Unlock()
-	r := serveReq(t, h, "GET", "/v2/darc/a/blobs/"+l.Digest.String(), map[string]string{"Range": "bytes=0-9"})
-	if r.status != 206 || !bytes.Equal(r.body, content[:10]) {
-		t.Errorf("range: %d %q", r.status, r.body)
+	other := d.Layers[0].Digest
+	if r := serveReq(t, h, "GET", "/v2/darc/a/blobs/"+other.String(), nil); r.status != 200 || digest.FromBytes(r.body) != other {
+		t.Errorf("GET of an intact layer: %d", r.status)
 	}
 }
 
@@ -696,73 +694,6 @@ func TestServeDecompressedLayers(t *testing.T) {
 		t.Errorf("range: %d, %d bytes", r.status, len(r.body))
 	}
 	if len(logged) > 0 {
-		t.Errorf("logged %q", logged)
-	}
-}
-
-// TestServeDecompressedLayerDamaged: an xz layer member damaged in place after the server
-// measured it (same size, modification time put back) is cut off and logged, not served.
-func TestServeDecompressedLayerDamaged(t *testing.T) {
-	data, err := archivetest.BuildBytes(archivetest.SharedImages(), archivetest.Options{Layout: archivetest.Docker24, XzMembers: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := writeTemp(t, data)
-	st, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := openServed(t, path)
-	d, err := a.Inspect(tagSelector(t, "busybox:latest"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var logged []string
-	h, err := archive.NewHandler([]*archive.ReadableArchive{a}, archive.WithServeLog(func(s string) { mu.Lock(); logged = append(logged, s); mu.Unlock() }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-	pullAll(t, srv.Client(), srv.URL) // the layer sizes are known from here on
-
-	// Damage the middle of the largest layer member (the xz stream, as stored).
-	l := d.Layers[len(d.Layers)-1]
-	stored := readMember(t, data, l.Member)
-	at := bytes.Index(data, stored)
-	if at < 0 {
-		t.Fatal("member bytes not found")
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mid := int64(at + len(stored)/2)
-	if _, err := f.WriteAt([]byte{data[mid] ^ 0x55}, mid); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	if err := os.Chtimes(path, st.ModTime(), st.ModTime()); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := srv.Client().Get(srv.URL + "/v2/library/busybox/blobs/" + l.Digest.String())
-	if err == nil {
-		var got []byte
-		got, err = io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err == nil && digest.FromBytes(got) == l.Digest {
-			t.Fatal("a damaged layer was served whole")
-		}
-	}
-	if err == nil {
-		t.Error("GET of a damaged layer completed without error, want the response cut off")
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	// net/http's client sends a GET again once when the connection closes before any byte
-	// of an answer on a reused connection: one line per attempt.
-	if len(logged) == 0 || len(logged) > 2 || !strings.Contains(strings.Join(logged, "\n"), "response cut off") {
 		t.Errorf("logged %q", logged)
 	}
 }

@@ -59,7 +59,7 @@ func OpenFile(path string, o OpenOptions) (*Reader, error) {
 	}
 	r, err := openInPlace(path, f, []int64{st.Size()}, f, o)
 	if err == nil && r.closer == f {
-		r.source = &Source{File: f, Size: st.Size(), ModTime: st.ModTime()}
+		r.source = &Source{File: f, Info: st}
 	}
 	return r, err
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"time"
 
 	digest "github.com/opencontainers/go-digest"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -210,12 +209,11 @@ func (r *Reader) addMemberBlobs(s *Served, m ociManifest) {
 	}
 }
 
-// Source is the file an archive is read from in place, and its size and modification time
-// when it was opened: a server compares them to notice the file changing under it.
+// Source is the file an archive is read from in place, and what stat said of it when it was
+// opened: a server compares the two to notice the file changing under it.
 type Source struct {
-	File    *os.File
-	Size    int64
-	ModTime time.Time
+	File *os.File
+	Info os.FileInfo
 }
 
 // Source returns the file the archive is read from in place (a plain tar or a seekable

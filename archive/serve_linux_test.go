@@ -1,0 +1,91 @@
+//go:build linux
+
+package archive_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/darc-dev/darc/archive"
+	"github.com/darc-dev/darc/internal/archivetest"
+)
+
+// TestServeDecompressedLayerDamaged: an xz layer member damaged after the server measured
+// it, in a way the change checks do not see (through a descriptor opened before the file's
+// name was removed, its modification time put back), is cut off and logged, not served.
+func TestServeDecompressedLayerDamaged(t *testing.T) {
+	data, err := archivetest.BuildBytes(archivetest.SharedImages(), archivetest.Options{Layout: archivetest.Docker24, XzMembers: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := writeTemp(t, data)
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := openServed(t, path)
+	d, err := a.Inspect(tagSelector(t, "busybox:latest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var logged []string
+	h, err := archive.NewHandler([]*archive.ReadableArchive{a}, archive.WithServeLog(func(s string) { mu.Lock(); logged = append(logged, s); mu.Unlock() }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	pullAll(t, srv.Client(), srv.URL) // the layer sizes are known from here on
+
+	// Damage the middle of the largest layer member (the xz stream, as stored).
+	l := d.Layers[len(d.Layers)-1]
+	stored := readMember(t, data, l.Member)
+	at := bytes.Index(data, stored)
+	if at < 0 {
+		t.Fatal("member bytes not found")
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	mid := int64(at + len(stored)/2)
+	if _, err := f.WriteAt([]byte{data[mid] ^ 0x55}, mid); err != nil {
+		t.Fatal(err)
+	}
+	// The file has no name left: its times are set through the descriptor, in /proc.
+	if err := os.Chtimes(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), st.ModTime(), st.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := srv.Client().Get(srv.URL + "/v2/library/busybox/blobs/" + l.Digest.String())
+	if err == nil {
+		var got []byte
+		got, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil && digest.FromBytes(got) == l.Digest {
+			t.Fatal("a damaged layer was served whole")
+		}
+	}
+	if err == nil {
+		t.Error("GET of a damaged layer completed without error, want the response cut off")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// net/http's client sends a GET again once when the connection closes before any byte
+	// of an answer on a reused connection: one line per attempt.
+	if len(logged) == 0 || len(logged) > 2 || !strings.Contains(strings.Join(logged, "\n"), "response cut off") {
+		t.Errorf("logged %q", logged)
+	}
+}
