@@ -101,8 +101,8 @@ func (p *partOutput) next() (io.Writer, error) {
 // overwrite an existing part is refused; with it, old parts beyond the new set are removed.
 // On failure no new part is left behind.
 func (p *partOutput) place(ctx context.Context, overwrite bool) error {
-	for _, f := range p.files {
-		if err := f.Chmod(0o644); err != nil {
+	for i, f := range p.files {
+		if err := f.Chmod(outputMode(tarfile.PartName(p.path, i), overwrite)); err != nil {
 			return err
 		}
 		if err := f.Sync(); err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -138,12 +139,15 @@ func baseNames(paths []string) []string {
 }
 
 // TestCreateSplitReplace: an existing set is refused without WithOverwrite; with it, the new
-// set replaces the old one, and parts of the old set beyond the new one's are removed, so
-// that the first part does not lead a reader into a stale one. Closing without Commit leaves
-// the directory as it was.
+// set replaces the old one, keeping each replaced part's permissions, and parts of the old set
+// beyond the new one's are removed, so that the first part does not lead a reader into a
+// stale one. Closing without Commit leaves the directory as it was.
 func TestCreateSplitReplace(t *testing.T) {
 	dir := t.TempDir()
 	_, name, before := writeSplit(t, dir, 3)
+	if err := os.Chmod(before[0], 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := mergeInto(t, splitSource(t, 1), name, true, splitOpts...); !errors.Is(err, archive.ErrExists) {
 		t.Fatalf("a second Create over the set: %v; want ErrExists", err)
 	}
@@ -158,6 +162,9 @@ func TestCreateSplitReplace(t *testing.T) {
 	after := parts(t, name)
 	if len(after) >= len(before) {
 		t.Fatalf("parts %q after replacing %q with one image; want fewer", after, before)
+	}
+	if st, err := os.Stat(after[0]); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("the replacing first part: %v, %v; want the replaced one's mode, -rw-------", st.Mode(), err)
 	}
 	wtNoLeftovers(t, dir, append(baseNames(after), "plain.tar")...)
 	if imgs := wtReadBack(t, name); len(imgs) != 1 {

@@ -399,6 +399,15 @@ type layerRecord struct {
 	mediaType string
 }
 
+// outputMode is the permission a new output at path gets: 0644, or that of the file it
+// replaces.
+func outputMode(path string, overwrite bool) fs.FileMode {
+	if st, err := os.Stat(path); err == nil && overwrite {
+		return st.Mode().Perm()
+	}
+	return 0o644
+}
+
 // Create starts writing an archive to path. The archive is written to a temp file in path's
 // directory and renamed to path by Commit; an existing file at path is refused with ErrExists
 // unless WithOverwrite(true) is given, and it is left untouched until Commit. "-" writes to
@@ -862,11 +871,7 @@ func (a *WritableArchive) finish(ctx context.Context, files []layout.File) error
 	if a.file == nil {
 		return nil
 	}
-	mode := fs.FileMode(0o644)
-	if st, err := os.Stat(a.path); err == nil && a.overwrite {
-		mode = st.Mode().Perm()
-	}
-	if err := a.file.Chmod(mode); err != nil {
+	if err := a.file.Chmod(outputMode(a.path, a.overwrite)); err != nil {
 		return fmt.Errorf("archive %q: %w", a.name, err)
 	}
 	if err := a.file.Sync(); err != nil {
