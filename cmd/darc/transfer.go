@@ -427,13 +427,17 @@ func layoutOption(s string) (archive.CreateOption, error) {
 // writeArchive creates the output, runs the copies into it, commits it when they all
 // succeeded, and prints the summary. With -o - the summary is not printed: standard output
 // holds the archive.
-func (f *transferFlags) writeArchive(cmd *cobra.Command, output string, wopts []archive.CreateOption, labels func(int) string,
+func (f *transferFlags) writeArchive(cmd *cobra.Command, out *outputFlags, wopts []archive.CreateOption, labels func(int) string,
 	copyInto func(*archive.WritableArchive, []dcopy.Option) ([]dcopy.Result, error)) error {
 	opts, wait, err := f.options(cmd.ErrOrStderr(), labels)
 	if err != nil {
 		return err
 	}
-	_, statErr := os.Stat(output)
+	output, shown := out.output, out.output
+	if out.split != "" {
+		shown = output + ".000" // the first part stands for the set in the report
+	}
+	_, statErr := os.Stat(shown)
 	existed := output != "-" && statErr == nil
 	w, err := createOutput(output, wopts...)
 	if err != nil {
@@ -449,7 +453,7 @@ func (f *transferFlags) writeArchive(cmd *cobra.Command, output string, wopts []
 		err = perr
 	}
 	if cmd.Context().Err() != nil {
-		return writeReport(output, err == nil, existed)
+		return writeReport(shown, err == nil, existed)
 	}
 	return f.withCredentials(err)
 }
@@ -636,7 +640,7 @@ give the same bytes.`,
 				}
 				sources[idx].Tags = append(sources[idx].Tags, nt)
 			}
-			return f.writeArchive(cmd, out.output, wopts, func(i int) string { return args[i] },
+			return f.writeArchive(cmd, &out, wopts, func(i int) string { return args[i] },
 				func(w *archive.WritableArchive, opts []dcopy.Option) ([]dcopy.Result, error) {
 					return dcopy.Save(cmd.Context(), w, sources, opts...)
 				})
@@ -696,7 +700,7 @@ Merge reads local archives only: it has no registry flags and no --parallel.`,
 			if err != nil {
 				return err
 			}
-			return f.writeArchive(cmd, out.output, wopts, func(i int) string { return labels[i] },
+			return f.writeArchive(cmd, &out, wopts, func(i int) string { return labels[i] },
 				func(w *archive.WritableArchive, opts []dcopy.Option) ([]dcopy.Result, error) {
 					return dcopy.Merge(cmd.Context(), w, inputs, opts...)
 				})
