@@ -443,8 +443,9 @@ func refString(ref types.ImageReference) string {
 
 // parallelAfterFirst runs f for every index: the first alone, then the rest at most n at
 // once. Images usually share base layers; once the first is done every later copy finds
-// those blobs already at the destination (or, for registries, mountable), so a shared blob is
-// transferred once instead of by several images racing for it.
+// those blobs already at the destination (or, for registries, mountable), so a blob of the
+// first image is transferred once instead of by several images racing for it. A blob only
+// later images share can still be transferred by more than one of them.
 func parallelAfterFirst(ctx context.Context, count, n int, f func(ctx context.Context, i int)) {
 	if count == 0 {
 		return
