@@ -43,21 +43,9 @@ func (reg *registry) blob(w http.ResponseWriter, r *http.Request, rp *repo, ref 
 		}
 	}
 	setBlobHeaders(h, d)
-	h.Set("Accept-Ranges", "bytes")
-	start, length := int64(0), b.Size
-	status := http.StatusOK
-	if rg := r.Header.Get("Range"); rg != "" {
-		s, l, ok, satisfiable := parseRange(rg, b.Size)
-		switch {
-		case ok && !satisfiable:
-			h.Set("Content-Range", fmt.Sprintf("bytes */%d", b.Size))
-			writeError(w, r, http.StatusRequestedRangeNotSatisfiable, codeRangeInvalid, "requested range not satisfiable", map[string]string{"range": truncate(rg, 100)})
-			return
-		case ok:
-			start, length, status = s, l, http.StatusPartialContent
-			h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", s, s+l-1, b.Size))
-		}
-		// A Range header that is not one byte range is ignored, as RFC 9110 allows.
+	start, length, status, ok := blobRange(w, r, b.Size)
+	if !ok {
+		return
 	}
 	h.Set("Content-Length", strconv.FormatInt(length, 10))
 	w.WriteHeader(status)
@@ -74,6 +62,30 @@ func (reg *registry) blob(w http.ResponseWriter, r *http.Request, rp *repo, ref 
 	}
 }
 
+// blobRange is the part of a blob of size bytes a request asks for: all of it (200), or the
+// one byte range of its Range header (206, Content-Range set). An unsatisfiable range is
+// answered 416 here (ok false); a Range header that is not one byte range is ignored, as RFC
+// 9110 allows.
+func blobRange(w http.ResponseWriter, r *http.Request, size int64) (start, length int64, status int, ok bool) {
+	h := w.Header()
+	h.Set("Accept-Ranges", "bytes")
+	rg := r.Header.Get("Range")
+	if rg == "" {
+		return 0, size, http.StatusOK, true
+	}
+	s, l, valid, satisfiable := parseRange(rg, size)
+	switch {
+	case valid && !satisfiable:
+		h.Set("Content-Range", fmt.Sprintf("bytes */%d", size))
+		writeError(w, r, http.StatusRequestedRangeNotSatisfiable, codeRangeInvalid, "requested range not satisfiable", map[string]string{"range": truncate(rg, 100)})
+		return 0, 0, 0, false
+	case valid:
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", s, s+l-1, size))
+		return s, l, http.StatusPartialContent, true
+	}
+	return 0, size, http.StatusOK, true
+}
+
 func setBlobHeaders(h http.Header, d digest.Digest) {
 	h.Set("Docker-Content-Digest", d.String())
 	h.Set("ETag", `"`+d.String()+`"`)
@@ -81,24 +93,26 @@ func setBlobHeaders(h http.Header, d digest.Digest) {
 	h.Set("Cache-Control", "max-age=31536000")
 }
 
-// sentCheck records whether one stored blob was found to match its digest; its mutex makes
-// requests for the blob wait for the one reading it.
+// sentCheck records whether one stored blob was found to match its digest (ok), or not
+// (mismatch); its mutex makes requests for the blob wait for the one reading it.
 type sentCheck struct {
-	mu sync.Mutex
-	ok bool
+	mu       sync.Mutex
+	ok       bool
+	mismatch error
 }
 
 // check reads a blob stored in the archive and hashes it, the first time any part of it is
-// to be sent (a later request waits for that reading, and one after a failure reads again).
-// Once it matched, it is sent as stored without hashing it again, by sendfile where it can
-// be: the archive's file has not changed since, or changed answers 500 first.
+// to be sent (a later request waits for that reading). Once it matched, it is sent as stored
+// without hashing it again, by sendfile where it can be: the archive's file has not changed
+// since, or changed answers 500 first. A mismatch is remembered, for the same reason; a read
+// error is not (the next request reads again).
 func (reg *registry) check(b servedBlob) error {
 	v, _ := reg.checks.LoadOrStore(b.Section, &sentCheck{})
 	c := v.(*sentCheck)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.ok {
-		return nil
+	if c.ok || c.mismatch != nil {
+		return c.mismatch
 	}
 	bp := reg.bufs.Get().(*[]byte)
 	defer reg.bufs.Put(bp)
@@ -111,7 +125,8 @@ func (reg *registry) check(b servedBlob) error {
 		return fmt.Errorf("reading archive %q: %w", b.e.a.path, io.ErrUnexpectedEOF)
 	}
 	if got := digest.NewDigest(b.Digest.Algorithm(), h); got != b.Digest {
-		return fmt.Errorf("%w: archive %q holds %s", ErrDigestMismatch, b.e.a.path, got)
+		c.mismatch = fmt.Errorf("%w: archive %q holds %s", ErrDigestMismatch, b.e.a.path, got)
+		return c.mismatch
 	}
 	c.ok = true
 	return nil
