@@ -421,25 +421,28 @@ func (reg *registry) changed(w http.ResponseWriter, r *http.Request, a *Readable
 	return true
 }
 
-// changed reports whether the archive's file (when read in place) has another size,
-// modification time or (on Linux) status change time than when it was opened.
+// changed reports whether a file the archive is read from in place (its parts, when split)
+// has another size, modification time or (on Linux) status change time than when it was
+// opened.
 func (a *ReadableArchive) changed() error {
-	src, ok := a.r.Source()
-	if !ok {
-		return nil
-	}
-	st, err := src.File.Stat()
-	if err != nil {
-		return fmt.Errorf("archive %q: %w", a.path, err)
-	}
-	was := src.Info
 	const stamp = "2006-01-02T15:04:05.000000000Z"
-	switch {
-	case st.Size() != was.Size() || !st.ModTime().Equal(was.ModTime()):
-		return fmt.Errorf("archive %q changed since it was opened (size %d, modified %s; now size %d, modified %s): not serving from it",
-			a.path, was.Size(), was.ModTime().UTC().Format(stamp), st.Size(), st.ModTime().UTC().Format(stamp))
-	case statusChanged(was, st):
-		return fmt.Errorf("archive %q changed since it was opened (written to, its times set, renamed or its mode changed: its status change time moved): not serving from it", a.path)
+	for _, src := range a.r.Sources() {
+		name := a.path
+		if len(a.r.Sources()) > 1 {
+			name = src.File.Name()
+		}
+		st, err := src.File.Stat()
+		if err != nil {
+			return fmt.Errorf("archive %q: %w", name, err)
+		}
+		was := src.Info
+		switch {
+		case st.Size() != was.Size() || !st.ModTime().Equal(was.ModTime()):
+			return fmt.Errorf("archive %q changed since it was opened (size %d, modified %s; now size %d, modified %s): not serving from it",
+				name, was.Size(), was.ModTime().UTC().Format(stamp), st.Size(), st.ModTime().UTC().Format(stamp))
+		case statusChanged(was, st):
+			return fmt.Errorf("archive %q changed since it was opened (written to, its times set, renamed or its mode changed: its status change time moved): not serving from it", name)
+		}
 	}
 	return nil
 }

@@ -221,3 +221,44 @@ func TestSplitDockerLoad(t *testing.T) {
 	}
 	checkDockerImages(t, d, wtReadBack(t, plain))
 }
+
+// TestServeSplitChanged: a split set is served in place from its parts; once one part
+// changes (here the last, appended to), its blobs and manifests are answered 500 and the
+// log names the part.
+func TestServeSplitChanged(t *testing.T) {
+	_, _, got := writeSplit(t, t.TempDir(), 3)
+	a := openServed(t, got[0])
+	var logged []string
+	h, err := archive.NewHandler([]*archive.ReadableArchive{a}, archive.WithServeLog(func(s string) { logged = append(logged, s) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := a.Inspect(tagSelector(t, "example.com/split/img:a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob := "/v2/split/img/blobs/" + d.Layers[0].Digest.String()
+	if r := serveReq(t, h, "GET", blob, nil); r.status != 200 || int64(len(r.body)) != d.Layers[0].Size {
+		t.Fatalf("before the change: %d, %d bytes", r.status, len(r.body))
+	}
+	last := got[len(got)-1]
+	f, err := os.OpenFile(last, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.Write([]byte("more"))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{blob, "/v2/split/img/manifests/a"} {
+		if r := serveReq(t, h, "GET", p, nil); r.status != 500 {
+			t.Errorf("GET %s after the change: %d, want 500", p, r.status)
+		}
+	}
+	if len(logged) == 0 || !strings.Contains(logged[0], filepath.Base(last)) || !strings.Contains(logged[0], "changed since it was opened") {
+		t.Errorf("logged %q, want the change of %s", logged, last)
+	}
+}

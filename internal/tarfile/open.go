@@ -41,6 +41,9 @@ func OpenFile(path string, o OpenOptions) (*Reader, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w (read as the %d parts %s to %s: is one missing?)", err, len(parts), parts[0], parts[len(parts)-1])
 		}
+		if r.closer == pf {
+			r.sources = pf.sources()
+		}
 		return r, nil
 	}
 	f, err := os.Open(path)
@@ -59,7 +62,7 @@ func OpenFile(path string, o OpenOptions) (*Reader, error) {
 	}
 	r, err := openInPlace(path, f, []int64{st.Size()}, f, o)
 	if err == nil && r.closer == f {
-		r.source = &Source{File: f, Info: st}
+		r.sources = []Source{{File: f, Info: st}}
 	}
 	return r, err
 }

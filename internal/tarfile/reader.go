@@ -97,8 +97,9 @@ type Reader struct {
 	view *headerView
 
 	closer io.Closer
-	// source is the file read in place, as it was when opened (see Source); nil when spooled.
-	source *Source
+	// sources are the files read in place, as they were when opened (see Sources); nil when
+	// spooled.
+	sources []Source
 }
 
 // Trailer describes what follows the end of the tar in the archive's input, which every

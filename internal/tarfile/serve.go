@@ -209,18 +209,14 @@ func (r *Reader) addMemberBlobs(s *Served, m ociManifest) {
 	}
 }
 
-// Source is the file an archive is read from in place, and what stat said of it when it was
+// Source is a file an archive is read from in place, and what stat said of it when it was
 // opened: a server compares the two to notice the file changing under it.
 type Source struct {
 	File *os.File
 	Info os.FileInfo
 }
 
-// Source returns the file the archive is read from in place (a plain tar or a seekable
-// bundle); false for a spooled input, whose temp file nobody else writes.
-func (r *Reader) Source() (Source, bool) {
-	if r.source == nil {
-		return Source{}, false
-	}
-	return *r.source, true
-}
+// Sources returns the files the archive is read from in place (a plain tar or a seekable
+// bundle, or the parts of a split one); nil for a spooled input, whose temp file nobody else
+// writes.
+func (r *Reader) Sources() []Source { return r.sources }

@@ -104,7 +104,8 @@ func globParts(pattern string, matches []string) ([]string, error) {
 // partFiles reads open part files as one file: an io.ReaderAt over their concatenation.
 type partFiles struct {
 	files []*os.File
-	ends  []int64 // ends[i] is where part i ends in the concatenation
+	infos []os.FileInfo // what stat said of each file when it was opened
+	ends  []int64       // ends[i] is where part i ends in the concatenation
 }
 
 // openPartFiles opens the regular files at paths.
@@ -126,8 +127,18 @@ func openPartFiles(paths []string) (*partFiles, error) {
 			return nil, err
 		}
 		p.ends = append(p.ends, p.Size()+st.Size())
+		p.infos = append(p.infos, st)
 	}
 	return p, nil
+}
+
+// sources are the parts as Sources.
+func (p *partFiles) sources() []Source {
+	out := make([]Source, len(p.files))
+	for i, f := range p.files {
+		out[i] = Source{File: f, Info: p.infos[i]}
+	}
+	return out
 }
 
 // Size is the parts' total size.
