@@ -46,10 +46,10 @@ type Reader struct {
 	free     [][]byte      // decompressed frames' buffers no one holds, for reuse; guarded by mu
 	bufSize  int           // the capacity of reused buffers: the largest frame's size, at most maxReused
 	srcSize  int           // the capacity of reused compressed buffers, likewise
-	srcs     sync.Pool     // *[]byte: compressed frames' buffers
 	// slots bounds the frames being decompressed at once to the decoder's concurrency, so
 	// that readers waiting for it do not each hold a compressed and a decompressed frame.
-	slots chan struct{}
+	// Each slot carries its buffer for compressed frames (nil until first needed).
+	slots chan []byte
 }
 
 // frame is a seek table entry with its offsets.
@@ -128,7 +128,7 @@ func OpenParts(r io.ReaderAt, sizes []int64) (*Reader, error) {
 		srcSize = max(srcSize, min(int(f.c), maxReused))
 	}
 	return &Reader{
-		slots:    make(chan struct{}, runtime.GOMAXPROCS(0)),
+		slots:    newSlots(runtime.GOMAXPROCS(0)),
 		ra:       r,
 		bufSize:  bufSize,
 		srcSize:  srcSize,
@@ -291,12 +291,12 @@ func (r *Reader) frame(i int) (*buffer, error) {
 	r.inflight[i] = c
 	r.mu.Unlock()
 
-	r.slots <- struct{}{}
+	src := <-r.slots
 	r.mu.Lock()
 	dst := r.take(int(r.frames[i].d))
 	r.mu.Unlock()
-	data, err := r.decompress(i, dst)
-	<-r.slots
+	data, src, err := r.decompress(i, dst, src)
+	r.slots <- src
 
 	r.mu.Lock()
 	delete(r.inflight, i)
@@ -363,37 +363,44 @@ func (r *Reader) take(n int) []byte {
 	return make([]byte, 0, r.bufSize)
 }
 
-// decompress decompresses frame i into dst, which has room for it.
-func (r *Reader) decompress(i int, dst []byte) ([]byte, error) {
+// decompress decompresses frame i into dst, which has room for it, reading the compressed
+// frame into src; it returns src, made or grown to the reused size if it had to be.
+func (r *Reader) decompress(i int, dst, src []byte) ([]byte, []byte, error) {
 	f := r.frames[i]
 	// Open checked f.c and f.d against maxCompressedFrame and maxFrameSize.
-	var src []byte
+	var in []byte
 	if int(f.c) <= r.srcSize {
-		sp, _ := r.srcs.Get().(*[]byte)
-		if sp == nil {
-			b := make([]byte, r.srcSize)
-			sp = &b
+		if cap(src) < r.srcSize {
+			src = make([]byte, r.srcSize)
 		}
-		defer r.srcs.Put(sp)
-		src = (*sp)[:f.c]
+		in = src[:f.c]
 	} else {
-		src = make([]byte, f.c)
+		in = make([]byte, f.c) // a frame larger than the reused size, not kept
 	}
-	if err := readFull(r.ra, src, f.cOff); err != nil {
-		return nil, fmt.Errorf("zstdseek: frame %d at %d: %w", i, f.cOff, err)
+	if err := readFull(r.ra, in, f.cOff); err != nil {
+		return nil, src, fmt.Errorf("zstdseek: frame %d at %d: %w", i, f.cOff, err)
 	}
 	// With WithDecodeAllCapLimit, DecodeAll fails rather than grow dst past its capacity.
-	data, err := r.dec.DecodeAll(src, dst[:0:f.d])
+	data, err := r.dec.DecodeAll(in, dst[:0:f.d])
 	if err != nil {
 		if errors.Is(err, zstd.ErrDecoderSizeExceeded) {
-			return nil, fmt.Errorf("%w: frame %d at %d: more than the %d decompressed bytes its entry says", ErrBadSeekTable, i, f.cOff, f.d)
+			return nil, src, fmt.Errorf("%w: frame %d at %d: more than the %d decompressed bytes its entry says", ErrBadSeekTable, i, f.cOff, f.d)
 		}
-		return nil, fmt.Errorf("zstdseek: frame %d at %d: %w", i, f.cOff, err)
+		return nil, src, fmt.Errorf("zstdseek: frame %d at %d: %w", i, f.cOff, err)
 	}
 	if len(data) != int(f.d) {
-		return nil, fmt.Errorf("%w: frame %d at %d: %d decompressed bytes, its entry says %d", ErrBadSeekTable, i, f.cOff, len(data), f.d)
+		return nil, src, fmt.Errorf("%w: frame %d at %d: %d decompressed bytes, its entry says %d", ErrBadSeekTable, i, f.cOff, len(data), f.d)
 	}
-	return data, nil
+	return data, src, nil
+}
+
+// newSlots returns n decompression slots, their buffers not made yet.
+func newSlots(n int) chan []byte {
+	c := make(chan []byte, n)
+	for range n {
+		c <- nil
+	}
+	return c
 }
 
 // Skippable returns the payloads of the skippable frames that have seek table entries
