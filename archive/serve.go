@@ -13,6 +13,7 @@ import (
 	distref "github.com/distribution/reference"
 	digest "github.com/opencontainers/go-digest"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/image/v5/manifest"
 
 	"github.com/darc-dev/darc/internal/tarfile"
 )
@@ -448,38 +449,13 @@ func (a *ReadableArchive) changed() error {
 }
 
 func (reg *registry) manifest(w http.ResponseWriter, r *http.Request, rp *repo, ref string) {
-	var m servedManifest
+	find := reg.manifestByTag
 	if strings.Contains(ref, ":") {
-		d, err := digest.Parse(ref)
-		if err != nil {
-			writeError(w, r, http.StatusBadRequest, codeDigestInvalid, "provided digest did not match uploaded content", map[string]string{"digest": ref})
-			return
-		}
-		reg.index(rp)
-		var ok bool
-		if m, ok = rp.manifests[d]; !ok {
-			writeError(w, r, http.StatusNotFound, codeManifestUnknown, "manifest unknown", map[string]string{"digest": ref})
-			return
-		}
-		if reg.changed(w, r, m.e.a) {
-			return
-		}
-	} else {
-		e, ok := rp.byTag[ref]
-		if !ok || !tagPattern.MatchString(ref) {
-			writeError(w, r, http.StatusNotFound, codeManifestUnknown, "manifest unknown", map[string]string{"tag": ref})
-			return
-		}
-		if reg.changed(w, r, e.a) {
-			return
-		}
-		s, err := e.get()
-		if err != nil {
-			reg.log(fmt.Sprintf("repository %s: tag %s: %v", rp.name, ref, err))
-			writeError(w, r, http.StatusInternalServerError, codeUnknown, "the image cannot be read from the archive", nil)
-			return
-		}
-		m = servedManifest{s.Top, e}
+		find = reg.manifestByDigest
+	}
+	m, ok := find(w, r, rp, ref)
+	if !ok {
+		return
 	}
 	h := w.Header()
 	h.Set("Docker-Content-Digest", m.Digest.String())
@@ -493,6 +469,96 @@ func (reg *registry) manifest(w http.ResponseWriter, r *http.Request, rp *repo, 
 		mt = "application/json"
 	}
 	writeJSON(w, r, http.StatusOK, mt, m.Data)
+}
+
+// manifestByDigest finds the manifest a request names by digest; if there is none, or it
+// cannot be served, it answers the request itself (false).
+func (reg *registry) manifestByDigest(w http.ResponseWriter, r *http.Request, rp *repo, ref string) (servedManifest, bool) {
+	d, err := digest.Parse(ref)
+	if err != nil {
+		writeError(w, r, http.StatusBadRequest, codeDigestInvalid, "provided digest did not match uploaded content", map[string]string{"digest": ref})
+		return servedManifest{}, false
+	}
+	reg.index(rp)
+	m, ok := rp.manifests[d]
+	if !ok {
+		writeError(w, r, http.StatusNotFound, codeManifestUnknown, "manifest unknown", map[string]string{"digest": ref})
+		return servedManifest{}, false
+	}
+	return m, !reg.changed(w, r, m.e.a)
+}
+
+// manifestByTag finds the manifest a request names by tag, as negotiate picks it; if there
+// is none, or it cannot be served, it answers the request itself (false).
+func (reg *registry) manifestByTag(w http.ResponseWriter, r *http.Request, rp *repo, ref string) (servedManifest, bool) {
+	e, ok := rp.byTag[ref]
+	if !ok || !tagPattern.MatchString(ref) {
+		writeError(w, r, http.StatusNotFound, codeManifestUnknown, "manifest unknown", map[string]string{"tag": ref})
+		return servedManifest{}, false
+	}
+	if reg.changed(w, r, e.a) {
+		return servedManifest{}, false
+	}
+	s, err := e.get()
+	if err != nil {
+		reg.log(fmt.Sprintf("repository %s: tag %s: %v", rp.name, ref, err))
+		writeError(w, r, http.StatusInternalServerError, codeUnknown, "the image cannot be read from the archive", nil)
+		return servedManifest{}, false
+	}
+	m, ok := reg.negotiate(r, rp, servedManifest{s.Top, e})
+	if !ok {
+		writeError(w, r, http.StatusNotFound, codeManifestUnknown, fmt.Sprintf("the manifest is %s, which the request's Accept header does not admit", m.MediaType), map[string]string{"tag": ref})
+	}
+	return m, ok
+}
+
+// negotiate picks what a manifest request by tag is answered with, much as distribution's
+// registry does: the tag's manifest when the request's Accept header admits its media type
+// (or there is none), and a Docker schema 2 manifest whatever it says (there is no schema 1
+// to convert it to). For a manifest list or OCI index it does not admit, the list's
+// linux/amd64 manifest, if the archive holds it and its type is admitted (distribution does
+// this for Docker lists only, and answers 404 for an OCI index). Otherwise nothing (false).
+// A manifest fetched by digest is served whatever the Accept header says.
+func (reg *registry) negotiate(r *http.Request, rp *repo, m servedManifest) (servedManifest, bool) {
+	admitted := func(mt string) bool { return accepts(r, mt) || mt == manifest.DockerV2Schema2MediaType }
+	if admitted(m.MediaType) {
+		return m, true
+	}
+	var list struct {
+		Manifests []imgspecv1.Descriptor `json:"manifests"`
+	}
+	if json.Unmarshal(m.Data, &list) != nil {
+		return m, false
+	}
+	reg.index(rp)
+	for _, d := range list.Manifests {
+		if p := d.Platform; p == nil || p.OS != "linux" || p.Architecture != "amd64" {
+			continue
+		}
+		if child, ok := rp.manifests[d.Digest]; ok && admitted(child.MediaType) {
+			return child, true
+		}
+	}
+	return m, false
+}
+
+// accepts reports whether the request's Accept headers admit media type mt: when there are
+// none, or one names mt, */* or application/*. Parameters (q=…) are not weighed.
+func accepts(r *http.Request, mt string) bool {
+	values := r.Header.Values("Accept")
+	if len(values) == 0 {
+		return true
+	}
+	for _, v := range values {
+		for item := range strings.SplitSeq(v, ",") {
+			t, _, _ := strings.Cut(item, ";")
+			switch strings.TrimSpace(t) {
+			case mt, "*/*", "application/*":
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // etagMatch reports whether an If-None-Match header names d's ETag (or is "*").

@@ -161,6 +161,15 @@ func TestServeEndpoints(t *testing.T) {
 			headers: map[string]string{"Docker-Content-Digest": indexDigest}},
 		{name: "index-child", method: "GET", path: "/v2/darc/multi/manifests/" + amd64Digest, status: 200, bodyDigest: amd64Digest, contentType: "application/vnd.oci.image.manifest.v1+json"},
 		{name: "index-child-config", method: "GET", path: "/v2/darc/multi/blobs/" + amd64Config, status: 200, bodyDigest: amd64Config},
+		// Accept: a tag's list the client does not admit is answered with its linux/amd64
+		// manifest, or 404 if that is not admitted either; a Docker schema 2 manifest, and
+		// a manifest by digest, are served whatever the client admits.
+		{name: "index-tag-no-index-accepted", method: "GET", path: "/v2/darc/multi/manifests/1", header: map[string]string{"Accept": "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"},
+			status: 200, bodyDigest: amd64Digest, contentType: "application/vnd.oci.image.manifest.v1+json", headers: map[string]string{"Docker-Content-Digest": amd64Digest}},
+		{name: "index-tag-nothing-accepted", method: "GET", path: "/v2/darc/multi/manifests/1", header: map[string]string{"Accept": "application/vnd.docker.distribution.manifest.v2+json"}, status: 404, code: "MANIFEST_UNKNOWN"},
+		{name: "schema2-tag-not-accepted", method: "GET", path: "/v2/darc/a/manifests/1", header: map[string]string{"Accept": "application/vnd.oci.image.manifest.v1+json"}, status: 200, bodyDigest: a1Digest},
+		{name: "manifest-tag-any-accepted", method: "GET", path: "/v2/darc/a/manifests/1", header: map[string]string{"Accept": "text/html;q=0.9, */*;q=0.8"}, status: 200, bodyDigest: a1Digest},
+		{name: "index-digest-whatever-accepted", method: "GET", path: "/v2/darc/multi/manifests/" + indexDigest, header: map[string]string{"Accept": "application/vnd.docker.distribution.manifest.v2+json"}, status: 200, bodyDigest: indexDigest},
 		// Blobs, whole and by range.
 		{name: "blob-config", method: "GET", path: "/v2/darc/a/blobs/" + a1.ID.String(), status: 200, bodyDigest: a1.ID, contentType: "application/octet-stream"},
 		{name: "blob-layer", method: "GET", path: layerPath, status: 200, bodyDigest: layer.Digest,
