@@ -118,7 +118,8 @@ func validRepoName(name string) bool {
 }
 
 // registry is the handler. Nothing in it is modified after newRegistry returns, except the
-// lazily built per-repository digest indexes, each behind its sync.Once.
+// lazily built per-repository digest indexes, each behind its sync.Once, and checks, a
+// sync.Map whose entries each guard themselves with their own mutex.
 type registry struct {
 	names   []string         // repository names for the catalog, sorted
 	repos   map[string]*repo // by name

@@ -35,18 +35,21 @@ func (reg *registry) blob(w http.ResponseWriter, r *http.Request, rp *repo, ref 
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	if r.Method == http.MethodGet && b.Section != nil {
-		if err := reg.check(b); err != nil {
+	start, length, status, ok := blobRange(w, r, b.Size)
+	if !ok {
+		return
+	}
+	if b.Section != nil {
+		// A GET reads the blob the first time; a HEAD only learns what an earlier GET found.
+		if err := reg.check(b, r.Method == http.MethodGet); err != nil {
 			reg.log(fmt.Sprintf("repository %s: blob %s: %v; not serving it", rp.name, b.Digest, err))
+			h.Del("Accept-Ranges")
+			h.Del("Content-Range")
 			writeError(w, r, http.StatusInternalServerError, codeUnknown, "the archive's copy of the blob cannot be read or does not match its digest", map[string]string{"digest": d.String()})
 			return
 		}
 	}
 	setBlobHeaders(h, d)
-	start, length, status, ok := blobRange(w, r, b.Size)
-	if !ok {
-		return
-	}
 	h.Set("Content-Length", strconv.FormatInt(length, 10))
 	w.WriteHeader(status)
 	if r.Method == http.MethodHead {
@@ -93,25 +96,26 @@ func setBlobHeaders(h http.Header, d digest.Digest) {
 	h.Set("Cache-Control", "max-age=31536000")
 }
 
-// sentCheck records whether one stored blob was found to match its digest (ok), or not
+// digestCheck records whether one stored blob was found to match its digest (ok), or not
 // (mismatch); its mutex makes requests for the blob wait for the one reading it.
-type sentCheck struct {
+type digestCheck struct {
 	mu       sync.Mutex
 	ok       bool
 	mismatch error
 }
 
 // check reads a blob stored in the archive and hashes it, the first time any part of it is
-// to be sent (a later request waits for that reading). Once it matched, it is sent as stored
-// without hashing it again, by sendfile where it can be: the archive's file has not changed
-// since, or changed answers 500 first. A mismatch is remembered, for the same reason; a read
-// error is not (the next request reads again).
-func (reg *registry) check(b servedBlob) error {
-	v, _ := reg.checks.LoadOrStore(b.Section, &sentCheck{})
-	c := v.(*sentCheck)
+// to be sent (a later request waits for that reading); with read false it only reports a
+// mismatch found before. Once it matched, it is sent as stored without hashing it again, by
+// sendfile where it can be: the archive's file has not changed since, or changed answers 500
+// first. A mismatch is remembered, for the same reason; a read error is not (the next request
+// reads again).
+func (reg *registry) check(b servedBlob, read bool) error {
+	v, _ := reg.checks.LoadOrStore(b.Section, &digestCheck{})
+	c := v.(*digestCheck)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.ok || c.mismatch != nil {
+	if c.ok || c.mismatch != nil || !read {
 		return c.mismatch
 	}
 	bp := reg.bufs.Get().(*[]byte)
@@ -174,8 +178,9 @@ func (reg *registry) copyBlob(w http.ResponseWriter, rp *repo, b servedBlob, sta
 
 // copyDecompressed sends length bytes from start of a layer served decompressed (an xz or
 // bzip2 member), decompressing it from its beginning. A whole one is checked by the image
-// source's verifier, which fails the read at its end on a mismatch: the response is then cut
-// off before its last bytes, as copyBlob does.
+// source's verifier as it goes out, which fails the read at its end on a mismatch: the
+// response is then cut off before its last bytes (panic(http.ErrAbortHandler)), so the client
+// never gets a complete wrong blob.
 func (reg *registry) copyDecompressed(w http.ResponseWriter, rp *repo, b servedBlob, start, length int64) {
 	fail := func(err error) {
 		reg.log(fmt.Sprintf("repository %s: blob %s: %v; response cut off", rp.name, b.Digest, err))

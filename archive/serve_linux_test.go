@@ -89,3 +89,91 @@ func TestServeDecompressedLayerDamaged(t *testing.T) {
 		t.Errorf("logged %q", logged)
 	}
 }
+
+// TestServeMismatchRemembered: a layer whose bytes do not match its digest when first asked
+// for is answered 500 from then on, by GET and by HEAD, even once its bytes are put right in
+// a way the change checks do not see (through a descriptor opened before the file's name was
+// removed, its modification time put back): the file cannot change unseen otherwise.
+func TestServeMismatchRemembered(t *testing.T) {
+	path := copyFixture(t, "podman-save-m.tar")
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := openServed(t, path)
+	h := archive.Handler(a)
+	d, err := a.Inspect(tagSelector(t, "example.com/darc/a:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := d.Layers[len(d.Layers)-1]
+	content := readBlob(t, a, "example.com/darc/a:1", l.Digest)
+	at := int64(bytes.Index(readFile(t, path), content))
+	if at < 0 {
+		t.Fatal("layer bytes not found in the archive")
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	write := func(b byte) {
+		t.Helper()
+		if _, err := f.WriteAt([]byte{b}, at+100); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), st.ModTime(), st.ModTime()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	blob := "/v2/darc/a/blobs/" + l.Digest.String()
+	write(content[100] ^ 0xff)
+	if r := serveReq(t, h, "HEAD", blob, nil); r.status != 200 {
+		t.Errorf("HEAD before any GET: %d, want 200 (nothing read yet)", r.status)
+	}
+	if r := serveReq(t, h, "GET", blob, nil); r.status != 500 {
+		t.Errorf("GET of the damaged layer: %d, want 500", r.status)
+	}
+	write(content[100])
+	for _, method := range []string{"GET", "HEAD"} {
+		if r := serveReq(t, h, method, blob, nil); r.status != 500 {
+			t.Errorf("%s once the bytes are put right unseen: %d, want 500 (the mismatch remembered)", method, r.status)
+		}
+	}
+}
+
+// TestServeRenamedOver: a new file renamed over the archive's path is not a change: the
+// server keeps serving the file it opened. A change of the served file's mode is one.
+func TestServeRenamedOver(t *testing.T) {
+	path := copyFixture(t, "podman-save-m.tar")
+	a := openServed(t, path)
+	h := archive.Handler(a)
+	d, err := a.Inspect(tagSelector(t, "example.com/darc/a:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob := "/v2/darc/a/blobs/" + d.Layers[0].Digest.String()
+	other := path + ".new"
+	if err := os.WriteFile(other, []byte("something else"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(other, path); err != nil {
+		t.Fatal(err)
+	}
+	if r := serveReq(t, h, "GET", blob, nil); r.status != 200 || digest.FromBytes(r.body) != d.Layers[0].Digest {
+		t.Errorf("GET after a new file was renamed over the archive: %d", r.status)
+	}
+
+	path = copyFixture(t, "podman-save-m.tar")
+	a = openServed(t, path)
+	h = archive.Handler(a)
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := serveReq(t, h, "GET", blob, nil); r.status != 500 {
+		t.Errorf("GET after the archive's mode changed: %d, want 500", r.status)
+	}
+}

@@ -163,8 +163,10 @@ func TestCreateSplitReplace(t *testing.T) {
 	if len(after) >= len(before) {
 		t.Fatalf("parts %q after replacing %q with one image; want fewer", after, before)
 	}
-	if st, err := os.Stat(after[0]); err != nil || st.Mode().Perm() != 0o600 {
-		t.Errorf("the replacing first part: %v, %v; want the replaced one's mode, -rw-------", st.Mode(), err)
+	if st, err := os.Stat(after[0]); err != nil {
+		t.Error(err)
+	} else if st.Mode().Perm() != 0o600 {
+		t.Errorf("the replacing first part is %v; want the replaced one's mode, -rw-------", st.Mode())
 	}
 	wtNoLeftovers(t, dir, append(baseNames(after), "plain.tar")...)
 	if imgs := wtReadBack(t, name); len(imgs) != 1 {

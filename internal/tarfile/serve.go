@@ -12,9 +12,9 @@ import (
 )
 
 // What a registry serving an archive reads: every manifest an image can be fetched by, and
-// where each of its blobs' bytes are, so that the server reads and checks them itself (a
-// range of a blob, or a whole one hashed as it goes out) instead of through OpenBlob's
-// verifier, which only reads from the start.
+// where each of its blobs' bytes are, so that the server reads and checks them itself (it
+// hashes a blob once, then sends it, or any range of it, as stored) instead of through
+// OpenBlob's verifier, which only reads from the start.
 
 // ServedManifest is a manifest (or manifest list) as a registry serves it.
 type ServedManifest struct {

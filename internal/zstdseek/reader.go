@@ -272,14 +272,9 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 // with a reference the caller must release.
 func (r *Reader) frame(i int) (*buffer, error) {
 	r.mu.Lock()
-	for k, c := range r.cache {
-		if c.i == i {
-			copy(r.cache[1:k+1], r.cache[:k])
-			r.cache[0] = c
-			c.buf.refs++
-			r.mu.Unlock()
-			return c.buf, nil
-		}
+	if b := r.cachedLocked(i); b != nil {
+		r.mu.Unlock()
+		return b, nil
 	}
 	if c, ok := r.inflight[i]; ok {
 		c.waiters++
@@ -293,7 +288,7 @@ func (r *Reader) frame(i int) (*buffer, error) {
 
 	src := <-r.slots
 	r.mu.Lock()
-	dst := r.take(int(r.frames[i].d))
+	dst := r.takeLocked(int(r.frames[i].d))
 	r.mu.Unlock()
 	data, src, err := r.decompress(i, dst, src)
 	r.slots <- src
@@ -302,53 +297,73 @@ func (r *Reader) frame(i int) (*buffer, error) {
 	delete(r.inflight, i)
 	c.err = err
 	if err == nil {
-		// The cache, this reader, and every waiter.
+		// Held by the cache, by this reader, and by every waiter.
 		c.buf = &buffer{data: data, mem: dst, refs: 2 + c.waiters}
-		if len(r.cache) == cacheFrames {
-			r.drop(r.cache[cacheFrames-1].buf)
-		} else {
-			r.cache = append(r.cache, cached{})
-		}
-		copy(r.cache[1:], r.cache[:len(r.cache)-1])
-		r.cache[0] = cached{i: i, buf: c.buf}
+		r.insertLocked(i, c.buf)
 	} else {
-		r.recycle(dst)
+		r.recycleLocked(dst)
 	}
 	r.mu.Unlock()
 	close(c.done)
 	return c.buf, c.err
 }
 
+// cachedLocked returns frame i from the cache, with a reference for the caller, and makes it
+// the most recently used; nil if it is not cached. r.mu is held.
+func (r *Reader) cachedLocked(i int) *buffer {
+	for k, c := range r.cache {
+		if c.i == i {
+			copy(r.cache[1:k+1], r.cache[:k])
+			r.cache[0] = c
+			c.buf.refs++
+			return c.buf
+		}
+	}
+	return nil
+}
+
+// insertLocked puts frame i first in the cache (the cache's reference to b is already
+// counted), letting go of the least recently used frame if the cache is full. r.mu is held.
+func (r *Reader) insertLocked(i int, b *buffer) {
+	if len(r.cache) == cacheFrames {
+		r.dropLocked(r.cache[cacheFrames-1].buf)
+	} else {
+		r.cache = append(r.cache, cached{})
+	}
+	copy(r.cache[1:], r.cache[:len(r.cache)-1])
+	r.cache[0] = cached{i: i, buf: b}
+}
+
 // release lets go of a reference frame returned.
 func (r *Reader) release(b *buffer) {
 	r.mu.Lock()
-	r.drop(b)
+	r.dropLocked(b)
 	r.mu.Unlock()
 }
 
-// drop lets go of a reference to b; r.mu is held.
-func (r *Reader) drop(b *buffer) {
+// dropLocked lets go of a reference to b; r.mu is held.
+func (r *Reader) dropLocked(b *buffer) {
 	if b.refs--; b.refs == 0 {
-		r.recycle(b.mem)
+		r.recycleLocked(b.mem)
 	}
 }
 
-// recycle keeps a buffer no one holds for the next frame, if it is of the reused size;
+// recycleLocked keeps a buffer no one holds for the next frame, if it is of the reused size;
 // r.mu is held. Buffers are made only when none is kept, so there are never more than the
 // most frames held at once (the cache's, those being decompressed, and those displaced from
 // the cache while a read still copies out of them).
-func (r *Reader) recycle(b []byte) {
+func (r *Reader) recycleLocked(b []byte) {
 	if cap(b) == r.bufSize {
 		r.free = append(r.free, b[:0])
 	}
 }
 
-// take returns an empty buffer with room for n bytes; r.mu is held. A kept buffer serves any
+// takeLocked returns an empty buffer with room for n bytes; r.mu is held. A kept buffer serves any
 // frame up to the reused size; a new one has that capacity, so that it can serve any frame
 // later, except for a small frame (a config, a member's short first frame), which gets one of
 // its own size that is not kept, as does a larger one (at most maxFrameSize, in a stream
 // another tool wrote).
-func (r *Reader) take(n int) []byte {
+func (r *Reader) takeLocked(n int) []byte {
 	if n > r.bufSize {
 		return make([]byte, 0, n)
 	}
@@ -364,7 +379,8 @@ func (r *Reader) take(n int) []byte {
 }
 
 // decompress decompresses frame i into dst, which has room for it, reading the compressed
-// frame into src; it returns src, made or grown to the reused size if it had to be.
+// frame into src. It returns the decompressed content (dst's start), and src, made or grown
+// to the reused size if it had to be, to go back with its slot.
 func (r *Reader) decompress(i int, dst, src []byte) ([]byte, []byte, error) {
 	f := r.frames[i]
 	// Open checked f.c and f.d against maxCompressedFrame and maxFrameSize.

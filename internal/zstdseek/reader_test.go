@@ -108,6 +108,13 @@ func TestConcurrentReadAt(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
+	// Buffers are reused, not made per frame: at most one per frame held at once (cached,
+	// being decompressed, or being copied from by one of the 16 readers) is left over.
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if held := len(r.free) + len(r.cache); held > cacheFrames+cap(r.slots)+16 {
+		t.Errorf("%d frame buffers kept after the reads, want at most %d", held, cacheFrames+cap(r.slots)+16)
+	}
 }
 
 // seekable builds a stream from frames and a table written as given (possibly wrong).
