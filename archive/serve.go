@@ -72,13 +72,16 @@ func Handler(archives ...*ReadableArchive) http.Handler {
 // when it has them, otherwise the one darc builds from the config, the same every run;
 // except that layers the image source serves decompressed (xz or bzip2 members), whose size
 // it leaves unknown, are read once when their image is first asked for, and the manifest
-// served states their sizes. Blobs
-// are read from the archive file (or a seekable bundle's frames) by range, never buffered
-// whole; a full GET hashes the bytes as they are sent and cuts the response off (and logs it)
-// if they do not match the digest. Before anything is read from an archive read in place,
-// its file's size and modification time are compared with those it had when opened: a file
-// changed since is answered 500 and logged. A file replaced by renaming is not a change:
-// the handler keeps reading the one it opened.
+// served states their sizes. A request by tag whose Accept header does not admit the
+// manifest's type is answered as negotiate describes.
+//
+// Blobs are read from the archive file (or a seekable bundle's frames) by range, never
+// buffered whole. Each is hashed once, when a GET first asks for any of it, and sent only if
+// it matches its digest (a mismatch is answered 500 and logged); then as stored, by sendfile
+// where it can be. Before anything is read from an archive read in place, its files' size,
+// modification time and (on Linux) status change time are compared with those they had when
+// opened: a file changed since is answered 500 and logged. A file replaced by renaming is
+// not a change: the handler keeps reading the one it opened.
 //
 // The archives must stay open while the handler is in use. The handler is safe for
 // concurrent use. Authentication, TLS and request logging belong to the server around it.
