@@ -57,9 +57,9 @@ NAME:TAG in several archives is served from the first one on the command line.
 A multi-platform image (an OCI index in the archive, as Docker 25+ and containerd write) is
 served as its index. Manifests are the archive's own bytes where it has them, else the
 manifest darc builds (the same every run; see "darc inspect"). Blobs are read from the file
-by range; a whole blob is checked against its digest as it is sent, and the response cut
-off if it does not match. If an archive file changes while it is served, its requests are
-answered with 500. A plain tar and a seekable .tar.zst are read in place; any other
+by range; each blob is checked against its digest once, before it is first sent, and
+answered with 500 if it does not match. If an archive file changes while it is served, its
+requests are answered with 500. A plain tar and a seekable .tar.zst are read in place; any other
 compressed archive is decompressed once to a temp file (TMPDIR) first.
 
 --cert and --key serve HTTPS; --htpasswd requires HTTP basic authentication against an
