@@ -9,8 +9,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 
@@ -36,12 +36,7 @@ func TestServeDecompressedLayerDamaged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var logged []string
-	h, err := archive.NewHandler([]*archive.ReadableArchive{a}, archive.WithServeLog(func(s string) { mu.Lock(); logged = append(logged, s); mu.Unlock() }))
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, serveLog := loggedHandler(t, a)
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	pullAll(t, srv.Client(), srv.URL) // the layer sizes are known from here on
@@ -53,22 +48,8 @@ func TestServeDecompressedLayerDamaged(t *testing.T) {
 	if at < 0 {
 		t.Fatal("member bytes not found")
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := os.Remove(path); err != nil {
-		t.Fatal(err)
-	}
 	mid := int64(at + len(stored)/2)
-	if _, err := f.WriteAt([]byte{data[mid] ^ 0x55}, mid); err != nil {
-		t.Fatal(err)
-	}
-	// The file has no name left: its times are set through the descriptor, in /proc.
-	if err := os.Chtimes(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), st.ModTime(), st.ModTime()); err != nil {
-		t.Fatal(err)
-	}
+	writeUnseen(t, unlinkedWriter(t, path), mid, data[mid]^0x55, st.ModTime())
 	resp, err := srv.Client().Get(srv.URL + "/v2/library/busybox/blobs/" + l.Digest.String())
 	if err == nil {
 		var got []byte
@@ -81,10 +62,9 @@ func TestServeDecompressedLayerDamaged(t *testing.T) {
 	if err == nil {
 		t.Error("GET of a damaged layer completed without error, want the response cut off")
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	// net/http's client sends a GET again once when the connection closes before any byte
 	// of an answer on a reused connection: one line per attempt.
+	logged := serveLog.get()
 	if len(logged) == 0 || len(logged) > 2 || !strings.Contains(strings.Join(logged, "\n"), "response cut off") {
 		t.Errorf("logged %q", logged)
 	}
@@ -112,32 +92,16 @@ func TestServeMismatchRemembered(t *testing.T) {
 	if at < 0 {
 		t.Fatal("layer bytes not found in the archive")
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := os.Remove(path); err != nil {
-		t.Fatal(err)
-	}
-	write := func(b byte) {
-		t.Helper()
-		if _, err := f.WriteAt([]byte{b}, at+100); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chtimes(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), st.ModTime(), st.ModTime()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	f := unlinkedWriter(t, path)
 	blob := "/v2/darc/a/blobs/" + l.Digest.String()
-	write(content[100] ^ 0xff)
+	writeUnseen(t, f, at+100, content[100]^0xff, st.ModTime())
 	if r := serveReq(t, h, "HEAD", blob, nil); r.status != 200 {
 		t.Errorf("HEAD before any GET: %d, want 200 (nothing read yet)", r.status)
 	}
 	if r := serveReq(t, h, "GET", blob, nil); r.status != 500 {
 		t.Errorf("GET of the damaged layer: %d, want 500", r.status)
 	}
-	write(content[100])
+	writeUnseen(t, f, at+100, content[100], st.ModTime())
 	for _, method := range []string{"GET", "HEAD"} {
 		if r := serveReq(t, h, method, blob, nil); r.status != 500 {
 			t.Errorf("%s once the bytes are put right unseen: %d, want 500 (the mismatch remembered)", method, r.status)
@@ -175,5 +139,34 @@ func TestServeRenamedOver(t *testing.T) {
 	}
 	if r := serveReq(t, h, "GET", blob, nil); r.status != 500 {
 		t.Errorf("GET after the archive's mode changed: %d, want 500", r.status)
+	}
+}
+
+// unlinkedWriter opens path for writing and removes its name: the file is still the one a
+// server opened, but no longer has a name, so its status change time is not compared. It is
+// closed when the test ends.
+func unlinkedWriter(t *testing.T, path string) *os.File {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// writeUnseen writes byte b at off through f and puts the file's times back to mtime
+// (through the descriptor, in /proc: the file has no name), so that nothing a server
+// compares shows the change.
+func writeUnseen(t *testing.T, f *os.File, off int64, b byte, mtime time.Time) {
+	t.Helper()
+	if _, err := f.WriteAt([]byte{b}, off); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), mtime, mtime); err != nil {
+		t.Fatal(err)
 	}
 }

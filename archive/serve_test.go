@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +23,32 @@ import (
 	"github.com/darc-dev/darc/internal/archivetest"
 	"github.com/darc-dev/darc/reference"
 )
+
+// serveLog collects what a handler logs; it is safe for concurrent use.
+type serveLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *serveLog) add(s string) { l.mu.Lock(); l.lines = append(l.lines, s); l.mu.Unlock() }
+
+// get returns what was logged so far.
+func (l *serveLog) get() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.lines)
+}
+
+// loggedHandler serves archives, collecting what the handler logs.
+func loggedHandler(t testing.TB, archives ...*archive.ReadableArchive) (http.Handler, *serveLog) {
+	t.Helper()
+	l := &serveLog{}
+	h, err := archive.NewHandler(archives, archive.WithServeLog(l.add))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, l
+}
 
 // openServed opens path for a serve test and closes it when the test ends.
 func openServed(t *testing.T, path string) *archive.ReadableArchive {
@@ -389,12 +416,7 @@ func TestServeBundleAndConcurrentPulls(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer a.Close()
-			var logged []string
-			var mu sync.Mutex
-			h, err := archive.NewHandler([]*archive.ReadableArchive{a}, archive.WithServeLog(func(s string) { mu.Lock(); logged = append(logged, s); mu.Unlock() }))
-			if err != nil {
-				t.Fatal(err)
-			}
+			h, serveLog := loggedHandler(t, a)
 			srv := httptest.NewServer(h)
 			defer srv.Close()
 			var wg sync.WaitGroup
@@ -408,6 +430,7 @@ func TestServeBundleAndConcurrentPulls(t *testing.T) {
 					t.Fatalf("pulls read %v bytes, want the same non-zero amount each", totals)
 				}
 			}
+			logged := serveLog.get()
 			if len(logged) > 0 {
 				t.Errorf("logged %q", logged)
 			}
@@ -484,11 +507,7 @@ func TestServeArchiveChanged(t *testing.T) {
 			}
 			path := copyFixture(t, "podman-save-m.tar")
 			a := openServed(t, path)
-			var logged []string
-			h, err := archive.NewHandler([]*archive.ReadableArchive{a}, archive.WithServeLog(func(s string) { logged = append(logged, s) }))
-			if err != nil {
-				t.Fatal(err)
-			}
+			h, serveLog := loggedHandler(t, a)
 			d, err := a.Inspect(tagSelector(t, "example.com/darc/a:1"))
 			if err != nil {
 				t.Fatal(err)
@@ -534,6 +553,7 @@ func TestServeArchiveChanged(t *testing.T) {
 					t.Errorf("GET %s after the change: %d, want 500", p, r.status)
 				}
 			}
+			logged := serveLog.get()
 			if len(logged) == 0 || !strings.Contains(logged[0], "changed since it was opened") {
 				t.Errorf("logged %q", logged)
 			}
@@ -563,23 +583,17 @@ func TestServeDigestMismatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := openServed(t, path)
-	var mu sync.Mutex
-	var logged []string
-	h, err := archive.NewHandler([]*archive.ReadableArchive{a}, archive.WithServeLog(func(s string) { mu.Lock(); logged = append(logged, s); mu.Unlock() }))
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, serveLog := loggedHandler(t, a)
 	blob := "/v2/darc/a/blobs/" + l.Digest.String()
 	for _, rg := range []map[string]string{nil, {"Range": "bytes=0-9"}} {
 		if r := serveReq(t, h, "GET", blob, rg); r.status != 500 || errorCode(r.body) != "UNKNOWN" {
 			t.Errorf("GET %v of the damaged layer: %d %s, want 500 UNKNOWN", rg, r.status, r.body)
 		}
 	}
-	mu.Lock()
+	logged := serveLog.get()
 	if len(logged) != 2 || !strings.Contains(logged[0], "digest") || !strings.Contains(logged[0], "not serving it") {
 		t.Errorf("logged %q, want a digest mismatch per request", logged)
 	}
-	mu.Unlock()
 	other := d.Layers[0].Digest
 	if r := serveReq(t, h, "GET", "/v2/darc/a/blobs/"+other.String(), nil); r.status != 200 || digest.FromBytes(r.body) != other {
 		t.Errorf("GET of an intact layer: %d", r.status)
@@ -641,11 +655,7 @@ func TestServeBrokenImage(t *testing.T) {
 	own := d.Layers[len(d.Layers)-1] // c's own layer, not shared with the others
 	broken := withoutMembers(t, readFile(t, filepath.Join(fixtureDir, "podman-save-m.tar")), own.Member)
 	b := openServed(t, writeTemp(t, broken))
-	var logged []string
-	h, err := archive.NewHandler([]*archive.ReadableArchive{b}, archive.WithServeLog(func(s string) { logged = append(logged, s) }))
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, serveLog := loggedHandler(t, b)
 	for path, want := range map[string]int{
 		"/v2/c/manifests/v1":                       500,
 		"/v2/c/blobs/" + d.ID.String():             404,
@@ -659,6 +669,7 @@ func TestServeBrokenImage(t *testing.T) {
 			t.Errorf("GET %s: %d, want %d (%s)", path, r.status, want, truncateBody(r.body))
 		}
 	}
+	logged := serveLog.get()
 	if len(logged) == 0 || !strings.Contains(strings.Join(logged, "\n"), "repository c") {
 		t.Errorf("logged %q, want the broken image named", logged)
 	}
@@ -683,11 +694,7 @@ func TestServeDecompressedLayers(t *testing.T) {
 		t.Fatalf("layer %+v: want an xz member served decompressed, size -1", l)
 	}
 	content := readBlob(t, a, "busybox:latest", l.Digest)
-	var logged []string
-	h, err := archive.NewHandler([]*archive.ReadableArchive{a}, archive.WithServeLog(func(s string) { logged = append(logged, s) }))
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, serveLog := loggedHandler(t, a)
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	if n := pullAll(t, srv.Client(), srv.URL); n == 0 {
@@ -702,6 +709,7 @@ func TestServeDecompressedLayers(t *testing.T) {
 	if r.status != 206 || !bytes.Equal(r.body, content[1000:2000]) {
 		t.Errorf("range: %d, %d bytes", r.status, len(r.body))
 	}
+	logged := serveLog.get()
 	if len(logged) > 0 {
 		t.Errorf("logged %q", logged)
 	}

@@ -230,11 +230,7 @@ func TestSplitDockerLoad(t *testing.T) {
 func TestServeSplitChanged(t *testing.T) {
 	_, _, got := writeSplit(t, t.TempDir(), 3)
 	a := openServed(t, got[0])
-	var logged []string
-	h, err := archive.NewHandler([]*archive.ReadableArchive{a}, archive.WithServeLog(func(s string) { logged = append(logged, s) }))
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, serveLog := loggedHandler(t, a)
 	d, err := a.Inspect(tagSelector(t, "example.com/split/img:a"))
 	if err != nil {
 		t.Fatal(err)
@@ -260,6 +256,7 @@ func TestServeSplitChanged(t *testing.T) {
 			t.Errorf("GET %s after the change: %d, want 500", p, r.status)
 		}
 	}
+	logged := serveLog.get()
 	if len(logged) == 0 || !strings.Contains(logged[0], filepath.Base(last)) || !strings.Contains(logged[0], "changed since it was opened") {
 		t.Errorf("logged %q, want the change of %s", logged, last)
 	}
