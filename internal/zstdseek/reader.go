@@ -33,23 +33,23 @@ const maxCompressedFrame = maxFrameSize + maxFrameSize/8
 //
 // A Reader is safe for concurrent use: the seek table is not modified after Open, and the
 // cache of decompressed frames is guarded by a mutex. Concurrent reads that need the same
-// frame decompress it once.
+// frame decompress it once, and buffers are reused rather than made for each frame.
 type Reader struct {
-	ra     io.ReaderAt
-	frames []frame // in file order
-	size   int64   // decompressed size
-	dec    *zstd.Decoder
+	ra      io.ReaderAt
+	frames  []frame // in file order
+	size    int64   // decompressed size
+	dec     *zstd.Decoder
+	bufSize int // the capacity of reused buffers: the largest frame's size, at most maxReused
+	srcSize int // the capacity of reused compressed buffers, likewise
+	// slots bounds the frames being decompressed at once to the decoder's concurrency, so
+	// that readers waiting for it do not each hold a compressed and a decompressed frame.
+	// Each slot carries its buffer for compressed frames (nil until first needed).
+	slots chan []byte
 
 	mu       sync.Mutex
 	cache    []cached      // most recently used first; guarded by mu
 	inflight map[int]*call // frames being decompressed; guarded by mu
 	free     [][]byte      // decompressed frames' buffers no one holds, for reuse; guarded by mu
-	bufSize  int           // the capacity of reused buffers: the largest frame's size, at most maxReused
-	srcSize  int           // the capacity of reused compressed buffers, likewise
-	// slots bounds the frames being decompressed at once to the decoder's concurrency, so
-	// that readers waiting for it do not each hold a compressed and a decompressed frame.
-	// Each slot carries its buffer for compressed frames (nil until first needed).
-	slots chan []byte
 }
 
 // frame is a seek table entry with its offsets.
