@@ -129,7 +129,7 @@ type registry struct {
 	aliases map[string]*repo // by alias, for names not in repos
 	log     func(string)
 	bufs    sync.Pool // *[]byte of copyBuffer bytes
-	checks  sync.Map  // *io.SectionReader (a servedBlob's) → *sentCheck
+	checks  sync.Map  // *io.SectionReader (a servedBlob's) → *digestCheck
 }
 
 // copyBuffer is how much of a blob is read at once: large enough that a seekable bundle's
@@ -431,9 +431,10 @@ func (reg *registry) changed(w http.ResponseWriter, r *http.Request, a *Readable
 // opened.
 func (a *ReadableArchive) changed() error {
 	const stamp = "2006-01-02T15:04:05.000000000Z"
-	for _, src := range a.r.Sources() {
+	sources := a.r.Sources()
+	for _, src := range sources {
 		name := a.path
-		if len(a.r.Sources()) > 1 {
+		if len(sources) > 1 {
 			name = src.File.Name()
 		}
 		st, err := src.File.Stat()

@@ -43,13 +43,15 @@ func (reg *registry) blob(w http.ResponseWriter, r *http.Request, rp *repo, ref 
 		// A GET reads the blob the first time; a HEAD only learns what an earlier GET found.
 		if err := reg.check(b, r.Method == http.MethodGet); err != nil {
 			reg.log(fmt.Sprintf("repository %s: blob %s: %v; not serving it", rp.name, b.Digest, err))
-			h.Del("Accept-Ranges")
-			h.Del("Content-Range")
 			writeError(w, r, http.StatusInternalServerError, codeUnknown, "the archive's copy of the blob cannot be read or does not match its digest", map[string]string{"digest": d.String()})
 			return
 		}
 	}
 	setBlobHeaders(h, d)
+	h.Set("Accept-Ranges", "bytes")
+	if status == http.StatusPartialContent {
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, start+length-1, b.Size))
+	}
 	h.Set("Content-Length", strconv.FormatInt(length, 10))
 	w.WriteHeader(status)
 	if r.Method == http.MethodHead {
@@ -66,12 +68,9 @@ func (reg *registry) blob(w http.ResponseWriter, r *http.Request, rp *repo, ref 
 }
 
 // blobRange is the part of a blob of size bytes a request asks for: all of it (200), or the
-// one byte range of its Range header (206, Content-Range set). An unsatisfiable range is
-// answered 416 here (ok false); a Range header that is not one byte range is ignored, as RFC
-// 9110 allows.
+// one byte range of its Range header (206). An unsatisfiable range is answered 416 here (ok
+// false); a Range header that is not one byte range is ignored, as RFC 9110 allows.
 func blobRange(w http.ResponseWriter, r *http.Request, size int64) (start, length int64, status int, ok bool) {
-	h := w.Header()
-	h.Set("Accept-Ranges", "bytes")
 	rg := r.Header.Get("Range")
 	if rg == "" {
 		return 0, size, http.StatusOK, true
@@ -79,11 +78,10 @@ func blobRange(w http.ResponseWriter, r *http.Request, size int64) (start, lengt
 	s, l, valid, satisfiable := parseRange(rg, size)
 	switch {
 	case valid && !satisfiable:
-		h.Set("Content-Range", fmt.Sprintf("bytes */%d", size))
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", size))
 		writeError(w, r, http.StatusRequestedRangeNotSatisfiable, codeRangeInvalid, "requested range not satisfiable", map[string]string{"range": truncate(rg, 100)})
 		return 0, 0, 0, false
 	case valid:
-		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", s, s+l-1, size))
 		return s, l, http.StatusPartialContent, true
 	}
 	return 0, size, http.StatusOK, true
