@@ -312,7 +312,7 @@ func (d *imageDestination) streamDirect(r io.Reader, info types.BlobInfo) (types
 // spool copies a layer to a temp file; it is written when the image's turn comes.
 func (d *imageDestination) spool(r io.Reader, info types.BlobInfo) (types.BlobInfo, error) {
 	a := d.a
-	sp, err := tarfile.SpoolBlob(r, info.Size, info.Digest, a.tempDir)
+	sp, err := a.tw.Spool(r, info.Size, info.Digest, a.tempDir)
 	if err != nil {
 		return types.BlobInfo{}, err
 	}
@@ -322,7 +322,7 @@ func (d *imageDestination) spool(r io.Reader, info types.BlobInfo) (types.BlobIn
 		a.mu.Unlock()
 		return types.BlobInfo{}, errors.Join(err, sp.Close())
 	}
-	a.stats.Spooled += sp.Size()
+	a.stats.Spooled += sp.Stored()
 	m, isNew := a.registerLocked(&member{name: name, digest: sp.Digest(), size: sp.Size(), spool: sp})
 	if !isNew {
 		a.stats.Reused++

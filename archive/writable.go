@@ -147,7 +147,9 @@ func CompressionFor(path string) Compression {
 // numbering (zstd 1 to 19, gzip 1 to 9; 0 is the format's default: 3 and 6). The output
 // depends only on the content and the level, not on the number of cores. The compressed
 // output is a stream: blobs of unknown size or digest are spooled first, and a failure after
-// a blob's bytes went out fails the archive (see Streaming).
+// a blob's bytes went out fails the archive (see Streaming). For zstd a spooled blob of
+// 256 KiB or more is compressed as it arrives, on every core, into the frames the bundle will
+// hold, so that the spool takes the compressed size and writing the blob out copies frames.
 func WithCompression(c Compression, level int) CreateOption {
 	return func(o *createOptions) { o.compression, o.level = c, level }
 }
@@ -323,8 +325,8 @@ type WritableArchive struct {
 type WriteStats struct {
 	// Written is the number of bytes written to the output.
 	Written int64
-	// Spooled is the number of bytes copied to temp files: blobs of images waiting for their
-	// turn, and blobs of unknown size or digest on a stream.
+	// Spooled is the number of bytes stored in temp files (compressed, for a zstd bundle):
+	// blobs of images waiting for their turn, and blobs of unknown size or digest on a stream.
 	Spooled int64
 	// Reused is the number of times a blob was not written because the archive had it.
 	Reused int

@@ -1,6 +1,7 @@
 package tarfile
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"hash"
@@ -53,13 +54,14 @@ type WriterOptions struct {
 //
 // A Writer is not safe for concurrent use.
 type Writer struct {
-	out   io.Writer
-	file  outFile // nil when the output cannot seek
-	base  int64   // position of the archive's first byte in file
-	off   int64   // bytes of archive written so far
-	mtime int64
-	err   error
-	bufs  [3][]byte // copyData's buffers, allocated on first use
+	out    io.Writer
+	file   outFile       // nil when the output cannot seek
+	bundle *bundleWriter // out, when it is a seekable zstd bundle: Spool then compresses
+	base   int64         // position of the archive's first byte in file
+	off    int64         // bytes of archive written so far
+	mtime  int64
+	err    error
+	bufs   [3][]byte // copyData's buffers, allocated on first use
 }
 
 // NewWriter returns a Writer to w. w is used as an outFile when it implements one and can seek
@@ -73,6 +75,7 @@ func NewWriter(w io.Writer, o WriterOptions) (*Writer, error) {
 		return nil, fmt.Errorf("archive: modification time %s cannot be stored in a tar header", o.ModTime)
 	}
 	tw := &Writer{out: w, mtime: mtime}
+	tw.bundle, _ = w.(*bundleWriter)
 	if f, ok := w.(outFile); ok {
 		if pos, err := f.Seek(0, io.SeekCurrent); err == nil {
 			tw.file, tw.base = f, pos
@@ -289,7 +292,8 @@ func (w *Writer) copyData(r io.Reader, h *digester, size int64) (int64, error) {
 	return finish(n, nil)
 }
 
-// WriteSpooled writes a spooled blob as a regular member.
+// WriteSpooled writes a spooled blob as a regular member. A blob spooled by Spool must be
+// written by the Writer that spooled it.
 func (w *Writer) WriteSpooled(name string, s *SpooledBlob) (WrittenMember, error) {
 	if w.err != nil {
 		return WrittenMember{}, w.err
@@ -301,6 +305,12 @@ func (w *Writer) WriteSpooled(name string, s *SpooledBlob) (WrittenMember, error
 	start := w.off
 	if err := w.write(hdr); err != nil {
 		return WrittenMember{}, w.failed(start, err)
+	}
+	if s.frames != nil {
+		if err := w.writeFrames(s); err != nil {
+			return WrittenMember{}, w.failed(start, err)
+		}
+		return WrittenMember{Name: name, Digest: s.digest, Size: s.size, HeaderOffset: start}, nil
 	}
 	h, _ := hasher("")
 	n, err := w.copyData(io.NewSectionReader(s.f, 0, s.size), h, s.size)
@@ -391,6 +401,8 @@ type SpooledBlob struct {
 	f      *os.File
 	digest digest.Digest
 	size   int64
+	// frames, for a blob Spool compressed, is what f holds; see bundleSpool.
+	frames *spooledFrames
 }
 
 // Digest is the blob's digest: the declared one, checked, or the sha256 of the content.
@@ -398,6 +410,14 @@ func (s *SpooledBlob) Digest() digest.Digest { return s.digest }
 
 // Size is the blob's size.
 func (s *SpooledBlob) Size() int64 { return s.size }
+
+// Stored is the number of bytes in the temp file: the size, or less for a compressed spool.
+func (s *SpooledBlob) Stored() int64 {
+	if s.frames != nil {
+		return s.frames.Size()
+	}
+	return s.size
+}
 
 // Close removes the spooled copy. It is idempotent.
 func (s *SpooledBlob) Close() error {
@@ -413,10 +433,40 @@ func (s *SpooledBlob) Close() error {
 // counting it, and checks size (-1: unknown) and want ("": unknown) as StreamBlob does.
 // Nothing is left on disk once the result is closed, or on error.
 func SpoolBlob(r io.Reader, size int64, want digest.Digest, dir string) (*SpooledBlob, error) {
-	h, err := hasher(want)
+	f, err := createSpoolFile(dir)
 	if err != nil {
 		return nil, err
 	}
+	got, n, err := copyChecked(f, r, size, want)
+	if err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return &SpooledBlob{f: f, digest: got, size: n}, nil
+}
+
+// Spool is SpoolBlob for this Writer's output: for a seekable zstd bundle, a blob of
+// bigMember bytes or more is spooled as the bundle will hold it, compressed as it arrives, on
+// all cores, so that WriteSpooled only copies its frames. It may be called from any goroutine,
+// concurrently with the Writer's other methods.
+func (w *Writer) Spool(r io.Reader, size int64, want digest.Digest, dir string) (*SpooledBlob, error) {
+	if w.bundle == nil || (size >= 0 && size < bigMember) {
+		return SpoolBlob(r, size, want, dir)
+	}
+	// Whether the member gets frames of its own depends on its size: read far enough to know.
+	prefix := make([]byte, bigMember)
+	n, err := io.ReadFull(r, prefix)
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		return SpoolBlob(bytes.NewReader(prefix[:n]), size, want, dir)
+	case err != nil:
+		return nil, fmt.Errorf("reading blob: %w", err)
+	}
+	return w.bundle.spool(io.MultiReader(bytes.NewReader(prefix), r), size, want, dir)
+}
+
+// createSpoolFile creates an unlinked temp file in dir ("" means os.TempDir()).
+func createSpoolFile(dir string) (*os.File, error) {
 	if dir == "" {
 		dir = os.TempDir()
 	}
@@ -428,20 +478,25 @@ func SpoolBlob(r io.Reader, size int64, want digest.Digest, dir string) (*Spoole
 		_ = f.Close()
 		return nil, fmt.Errorf("unlinking spool file: %w", err)
 	}
-	sw := &Writer{out: f}
-	n, err := sw.copyData(r, h, size)
-	if err == nil {
-		if got := digest.NewDigest(h.alg, h); want != "" && got != want {
-			err = fmt.Errorf("%w: content is %s, expected %s", ErrDigestMismatch, got, want)
-		} else {
-			want = got
-		}
-	}
+	return f, nil
+}
+
+// copyChecked copies r to out with copyData and checks size and want as StreamBlob does. It
+// returns the content's digest (want, or the sha256 when want is empty) and size.
+func copyChecked(out io.Writer, r io.Reader, size int64, want digest.Digest) (digest.Digest, int64, error) {
+	h, err := hasher(want)
 	if err != nil {
-		_ = f.Close()
-		return nil, err
+		return "", 0, err
 	}
-	return &SpooledBlob{f: f, digest: want, size: n}, nil
+	n, err := (&Writer{out: out}).copyData(r, h, size)
+	if err != nil {
+		return "", 0, err
+	}
+	got := digest.NewDigest(h.alg, h)
+	if want != "" && got != want {
+		return "", 0, fmt.Errorf("%w: content is %s, expected %s", ErrDigestMismatch, got, want)
+	}
+	return got, n, nil
 }
 
 // digester is a hash.Hash with the algorithm it computes.

@@ -46,7 +46,9 @@ type Writer struct {
 	workers chan struct{} // semaphore: one token per frame being compressed
 	queue   chan *job     // frames in file order, to the output goroutine
 	done    chan struct{} // closed when the output goroutine returns
-	bufs    sync.Pool     // *[]byte, frame and output buffers
+	bufs    *sync.Pool    // *[]byte, frame and output buffers; shared with the Writer's spools
+	// bare says this is a spool (Writer.Spool): Close writes no seek table.
+	bare bool
 
 	mu  sync.Mutex
 	err error // sticky; guarded by mu
@@ -114,9 +116,88 @@ func NewWriter(w io.Writer, o WriterOptions) (*Writer, error) {
 		workers:   make(chan struct{}, conc),
 		queue:     make(chan *job, conc),
 		done:      make(chan struct{}),
+		bufs:      new(sync.Pool),
 	}
 	go sw.output()
 	return sw, nil
+}
+
+// Spool returns a Writer that compresses what is written to it exactly as w would (same
+// level and frame size, sharing w's encoder) into bare frames written to dst. w and all its
+// spools together compress at most Concurrency frames at once, which bounds their memory as
+// well as their use of the cores. Its Close writes no seek table; Frames then describes what it wrote, and w's
+// AppendFrames copies it into w's output. A Writer returned by Spool cannot split its output.
+//
+// Writing a run of bytes to a spool and appending its frames to w after an EndFrame gives
+// the same output as writing those bytes to w itself and then calling EndFrame.
+func (w *Writer) Spool(dst io.Writer) *Writer {
+	sw := &Writer{
+		dst:       dst,
+		enc:       w.enc,
+		frameSize: w.frameSize,
+		workers:   w.workers,
+		queue:     make(chan *job, cap(w.queue)),
+		done:      make(chan struct{}),
+		bufs:      w.bufs,
+		bare:      true,
+	}
+	go sw.output()
+	return sw
+}
+
+// Frames are compressed frames a spool wrote (see Writer.Spool).
+type Frames struct {
+	entries []entry
+}
+
+// Frames describes the frames this Writer wrote. It is valid once Close succeeded.
+func (w *Writer) Frames() Frames {
+	if !w.closed || w.closeErr != nil {
+		return Frames{}
+	}
+	return Frames{entries: w.entries}
+}
+
+// Size is the number of compressed bytes.
+func (f Frames) Size() int64 {
+	var n int64
+	for _, e := range f.entries {
+		n += int64(e.c)
+	}
+	return n
+}
+
+// DecompressedSize is the number of bytes the frames decompress to.
+func (f Frames) DecompressedSize() int64 {
+	var n int64
+	for _, e := range f.entries {
+		n += int64(e.d)
+	}
+	return n
+}
+
+// AppendFrames ends the current frame, then copies frames, read from r (the bytes a spool
+// wrote, from their start), to the output as frames of w's own. The frames are trusted to
+// be what the spool wrote: a reader that yields other bytes yields a broken stream.
+func (w *Writer) AppendFrames(r io.Reader, f Frames) error {
+	if w.closed {
+		return errClosed
+	}
+	w.endFrame()
+	for _, e := range f.entries {
+		if err := w.loadErr(); err != nil {
+			return err
+		}
+		buf := w.getBuf(int(e.c))[:e.c]
+		if _, err := io.ReadFull(r, buf); err != nil {
+			w.putBuf(buf)
+			return fmt.Errorf("zstdseek: reading spooled frames: %w", err)
+		}
+		j := &job{ready: make(chan struct{}), out: buf, e: e, pooled: true}
+		close(j.ready)
+		w.queue <- j
+	}
+	return w.loadErr()
 }
 
 // Write buffers p into the current frame, handing the frame to a compressing goroutine each
@@ -131,7 +212,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 	n := 0
 	for len(p) > 0 {
 		if w.buf == nil {
-			w.buf = w.getBuf()
+			w.buf = w.getBuf(w.frameSize)
 		}
 		k := min(w.frameSize-len(w.buf), len(p))
 		w.buf = append(w.buf, p[:k]...)
@@ -195,6 +276,9 @@ func (w *Writer) Close() error {
 		w.closeErr = err
 		return err
 	}
+	if w.bare {
+		return nil
+	}
 	// w.entries is ours now: the output goroutine is done.
 	// `zstd -d` (1.5.4) accepts a stream holding only skippable frames, so an empty stream
 	// is the seek table alone.
@@ -219,7 +303,7 @@ func (w *Writer) endFrame() {
 	w.workers <- struct{}{}
 	go func() {
 		defer func() { <-w.workers }()
-		j.out = w.enc.EncodeAll(src, w.getBuf())
+		j.out = w.enc.EncodeAll(src, w.getBuf(maxCompressed(len(src))))
 		j.e = entry{c: uint32(len(j.out)), d: uint32(len(src))}
 		if uint64(len(j.out)) > maxUint32 {
 			// Cannot happen with frames of at most 256 MiB; checked so a table never lies.
@@ -312,12 +396,18 @@ func (w *Writer) setErr(err error) {
 	}
 }
 
-func (w *Writer) getBuf() []byte {
-	if b, ok := w.bufs.Get().(*[]byte); ok {
+// getBuf returns an empty buffer of at least n bytes' capacity, from the pool when it has
+// one: frames and their compressed forms are filled without growing.
+func (w *Writer) getBuf(n int) []byte {
+	if b, ok := w.bufs.Get().(*[]byte); ok && cap(*b) >= n {
 		return (*b)[:0]
 	}
-	return nil
+	return make([]byte, 0, n)
 }
+
+// maxCompressed bounds a frame compressed from n bytes: the encoder stores incompressible
+// blocks raw, each 128 KiB block with a 3-byte header, plus the frame's header and checksum.
+func maxCompressed(n int) int { return n + n>>10 + 64 }
 
 func (w *Writer) putBuf(b []byte) {
 	if cap(b) == 0 {

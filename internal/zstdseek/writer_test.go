@@ -303,3 +303,77 @@ func TestNewWriterOptions(t *testing.T) {
 		})
 	}
 }
+
+// TestSpoolAppendFrames: bytes compressed by a spool and appended with AppendFrames give
+// the stream that writing them to the Writer itself, then ending the frame, gives; a reader
+// that runs short is an error.
+func TestSpoolAppendFrames(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	head, body, tail := textish(rng, 1000), textish(rng, 2<<20+123), textish(rng, 500)
+	o := WriterOptions{FrameSize: 512 << 10}
+	write := func(t *testing.T, put func(w *Writer) error) []byte {
+		t.Helper()
+		var buf bytes.Buffer
+		w, err := NewWriter(&buf, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(head); err != nil {
+			t.Fatal(err)
+		}
+		if err := put(w); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(tail); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	direct := write(t, func(w *Writer) error {
+		if err := w.EndFrame(); err != nil {
+			return err
+		}
+		if _, err := w.Write(body); err != nil {
+			return err
+		}
+		return w.EndFrame()
+	})
+	var spooled bytes.Buffer
+	var frames Frames
+	appended := write(t, func(w *Writer) error {
+		sw := w.Spool(&spooled)
+		if _, err := sw.Write(body); err != nil {
+			return err
+		}
+		if got := sw.Frames(); got.Size() != 0 {
+			t.Errorf("Frames before Close: %d bytes", got.Size())
+		}
+		if err := sw.Close(); err != nil {
+			return err
+		}
+		frames = sw.Frames()
+		return w.AppendFrames(bytes.NewReader(spooled.Bytes()), frames)
+	})
+	if !bytes.Equal(direct, appended) {
+		t.Errorf("appended frames give %d bytes, writing directly %d: they differ", len(appended), len(direct))
+	}
+	if frames.Size() != int64(spooled.Len()) || frames.DecompressedSize() != int64(len(body)) {
+		t.Errorf("Frames: %d bytes of %d, want %d of %d", frames.Size(), frames.DecompressedSize(), spooled.Len(), len(body))
+	}
+	if !bytes.Equal(streamDecode(t, appended), append(append(head, body...), tail...)) {
+		t.Error("the stream does not decode to what was written")
+	}
+
+	w, err := NewWriter(io.Discard, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	short := bytes.NewReader(spooled.Bytes()[:spooled.Len()-1])
+	if err := w.AppendFrames(short, frames); err == nil {
+		t.Error("AppendFrames from a short reader succeeded")
+	}
+}

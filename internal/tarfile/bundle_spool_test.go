@@ -1,0 +1,172 @@
+package tarfile
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"os"
+	"testing"
+
+	digest "github.com/opencontainers/go-digest"
+)
+
+// layerData is n bytes that compress about as a layer does: runs of text with random bytes
+// between them.
+func layerData(n int, seed uint64) []byte {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	b := make([]byte, 0, n)
+	for len(b) < n {
+		b = append(b, "usr/lib/x86_64-linux-gnu/libc.so.6 "...)
+		for range rng.IntN(40) {
+			b = append(b, byte(rng.Uint32()))
+		}
+	}
+	return b[:n]
+}
+
+// bundleOf writes a small member, a blob of unknown size and another small member to a
+// seekable bundle, the blob by put, and returns the compressed bytes.
+func bundleOf(t *testing.T, put func(w *Writer) error) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	cw, err := NewCompressor(&buf, Zstd, CompressOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := NewWriter(cw, WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteFile("before.json", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := put(w); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteFile("after.json", []byte(`[]`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestBundleSpoolSameBytes: a blob spooled for a bundle (compressed as it arrives when it is
+// big enough to get frames of its own) is written with exactly the bytes it would have had
+// if it had been streamed through the bundle writer, whatever its size against the frame
+// boundaries.
+func TestBundleSpoolSameBytes(t *testing.T) {
+	sizes := []int{
+		100,
+		bigMember - 1,
+		bigMember,
+		bigMember + 1,
+		headFrame + 4<<20,       // the rest fills one frame exactly: no padding
+		headFrame + 4<<20 + 100, // a frame, then 100 bytes and the padding
+		headFrame + 4<<20 - 100, // the padding ends the only frame after the head
+		9<<20 + 7,
+	}
+	dir := t.TempDir()
+	for i, n := range sizes {
+		data := layerData(n, uint64(i))
+		d := digest.FromBytes(data)
+		streamed := bundleOf(t, func(w *Writer) error {
+			_, err := w.StreamBlob(bytes.NewReader(data), int64(n), d, layerName)
+			return err
+		})
+		var sp *SpooledBlob
+		spooled := bundleOf(t, func(w *Writer) error {
+			var err error
+			if sp, err = w.Spool(bytes.NewReader(data), -1, "", dir); err != nil {
+				return err
+			}
+			defer sp.Close()
+			if sp.Digest() != d || sp.Size() != int64(n) {
+				t.Errorf("size %d: spooled %s, %d bytes; want %s", n, sp.Digest(), sp.Size(), d)
+			}
+			_, err = w.WriteSpooled(layerName(sp.Digest()), sp)
+			return err
+		})
+		if !bytes.Equal(streamed, spooled) {
+			t.Errorf("size %d: the bundle with the spooled blob (%d bytes) differs from the one with it streamed (%d bytes)", n, len(spooled), len(streamed))
+		}
+		if compressed := sp.frames != nil; compressed != (n >= bigMember) {
+			t.Errorf("size %d: spooled compressed %v, want %v", n, compressed, n >= bigMember)
+		}
+		if n >= bigMember && sp.Stored() >= sp.Size()/2 {
+			t.Errorf("size %d: %d bytes stored: not compressed", n, sp.Stored())
+		}
+		if !bytes.Equal(zstdDecode(t, spooled)[3*blockSize:3*blockSize+n], data) {
+			t.Errorf("size %d: the decoded member is not the blob", n)
+		}
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("spools left %d files", len(ents))
+	}
+}
+
+// TestBundleSpoolChecks: a compressed spool checks the declared size and digest as
+// SpoolBlob does, and leaves no file when it fails; a spool file that changed before it was
+// written out is a digest mismatch.
+func TestBundleSpoolChecks(t *testing.T) {
+	data := layerData(1<<20, 7)
+	dir := t.TempDir()
+	cw, err := NewCompressor(io.Discard, Zstd, CompressOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := NewWriter(cw, WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Spool(bytes.NewReader(data), int64(len(data))-1, "", dir); !errors.Is(err, ErrSizeMismatch) {
+		t.Errorf("declared one byte short: %v, want ErrSizeMismatch", err)
+	}
+	if _, err := w.Spool(bytes.NewReader(data), -1, digest.FromString("x"), dir); !errors.Is(err, ErrDigestMismatch) {
+		t.Errorf("wrong digest: %v, want ErrDigestMismatch", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("failed spools left %d files", len(ents))
+	}
+
+	sp, err := w.Spool(bytes.NewReader(data), -1, "", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	if _, err := sp.f.WriteAt([]byte{0xff}, sp.Stored()/2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteSpooled("layer.tar", sp); !errors.Is(err, ErrDigestMismatch) {
+		t.Errorf("changed spool file: %v, want ErrDigestMismatch", err)
+	}
+}
+
+// TestBundleSpoolOtherWriter: frames spooled for one bundle are refused by another Writer,
+// whose frames they might not match.
+func TestBundleSpoolOtherWriter(t *testing.T) {
+	newWriter := func() *Writer {
+		cw, err := NewCompressor(io.Discard, Zstd, CompressOptions{Level: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := NewWriter(cw, WriterOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	sp, err := newWriter().Spool(bytes.NewReader(layerData(1<<20, 3)), -1, "", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	if _, err := newWriter().WriteSpooled("layer.tar", sp); err == nil {
+		t.Error("another Writer wrote the spooled frames")
+	}
+}
