@@ -9,13 +9,21 @@ import (
 
 	"github.com/darc-dev/darc/archive"
 	dcopy "github.com/darc-dev/darc/copy"
+	"github.com/darc-dev/darc/internal/archivetest"
 	"github.com/darc-dev/darc/internal/testtools"
 )
 
 // writeBundle merges the fixture podman-save-m.tar into a new archive at path, compressed c.
 func writeBundle(t *testing.T, path string, c archive.Compression) {
 	t.Helper()
-	in, err := archive.Open(filepath.Join(fixtureDir, "podman-save-m.tar"))
+	writeBundleFrom(t, filepath.Join(fixtureDir, "podman-save-m.tar"), path, c)
+}
+
+// writeBundleFrom merges the archive src into a new archive at path, compressed c, and
+// returns what the writer counted.
+func writeBundleFrom(t *testing.T, src, path string, c archive.Compression) archive.WriteStats {
+	t.Helper()
+	in, err := archive.Open(src)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,6 +39,7 @@ func writeBundle(t *testing.T, path string, c archive.Compression) {
 	if err := w.Commit(); err != nil {
 		t.Fatal(err)
 	}
+	return w.Stats()
 }
 
 // TestBundleReadInPlace: a seekable .tar.zst is opened, listed, verified and read without a
@@ -102,6 +111,56 @@ func TestBundleCompatibility(t *testing.T) {
 		t.Fatal("zstd -d gives another tar than the plain archive")
 	}
 	t.Run("go-containerregistry", func(t *testing.T) { checkGGCR(t, decoded, want) })
+	t.Run("zstd-dc-docker-load", func(t *testing.T) {
+		d := testtools.StartDockerd(t)
+		pipe := exec.Command("sh", "-c", `"$0" -dc "$1" | /usr/bin/docker -H "$2" load -q`, zstd, bundle, d.Host)
+		if out, err := pipe.CombinedOutput(); err != nil {
+			t.Fatalf("zstd -dc | docker load: %v\n%s", err, out)
+		}
+		checkDockerImages(t, d, want)
+	})
+}
+
+// TestBundleSpooledLayers: layers that arrive gzip-compressed are decompressed into the
+// bundle, their size unknown until they end, so they are spooled, compressed as they arrive,
+// and their frames copied in. The bundle still decodes to the tar of the plain archive of the
+// same images, and podman, skopeo and docker (through zstd -dc) load it.
+func TestBundleSpooledLayers(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "crane.tar")
+	images := []archivetest.Image{
+		{Tags: []string{"example.com/big/a:1"}, Layers: [][]byte{archivetest.Layer(1, 3, 300<<10), archivetest.Layer(2, 1, 5<<20)}},
+		{Tags: []string{"example.com/big/b:1"}, Layers: [][]byte{archivetest.Layer(1, 3, 300<<10), archivetest.Layer(3, 2, 100<<10)}},
+	}
+	data, err := archivetest.BuildBytes(images, archivetest.Options{Layout: archivetest.Crane})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(src, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	plain, bundle := filepath.Join(dir, "b.tar"), filepath.Join(dir, "b.tar.zst")
+	writeBundleFrom(t, src, plain, archive.CompressNone)
+	if st := writeBundleFrom(t, src, bundle, archive.CompressZstd); st.Spooled == 0 {
+		t.Fatal("no layer was spooled: the test does not cover compressed spools")
+	}
+	zstd := testtools.Require(t, "zstd")
+	decoded := filepath.Join(dir, "decoded.tar")
+	if _, err := testtools.Run(context.Background(), zstd, "-q", "-d", "-o", decoded, bundle); err != nil {
+		t.Fatalf("zstd -d: %v", err)
+	}
+	if string(readFile(t, decoded)) != string(readFile(t, plain)) {
+		t.Fatal("zstd -d gives another tar than the plain archive")
+	}
+	want := wtReadBack(t, plain)
+	if got := wtReadBack(t, bundle); !wtEqual(got, want) {
+		t.Errorf("bundle reads back %+v, want %+v", got, want)
+	}
+	if testing.Short() {
+		return
+	}
+	t.Run("skopeo", func(t *testing.T) { checkSkopeo(t, bundle, want) })
+	t.Run("podman-load", func(t *testing.T) { checkPodman(t, bundle, want) })
 	t.Run("zstd-dc-docker-load", func(t *testing.T) {
 		d := testtools.StartDockerd(t)
 		pipe := exec.Command("sh", "-c", `"$0" -dc "$1" | /usr/bin/docker -H "$2" load -q`, zstd, bundle, d.Host)
