@@ -3,6 +3,7 @@ package tarfile
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -26,11 +27,21 @@ func layerData(n int, seed uint64) []byte {
 }
 
 // bundleOf writes a small member, a blob of unknown size and another small member to a
-// seekable bundle, the blob by put, and returns the compressed bytes.
-func bundleOf(t *testing.T, put func(w *Writer) error) []byte {
+// seekable bundle, the blob by put, and returns the compressed bytes: with partSize, the
+// parts, each after its size as 8 decimal digits.
+func bundleOf(t *testing.T, partSize int64, put func(w *Writer) error) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	cw, err := NewCompressor(&buf, Zstd, CompressOptions{})
+	var parts []*bytes.Buffer
+	next := func() (io.Writer, error) {
+		parts = append(parts, new(bytes.Buffer))
+		return parts[len(parts)-1], nil
+	}
+	o := CompressOptions{}
+	if partSize > 0 {
+		o.PartSize, o.NextPart = partSize, next
+	}
+	first, _ := next()
+	cw, err := NewCompressor(first, Zstd, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +64,15 @@ func bundleOf(t *testing.T, put func(w *Writer) error) []byte {
 	if err := cw.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return buf.Bytes()
+	if partSize == 0 {
+		return parts[0].Bytes()
+	}
+	var all []byte
+	for _, p := range parts {
+		all = fmt.Appendf(all, "%08d", p.Len())
+		all = append(all, p.Bytes()...)
+	}
+	return all
 }
 
 // TestBundleSpoolSameBytes: a blob spooled for a bundle (compressed as it arrives when it is
@@ -75,12 +94,17 @@ func TestBundleSpoolSameBytes(t *testing.T) {
 	for i, n := range sizes {
 		data := layerData(n, uint64(i))
 		d := digest.FromBytes(data)
-		streamed := bundleOf(t, func(w *Writer) error {
+		// Split into parts of 2 MiB too, for the largest: a part ends within the blob.
+		partSize := int64(0)
+		if n > 8<<20 {
+			partSize = 2 << 20
+		}
+		streamed := bundleOf(t, partSize, func(w *Writer) error {
 			_, err := w.StreamBlob(bytes.NewReader(data), int64(n), d, layerName)
 			return err
 		})
 		var sp *SpooledBlob
-		spooled := bundleOf(t, func(w *Writer) error {
+		spooled := bundleOf(t, partSize, func(w *Writer) error {
 			var err error
 			if sp, err = w.Spool(bytes.NewReader(data), -1, "", dir); err != nil {
 				return err
@@ -100,6 +124,12 @@ func TestBundleSpoolSameBytes(t *testing.T) {
 		}
 		if n >= bigMember && sp.Stored() >= sp.Size()/2 {
 			t.Errorf("size %d: %d bytes stored: not compressed", n, sp.Stored())
+		}
+		if partSize > 0 {
+			if int64(len(spooled)) <= partSize {
+				t.Errorf("size %d: %d bytes of parts: the blob was not split", n, len(spooled))
+			}
+			continue
 		}
 		if !bytes.Equal(zstdDecode(t, spooled)[3*blockSize:3*blockSize+n], data) {
 			t.Errorf("size %d: the decoded member is not the blob", n)
