@@ -103,22 +103,9 @@ func TestBundleCompatibility(t *testing.T) {
 	t.Run("containers-image", func(t *testing.T) { checkContainersImage(t, bundle, want) })
 	t.Run("skopeo", func(t *testing.T) { checkSkopeo(t, bundle, want) })
 	t.Run("podman-load", func(t *testing.T) { checkPodman(t, bundle, want) })
-	decoded := filepath.Join(dir, "decoded.tar")
-	if _, err := testtools.Run(context.Background(), zstd, "-q", "-d", "-o", decoded, bundle); err != nil {
-		t.Fatalf("zstd -d: %v", err)
-	}
-	if string(readFile(t, decoded)) != string(readFile(t, plain)) {
-		t.Fatal("zstd -d gives another tar than the plain archive")
-	}
+	decoded := checkDecodesTo(t, zstd, bundle, plain)
 	t.Run("go-containerregistry", func(t *testing.T) { checkGGCR(t, decoded, want) })
-	t.Run("zstd-dc-docker-load", func(t *testing.T) {
-		d := testtools.StartDockerd(t)
-		pipe := exec.Command("sh", "-c", `"$0" -dc "$1" | /usr/bin/docker -H "$2" load -q`, zstd, bundle, d.Host)
-		if out, err := pipe.CombinedOutput(); err != nil {
-			t.Fatalf("zstd -dc | docker load: %v\n%s", err, out)
-		}
-		checkDockerImages(t, d, want)
-	})
+	t.Run("zstd-dc-docker-load", func(t *testing.T) { checkZstdDockerLoad(t, zstd, bundle, want) })
 }
 
 // TestBundleSpooledLayers: layers that arrive gzip-compressed are decompressed into the
@@ -145,13 +132,7 @@ func TestBundleSpooledLayers(t *testing.T) {
 		t.Fatal("no layer was spooled: the test does not cover compressed spools")
 	}
 	zstd := testtools.Require(t, "zstd")
-	decoded := filepath.Join(dir, "decoded.tar")
-	if _, err := testtools.Run(context.Background(), zstd, "-q", "-d", "-o", decoded, bundle); err != nil {
-		t.Fatalf("zstd -d: %v", err)
-	}
-	if string(readFile(t, decoded)) != string(readFile(t, plain)) {
-		t.Fatal("zstd -d gives another tar than the plain archive")
-	}
+	checkDecodesTo(t, zstd, bundle, plain)
 	want := wtReadBack(t, plain)
 	if got := wtReadBack(t, bundle); !wtEqual(got, want) {
 		t.Errorf("bundle reads back %+v, want %+v", got, want)
@@ -161,12 +142,30 @@ func TestBundleSpooledLayers(t *testing.T) {
 	}
 	t.Run("skopeo", func(t *testing.T) { checkSkopeo(t, bundle, want) })
 	t.Run("podman-load", func(t *testing.T) { checkPodman(t, bundle, want) })
-	t.Run("zstd-dc-docker-load", func(t *testing.T) {
-		d := testtools.StartDockerd(t)
-		pipe := exec.Command("sh", "-c", `"$0" -dc "$1" | /usr/bin/docker -H "$2" load -q`, zstd, bundle, d.Host)
-		if out, err := pipe.CombinedOutput(); err != nil {
-			t.Fatalf("zstd -dc | docker load: %v\n%s", err, out)
-		}
-		checkDockerImages(t, d, want)
-	})
+	t.Run("zstd-dc-docker-load", func(t *testing.T) { checkZstdDockerLoad(t, zstd, bundle, want) })
+}
+
+// checkDecodesTo checks that the zstd command decodes bundle to the bytes of the file plain,
+// and returns the path of the decoded tar.
+func checkDecodesTo(t *testing.T, zstd, bundle, plain string) string {
+	t.Helper()
+	decoded := filepath.Join(t.TempDir(), "decoded.tar")
+	if _, err := testtools.Run(context.Background(), zstd, "-q", "-d", "-o", decoded, bundle); err != nil {
+		t.Fatalf("zstd -d: %v", err)
+	}
+	if string(readFile(t, decoded)) != string(readFile(t, plain)) {
+		t.Fatal("zstd -d gives another tar than the plain archive")
+	}
+	return decoded
+}
+
+// checkZstdDockerLoad loads `zstd -dc bundle` into a new dockerd, as Docker 20.10, which
+// reads no zstd, is given a bundle, and checks the images it holds then.
+func checkZstdDockerLoad(t *testing.T, zstd, bundle string, want []wantImage) {
+	d := testtools.StartDockerd(t)
+	pipe := exec.Command("sh", "-c", `"$0" -dc "$1" | /usr/bin/docker -H "$2" load -q`, zstd, bundle, d.Host)
+	if out, err := pipe.CombinedOutput(); err != nil {
+		t.Fatalf("zstd -dc | docker load: %v\n%s", err, out)
+	}
+	checkDockerImages(t, d, want)
 }
