@@ -210,10 +210,14 @@ func (b *bundleWriter) emit(p []byte, keep bool) error {
 
 // Close writes the header view, if the tar could be followed to its end, and the seek table.
 func (b *bundleWriter) Close() error {
-	if b.closed || b.err != nil {
+	if b.closed {
 		return b.err
 	}
 	b.closed = true
+	if b.err != nil {
+		b.zw.Abort() // a failed stream: stop the compressor's goroutines, add nothing
+		return b.err
+	}
 	if b.ended && !b.lost && !b.view.hasPAXSize() {
 		b.view.size = b.off
 		payload, err := b.view.encode()

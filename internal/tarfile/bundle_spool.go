@@ -14,7 +14,7 @@ import (
 // A blob whose size is not known in advance cannot be compressed into a bundle as it arrives:
 // its tar header, which holds the size, comes first. Spooling it raw and compressing it when
 // its turn comes would leave the cores idle while it arrives and busy after, so a blob of
-// bigMember bytes or more is spooled as the bundle will hold it (bundleSpool). Its first
+// bigMember bytes or more is spooled as the bundle will hold it (bundleWriter.spool). Its first
 // headFrame bytes, which share a frame with the header, stay raw in memory; the rest of its
 // data and its padding are compressed as they arrive, by a spool of the bundle's own zstd
 // writer, into the frames the bundle would have cut, and the frames go to the temp file.
@@ -83,9 +83,6 @@ func (h *headSplitter) Write(p []byte) (int, error) {
 // writeFrames writes the data of a blob Spool compressed, after its header.
 func (w *Writer) writeFrames(s *SpooledBlob) error {
 	sf := s.frames
-	if sf.owner != w.bundle {
-		return errors.New("archive: internal error: a compressed spool written by another Writer")
-	}
 	if err := w.write(sf.head); err != nil {
 		return err
 	}
@@ -110,7 +107,8 @@ func (b *bundleWriter) appendFrames(r io.Reader, f zstdseek.Frames) (int64, erro
 	}
 	n := f.DecompressedSize()
 	if b.lost || !b.big || b.head != 0 || b.remain != n {
-		return 0, errors.New("archive: internal error: spooled frames do not follow a member's head")
+		b.err = errors.New("archive: internal error: spooled frames do not follow a member's head")
+		return 0, b.err
 	}
 	if err := b.zw.AppendFrames(r, f); err != nil {
 		b.err = err

@@ -7,7 +7,9 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"testing"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 )
@@ -91,6 +93,7 @@ func TestBundleSpoolSameBytes(t *testing.T) {
 		9<<20 + 7,
 	}
 	dir := t.TempDir()
+	leaks := leakCheck(t)
 	for i, n := range sizes {
 		data := layerData(n, uint64(i))
 		d := digest.FromBytes(data)
@@ -135,68 +138,117 @@ func TestBundleSpoolSameBytes(t *testing.T) {
 			t.Errorf("size %d: the decoded member is not the blob", n)
 		}
 	}
-	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
-		t.Errorf("spools left %d files", len(ents))
-	}
+	leaks()
 }
 
 // TestBundleSpoolChecks: a compressed spool checks the declared size and digest as
-// SpoolBlob does, and leaves no file when it fails; a spool file that changed before it was
-// written out is a digest mismatch.
+// SpoolBlob does, and keeps no file open when it fails; a spool file that changed or shrank
+// before it was written out fails the write, and the failed bundle's Close stops its
+// goroutines.
 func TestBundleSpoolChecks(t *testing.T) {
 	data := layerData(1<<20, 7)
 	dir := t.TempDir()
+	leaks := leakCheck(t)
+	if _, err := spoolingWriter(t).Spool(bytes.NewReader(data), int64(len(data))-1, "", dir); !errors.Is(err, ErrSizeMismatch) {
+		t.Errorf("declared one byte short: %v, want ErrSizeMismatch", err)
+	}
+	if _, err := spoolingWriter(t).Spool(bytes.NewReader(data), -1, digest.FromString("x"), dir); !errors.Is(err, ErrDigestMismatch) {
+		t.Errorf("wrong digest: %v, want ErrDigestMismatch", err)
+	}
+	for _, tc := range []struct {
+		name   string
+		damage func(f *os.File, stored int64) error
+		want   error
+	}{
+		{"changed", func(f *os.File, stored int64) error { _, err := f.WriteAt([]byte{0xff}, stored/2); return err }, ErrDigestMismatch},
+		{"shrunk", func(f *os.File, stored int64) error { return f.Truncate(stored / 2) }, io.ErrUnexpectedEOF},
+	} {
+		w := spoolingWriter(t)
+		sp, err := w.Spool(bytes.NewReader(data), -1, "", dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tc.damage(sp.f, sp.Stored()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.WriteSpooled("layer.tar", sp); !errors.Is(err, tc.want) {
+			t.Errorf("%s spool file: %v, want %v", tc.name, err, tc.want)
+		}
+		if err := sp.Close(); err != nil {
+			t.Error(err)
+		}
+	}
+	closeSpoolingWriters(t)
+	leaks()
+}
+
+// TestBundleSpoolOtherWriter: frames spooled for one bundle are refused by another Writer,
+// whose frames they might not match, before it writes anything.
+func TestBundleSpoolOtherWriter(t *testing.T) {
+	sp, err := spoolingWriter(t).Spool(bytes.NewReader(layerData(1<<20, 3)), -1, "", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	other := spoolingWriter(t)
+	if _, err := other.WriteSpooled("layer.tar", sp); err == nil {
+		t.Error("another Writer wrote the spooled frames")
+	}
+	if other.Offset() != 0 || other.Err() != nil {
+		t.Errorf("the refusal wrote %d bytes, sticky error %v", other.Offset(), other.Err())
+	}
+	closeSpoolingWriters(t)
+}
+
+// spoolingWriters are the compressors of the Writers spoolingWriter made, to close.
+var spoolingWriters []io.Closer
+
+// spoolingWriter returns a Writer to a seekable bundle that is thrown away.
+func spoolingWriter(t *testing.T) *Writer {
+	t.Helper()
 	cw, err := NewCompressor(io.Discard, Zstd, CompressOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	spoolingWriters = append(spoolingWriters, cw)
 	w, err := NewWriter(cw, WriterOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.Spool(bytes.NewReader(data), int64(len(data))-1, "", dir); !errors.Is(err, ErrSizeMismatch) {
-		t.Errorf("declared one byte short: %v, want ErrSizeMismatch", err)
-	}
-	if _, err := w.Spool(bytes.NewReader(data), -1, digest.FromString("x"), dir); !errors.Is(err, ErrDigestMismatch) {
-		t.Errorf("wrong digest: %v, want ErrDigestMismatch", err)
-	}
-	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
-		t.Errorf("failed spools left %d files", len(ents))
-	}
+	return w
+}
 
-	sp, err := w.Spool(bytes.NewReader(data), -1, "", dir)
-	if err != nil {
-		t.Fatal(err)
+// closeSpoolingWriters closes what spoolingWriter made; a failed bundle's Close returns its
+// failure, which is not this check's concern.
+func closeSpoolingWriters(t *testing.T) {
+	t.Helper()
+	for _, c := range spoolingWriters {
+		_ = c.Close()
 	}
-	defer sp.Close()
-	if _, err := sp.f.WriteAt([]byte{0xff}, sp.Stored()/2); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.WriteSpooled("layer.tar", sp); !errors.Is(err, ErrDigestMismatch) {
-		t.Errorf("changed spool file: %v, want ErrDigestMismatch", err)
+	spoolingWriters = nil
+}
+
+// leakCheck returns a function that reports the files left open and the goroutines left
+// running since leakCheck was called. Files are counted on Linux only.
+func leakCheck(t *testing.T) func() {
+	files, routines := openFiles(), runtime.NumGoroutine()
+	return func() {
+		t.Helper()
+		if n := openFiles(); n != files {
+			t.Errorf("%d files left open", n-files)
+		}
+		// Goroutines that were told to stop may still be on their way out.
+		for deadline := time.Now().Add(2 * time.Second); runtime.NumGoroutine() > routines && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n := runtime.NumGoroutine(); n > routines {
+			t.Errorf("%d goroutines left running", n-routines)
+		}
 	}
 }
 
-// TestBundleSpoolOtherWriter: frames spooled for one bundle are refused by another Writer,
-// whose frames they might not match.
-func TestBundleSpoolOtherWriter(t *testing.T) {
-	newWriter := func() *Writer {
-		cw, err := NewCompressor(io.Discard, Zstd, CompressOptions{Level: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		w, err := NewWriter(cw, WriterOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return w
-	}
-	sp, err := newWriter().Spool(bytes.NewReader(layerData(1<<20, 3)), -1, "", t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sp.Close()
-	if _, err := newWriter().WriteSpooled("layer.tar", sp); err == nil {
-		t.Error("another Writer wrote the spooled frames")
-	}
+// openFiles counts the process's open file descriptors (0 where /proc is missing).
+func openFiles() int {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	return len(ents)
 }

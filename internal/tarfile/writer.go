@@ -52,7 +52,8 @@ type WriterOptions struct {
 // (a source that errors, a digest mismatch, a failed write to an outFile) is returned and the
 // Writer stays usable.
 //
-// A Writer is not safe for concurrent use.
+// A Writer is not safe for concurrent use, except Spool, which may be called from any
+// goroutine.
 type Writer struct {
 	out    io.Writer
 	file   outFile       // nil when the output cannot seek
@@ -298,6 +299,9 @@ func (w *Writer) WriteSpooled(name string, s *SpooledBlob) (WrittenMember, error
 	if w.err != nil {
 		return WrittenMember{}, w.err
 	}
+	if s.frames != nil && s.frames.owner != w.bundle {
+		return WrittenMember{}, errors.New("archive: internal error: a blob spooled for another Writer's bundle")
+	}
 	hdr, err := header(name, '0', s.size, "", w.mtime)
 	if err != nil {
 		return WrittenMember{}, err
@@ -401,7 +405,7 @@ type SpooledBlob struct {
 	f      *os.File
 	digest digest.Digest
 	size   int64
-	// frames, for a blob Spool compressed, is what f holds; see bundleSpool.
+	// frames, for a blob Spool compressed, is what f holds; see bundle_spool.go.
 	frames *spooledFrames
 }
 

@@ -30,23 +30,26 @@ var errClosed = errors.New("zstdseek: write to closed Writer")
 // A Writer compresses what is written to it into a seekable zstd stream.
 //
 // Frames are compressed by up to Concurrency goroutines while the caller keeps writing,
-// and written to the underlying writer in order. At most about 2×Concurrency frames are in
-// memory at once. The output depends only on the bytes written, the points where frames
-// were ended (EndFrame, WriteSkippable, FrameSize) and the level: not on Concurrency nor on
-// how the bytes were split among Write calls.
+// and written to the underlying writer in order. A Writer without spools holds at most
+// about 2×Concurrency frames in memory at once; each spool (see Spool) adds the frame it is
+// filling and those waiting for its output. The output depends only on the bytes written,
+// the points where frames were ended (EndFrame, WriteSkippable, FrameSize) and the level:
+// not on Concurrency nor on how the bytes were split among Write calls.
 //
-// A Writer is not safe for concurrent use. Close MUST be called to write the seek table.
+// A Writer is not safe for concurrent use, except Spool, which may be called from any
+// goroutine. Close MUST be called to write the seek table, or Abort to stop without one.
 // Once writing to the underlying writer failed, every later call returns that error.
 type Writer struct {
-	dst       io.Writer
+	// Fixed at NewWriter (or Spool), and shared with the Writer's spools.
 	enc       *zstd.Encoder
 	frameSize int
+	workers   chan struct{} // semaphore: one token per frame being compressed
+	bufs      *sync.Pool    // *[]byte, frame and output buffers
 
-	buf     []byte        // the frame being filled
-	workers chan struct{} // semaphore: one token per frame being compressed
-	queue   chan *job     // frames in file order, to the output goroutine
-	done    chan struct{} // closed when the output goroutine returns
-	bufs    *sync.Pool    // *[]byte, frame and output buffers; shared with the Writer's spools
+	dst   io.Writer
+	buf   []byte        // the frame being filled
+	queue chan *job     // frames in file order, to the output goroutine
+	done  chan struct{} // closed when the output goroutine returns
 	// bare says this is a spool (Writer.Spool): Close writes no seek table.
 	bare bool
 
@@ -124,9 +127,11 @@ func NewWriter(w io.Writer, o WriterOptions) (*Writer, error) {
 
 // Spool returns a Writer that compresses what is written to it exactly as w would (same
 // level and frame size, sharing w's encoder) into bare frames written to dst. w and all its
-// spools together compress at most Concurrency frames at once, which bounds their memory as
-// well as their use of the cores. Its Close writes no seek table; Frames then describes what it wrote, and w's
-// AppendFrames copies it into w's output. A Writer returned by Spool cannot split its output.
+// spools together compress at most Concurrency frames at once: spools share the cores, but
+// each holds a frame of its own while it fills it. A spool's Close writes no seek table;
+// Frames then describes what it wrote, and w's AppendFrames copies it into w's output. A
+// spool cannot split its output. Spool may be called from any goroutine, concurrently with
+// w's other methods: it reads only what NewWriter fixed.
 //
 // Writing a run of bytes to a spool and appending its frames to w after an EndFrame gives
 // the same output as writing those bytes to w itself and then calling EndFrame.
@@ -150,9 +155,10 @@ type Frames struct {
 	entries []entry
 }
 
-// Frames describes the frames this Writer wrote. It is valid once Close succeeded.
+// Frames describes the frames this spool wrote. It is valid once Close succeeded, and
+// empty for a Writer that is not a spool.
 func (w *Writer) Frames() Frames {
-	if !w.closed || w.closeErr != nil {
+	if !w.bare || !w.closed || w.closeErr != nil {
 		return Frames{}
 	}
 	return Frames{entries: w.entries}
@@ -290,6 +296,25 @@ func (w *Writer) Close() error {
 	return nil
 }
 
+// errAborted is what a Writer returns once Abort was called.
+var errAborted = errors.New("zstdseek: Writer aborted")
+
+// Abort stops the Writer without writing anything more: the frames not written yet are
+// dropped, and no seek table is written. It is for a stream that failed; every later call
+// returns an error. Abort after Close does nothing.
+func (w *Writer) Abort() {
+	if w.closed {
+		return
+	}
+	w.setErr(errAborted) // the output goroutine drains the queue without writing
+	w.putBuf(w.buf)
+	w.buf = nil
+	w.closed = true
+	close(w.queue)
+	<-w.done
+	w.closeErr = w.loadErr()
+}
+
 // endFrame hands the current frame, if any, to a compressing goroutine and queues it for
 // output. It blocks only while Concurrency frames are being compressed or the output queue
 // is full.
@@ -397,12 +422,13 @@ func (w *Writer) setErr(err error) {
 }
 
 // getBuf returns an empty buffer of at least n bytes' capacity, from the pool when it has
-// one: frames and their compressed forms are filled without growing.
+// one: frames and their compressed forms are filled without growing. Buffers are made large
+// enough for either, so that the pool's buffers serve every use.
 func (w *Writer) getBuf(n int) []byte {
 	if b, ok := w.bufs.Get().(*[]byte); ok && cap(*b) >= n {
 		return (*b)[:0]
 	}
-	return make([]byte, 0, n)
+	return make([]byte, 0, max(n, maxCompressed(w.frameSize)))
 }
 
 // maxCompressed bounds a frame compressed from n bytes: the encoder stores incompressible

@@ -2,13 +2,16 @@ package zstdseek
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -376,4 +379,48 @@ func TestSpoolAppendFrames(t *testing.T) {
 	if err := w.AppendFrames(short, frames); err == nil {
 		t.Error("AppendFrames from a short reader succeeded")
 	}
+}
+
+// TestWriterAbort: Abort stops a Writer without a seek table or the frame being filled, and
+// its goroutines end; later calls fail.
+func TestWriterAbort(t *testing.T) {
+	before := runtime.NumGoroutine()
+	var buf bytes.Buffer
+	w, err := NewWriter(&buf, WriterOptions{FrameSize: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := textish(rand.New(rand.NewPCG(9, 9)), 200<<10)
+	if _, err := w.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	w.Abort()
+	if buf.Len() >= 4 && binary.LittleEndian.Uint32(buf.Bytes()[buf.Len()-4:]) == seekableMagic {
+		t.Error("an aborted Writer wrote a seek table")
+	}
+	if _, err := zstdDecodeAll(buf.Bytes()); err != nil {
+		t.Errorf("what was written before Abort is not whole frames: %v", err)
+	}
+	if _, err := w.Write([]byte("x")); err == nil {
+		t.Error("Write after Abort succeeded")
+	}
+	if err := w.Close(); err == nil {
+		t.Error("Close after Abort succeeded")
+	}
+	for deadline := time.Now().Add(2 * time.Second); runtime.NumGoroutine() > before && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("%d goroutines left running", n-before)
+	}
+}
+
+// zstdDecodeAll decodes b, which may hold no frame at all.
+func zstdDecodeAll(b []byte) ([]byte, error) {
+	dec, err := zstd.NewReader(nil)
+	if err != nil {
+		return nil, err
+	}
+	defer dec.Close()
+	return dec.DecodeAll(b, nil)
 }
