@@ -21,16 +21,11 @@ import (
 // Writing the member then writes the header and the head through the bundle writer and copies
 // the frames: the bytes are the same as if the blob had been written through it.
 
-// castagnoli is the CRC-32C table: the checksum of a spool's frames, computed as they are
-// stored and again as they are copied out, which catches a spool file that changed.
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
 // spooledFrames is a big member's data as a bundle holds it.
 type spooledFrames struct {
 	owner  *bundleWriter // the only writer whose output the frames fit
 	head   []byte        // the first headFrame bytes, raw
 	frames zstdseek.Frames
-	sum    uint32 // CRC-32C of the frames' bytes
 }
 
 // Size is the number of bytes the frames take in the spool file.
@@ -60,8 +55,8 @@ func (b *bundleWriter) spool(r io.Reader, size int64, want digest.Digest, dir st
 		_ = f.Close()
 		return nil, err
 	}
-	sf := &spooledFrames{owner: b, head: split.head, frames: zw.Frames(), sum: crc.Sum32()}
-	return &SpooledBlob{f: f, digest: got, size: n, frames: sf}, nil
+	sf := &spooledFrames{owner: b, head: split.head, frames: zw.Frames()}
+	return &SpooledBlob{f: f, digest: got, size: n, sum: crc.Sum32(), frames: sf}, nil
 }
 
 // headSplitter keeps the first headFrame bytes written to it and passes the rest on.
@@ -92,11 +87,7 @@ func (w *Writer) writeFrames(s *SpooledBlob) error {
 	if err != nil {
 		return err
 	}
-	if crc.Sum32() != sf.sum {
-		// The spool file changed under us: a disk error, or someone else's write.
-		return fmt.Errorf("%w: spooled copy of %s changed", ErrDigestMismatch, s.digest)
-	}
-	return nil
+	return s.checkSum(crc.Sum32())
 }
 
 // appendFrames writes the rest of a big member, whose header and head were just written, from

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"hash/crc32"
 	"io"
 	"os"
 	"strings"
@@ -316,11 +317,10 @@ func (w *Writer) WriteSpooled(name string, s *SpooledBlob) (WrittenMember, error
 		}
 		return WrittenMember{Name: name, Digest: s.digest, Size: s.size, HeaderOffset: start}, nil
 	}
-	h, _ := hasher("")
-	n, err := w.copyData(io.NewSectionReader(s.f, 0, s.size), h, s.size)
-	if err == nil && digest.NewDigest(h.alg, h) != s.digest {
-		// The spool file changed under us: a disk error, or someone else's write.
-		err = fmt.Errorf("%w: spooled copy of %s changed", ErrDigestMismatch, s.digest)
+	crc := crc32.New(castagnoli)
+	n, err := w.copyData(io.NewSectionReader(s.f, 0, s.size), &digester{Hash: crc}, s.size)
+	if err == nil {
+		err = s.checkSum(crc.Sum32())
 	}
 	if err == nil {
 		err = w.write(make([]byte, padding(n)))
@@ -405,6 +405,7 @@ type SpooledBlob struct {
 	f      *os.File
 	digest digest.Digest
 	size   int64
+	sum    uint32 // CRC-32C of f's bytes as they were spooled
 	// frames, for a blob Spool compressed, is what f holds; see bundle_spool.go.
 	frames *spooledFrames
 }
@@ -414,6 +415,20 @@ func (s *SpooledBlob) Digest() digest.Digest { return s.digest }
 
 // Size is the blob's size.
 func (s *SpooledBlob) Size() int64 { return s.size }
+
+// castagnoli is the CRC-32C table. A spool file is checksummed as it is written and again
+// as it is copied out, which catches a file that changed in between (a disk error, someone
+// else's write) at a fraction of the cost of hashing it for its digest again.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// checkSum reports a spool file whose bytes, as just copied out, have another checksum, sum,
+// than when they were spooled.
+func (s *SpooledBlob) checkSum(sum uint32) error {
+	if sum != s.sum {
+		return fmt.Errorf("%w: spooled copy of %s changed", ErrDigestMismatch, s.digest)
+	}
+	return nil
+}
 
 // Stored is the number of bytes in the temp file: the size, or less for a compressed spool.
 func (s *SpooledBlob) Stored() int64 {
@@ -441,12 +456,13 @@ func SpoolBlob(r io.Reader, size int64, want digest.Digest, dir string) (*Spoole
 	if err != nil {
 		return nil, err
 	}
-	got, n, err := copyChecked(f, r, size, want)
+	crc := crc32.New(castagnoli)
+	got, n, err := copyChecked(io.MultiWriter(f, crc), r, size, want)
 	if err != nil {
 		_ = f.Close()
 		return nil, err
 	}
-	return &SpooledBlob{f: f, digest: got, size: n}, nil
+	return &SpooledBlob{f: f, digest: got, size: n, sum: crc.Sum32()}, nil
 }
 
 // Spool is SpoolBlob for this Writer's output: for a seekable zstd bundle, a blob of

@@ -270,6 +270,27 @@ func TestSpoolBlob(t *testing.T) {
 	}
 }
 
+// TestSpoolBlobChanged: a spool file that changed between spooling and writing out is a
+// digest mismatch, and the member is not written (cut back off a seekable output).
+func TestSpoolBlobChanged(t *testing.T) {
+	data := bytes.Repeat([]byte("spooled layer content "), 1000)
+	sp, err := SpoolBlob(bytes.NewReader(data), -1, "", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	if _, err := sp.f.WriteAt([]byte{'X'}, 100); err != nil {
+		t.Fatal(err)
+	}
+	w, _ := NewWriter(seekableFile(t), WriterOptions{})
+	if _, err := w.WriteSpooled(layerName(sp.Digest()), sp); !errors.Is(err, ErrDigestMismatch) {
+		t.Errorf("changed spool file: %v, want ErrDigestMismatch", err)
+	}
+	if w.Offset() != 0 {
+		t.Errorf("%d bytes left in the output", w.Offset())
+	}
+}
+
 // TestCutBack removes members off the end of a file; on a stream it is refused and sticky.
 func TestCutBack(t *testing.T) {
 	f := seekableFile(t)
