@@ -93,7 +93,7 @@ func TestBundleSpoolSameBytes(t *testing.T) {
 		9<<20 + 7,
 	}
 	dir := t.TempDir()
-	leaks := leakCheck(t)
+	t.Cleanup(leakCheck(t))
 	for i, n := range sizes {
 		data := layerData(n, uint64(i))
 		d := digest.FromBytes(data)
@@ -138,7 +138,6 @@ func TestBundleSpoolSameBytes(t *testing.T) {
 			t.Errorf("size %d: the decoded member is not the blob", n)
 		}
 	}
-	leaks()
 }
 
 // TestBundleSpoolChecks: a compressed spool checks the declared size and digest as
@@ -148,7 +147,7 @@ func TestBundleSpoolSameBytes(t *testing.T) {
 func TestBundleSpoolChecks(t *testing.T) {
 	data := layerData(1<<20, 7)
 	dir := t.TempDir()
-	leaks := leakCheck(t)
+	t.Cleanup(leakCheck(t)) // after the writers' Close, which later cleanups do
 	if _, err := spoolingWriter(t).Spool(bytes.NewReader(data), int64(len(data))-1, "", dir); !errors.Is(err, ErrSizeMismatch) {
 		t.Errorf("declared one byte short: %v, want ErrSizeMismatch", err)
 	}
@@ -178,8 +177,6 @@ func TestBundleSpoolChecks(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	closeSpoolingWriters(t)
-	leaks()
 }
 
 // TestBundleSpoolOtherWriter: frames spooled for one bundle are refused by another Writer,
@@ -197,20 +194,17 @@ func TestBundleSpoolOtherWriter(t *testing.T) {
 	if other.Offset() != 0 || other.Err() != nil {
 		t.Errorf("the refusal wrote %d bytes, sticky error %v", other.Offset(), other.Err())
 	}
-	closeSpoolingWriters(t)
 }
 
-// spoolingWriters are the compressors of the Writers spoolingWriter made, to close.
-var spoolingWriters []io.Closer
-
-// spoolingWriter returns a Writer to a seekable bundle that is thrown away.
+// spoolingWriter returns a Writer to a seekable bundle that is thrown away, closed when the
+// test ends (a failed bundle's Close returns its failure, which is not the test's concern).
 func spoolingWriter(t *testing.T) *Writer {
 	t.Helper()
 	cw, err := NewCompressor(io.Discard, Zstd, CompressOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	spoolingWriters = append(spoolingWriters, cw)
+	t.Cleanup(func() { _ = cw.Close() })
 	w, err := NewWriter(cw, WriterOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -218,18 +212,9 @@ func spoolingWriter(t *testing.T) *Writer {
 	return w
 }
 
-// closeSpoolingWriters closes what spoolingWriter made; a failed bundle's Close returns its
-// failure, which is not this check's concern.
-func closeSpoolingWriters(t *testing.T) {
-	t.Helper()
-	for _, c := range spoolingWriters {
-		_ = c.Close()
-	}
-	spoolingWriters = nil
-}
-
 // leakCheck returns a function that reports the files left open and the goroutines left
-// running since leakCheck was called. Files are counted on Linux only.
+// running since leakCheck was called, to run as a cleanup registered before any other.
+// Files are counted on Linux only.
 func leakCheck(t *testing.T) func() {
 	files, routines := openFiles(), runtime.NumGoroutine()
 	return func() {
